@@ -1,0 +1,1 @@
+"""ragc's code generators: GPU SPIR-V kernels from GLSL templates and NPU xclbin references."""

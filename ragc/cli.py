@@ -1,0 +1,159 @@
+"""The `ragc` command line: compile, run, inspect and validate plan bundles."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ragc.errors import RagcError, UsageError
+
+
+def friendly_errors(fn):
+    """Turn our errors into one line on stderr and a non-zero exit; never a traceback (RAGC_DEBUG=1 shows it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from runtime_min.errors import RuntimeMinError
+
+        try:
+            return fn(*args, **kwargs)
+        except (RagcError, RuntimeMinError) as exc:
+            if os.environ.get("RAGC_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug of ours: still one line, with how to get the details
+            if os.environ.get("RAGC_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with RAGC_DEBUG=1 and report it)", err=True)
+            sys.exit(3)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ragc")
+def main() -> None:
+    """ragc: compile an ONNX model into a plan that runs across the CPU, a Vulkan GPU and an XDNA NPU."""
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
+)
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=AxBxC", help="Static shape for an input (repeatable).")
+@click.option("--devices", default="cpu", show_default=True, help="Processors to use, e.g. cpu,gpu,npu.")
+@click.option(
+    "--place", multiple=True, metavar="PATTERN=DEVICE", help="Force ops (op type, node name or *) onto a device."
+)
+@click.option("--cut", "cuts", multiple=True, metavar="NODE", help="Start a new partition at this node (repeatable).")
+@friendly_errors
+def compile_cmd(
+    model: Path, out: Path, shapes: tuple[str, ...], devices: str, place: tuple[str, ...], cuts: tuple[str, ...]
+) -> None:
+    """Compile MODEL (.onnx) into a plan bundle."""
+    from ragc.compiler import compile_model
+    from ragc.frontend import parse_shapes
+    from ragc.report import print_partitions
+
+    result = compile_model(model, out, shapes=parse_shapes(shapes), devices=devices, place=place, cut_before=cuts)
+    print_partitions(result.bundle)
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
+    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
+
+
+@main.command("run")
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option(
+    "--input", "inputs", multiple=True, metavar="NAME=FILE.npy", help="Input array (repeatable); random if omitted."
+)
+@click.option(
+    "--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write each output as NAME.npy here."
+)
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1), help="Runs to time; prints the median.")
+@click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
+@friendly_errors
+def run_cmd(plan: Path, inputs: tuple[str, ...], output_dir: Path | None, repeat: int, seed: int) -> None:
+    """Run PLAN on given (or random) inputs and print output summaries and latency."""
+    import runtime_min
+    from ragc.report import median_ms, random_feeds
+
+    loaded = runtime_min.load(plan)
+    feeds = random_feeds(loaded.inputs, seed) | _read_inputs(inputs)
+    outputs, times = None, []
+    for _ in range(repeat):
+        outputs, elapsed = _timed(loaded.run, feeds)
+        times.append(elapsed)
+    for name, value in outputs.items():
+        click.echo(f"{name}: {value.dtype}{list(value.shape)} min {value.min():.6g} max {value.max():.6g}")
+        if output_dir:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            np.save(output_dir / f"{name.replace('/', '_')}.npy", value)
+    click.echo(f"median latency over {repeat} run(s): {median_ms(times):.3f} ms")
+
+
+@main.command("inspect")
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@friendly_errors
+def inspect_cmd(plan: Path, as_json: bool) -> None:
+    """Show PLAN's partitions: processor, op count, predicted time."""
+    from ragc.report import plan_summary, print_partitions
+
+    if as_json:
+        click.echo(json.dumps(plan_summary(plan), indent=1, sort_keys=True))
+    else:
+        print_partitions(plan)
+
+
+@main.command("validate")
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The original .onnx.")
+@click.option("--rtol", default=1e-4, show_default=True, help="Relative tolerance.")
+@click.option("--atol", default=1e-5, show_default=True, help="Absolute tolerance.")
+@click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
+@friendly_errors
+def validate_cmd(plan: Path, model: Path, rtol: float, atol: float, seed: int) -> None:
+    """Compare PLAN against onnxruntime on the original MODEL with random inputs; exit 1 beyond tolerance."""
+    from ragc.validate import compare_with_onnxruntime
+
+    report = compare_with_onnxruntime(plan, model, rtol=rtol, atol=atol, seed=seed)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _read_inputs(specs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in specs:
+        name, sep, file = spec.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"bad --input {spec!r}: write NAME=FILE.npy")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read --input {name} from {file!r} ({exc}); give a .npy file") from None
+    return feeds
+
+
+def _timed(fn, *args):
+    import time
+
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()

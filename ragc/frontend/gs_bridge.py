@@ -1,0 +1,42 @@
+"""Every onnx-graphsurgeon call ragc makes, in one place: import, export, fold constants, clean up."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime
+
+from ragc.errors import ModelError
+
+
+def import_graph(model: onnx.ModelProto) -> gs.Graph:
+    return gs.import_onnx(model)
+
+
+def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    """Export, keeping the original opset imports and IR version."""
+    model = gs.export_onnx(graph, do_type_check=True)
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    model.ir_version = like.ir_version
+    return model
+
+
+def fold_constants(graph: gs.Graph) -> gs.Graph:
+    """Evaluate every subgraph whose inputs are all constants (with onnxruntime), then drop what is unused."""
+    severity = gs.logger.G_LOGGER.severity
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR
+    onnxruntime.set_default_logger_severity(3)  # folding runs onnxruntime, whose optimizer warnings are noise here
+    try:
+        graph.toposort()
+        graph.fold_constants(error_ok=False, size_threshold=None)
+    except Exception as exc:  # graphsurgeon re-raises whatever onnxruntime raised
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"constant folding failed ({first_line}); run onnx.checker on the model") from exc
+    finally:
+        gs.logger.G_LOGGER.severity = severity
+    return cleanup(graph)
+
+
+def cleanup(graph: gs.Graph) -> gs.Graph:
+    return graph.cleanup(remove_unused_graph_inputs=False).toposort()

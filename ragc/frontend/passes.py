@@ -1,0 +1,61 @@
+"""Graph rewrites on the onnx-graphsurgeon graph, each a named function; `PIPELINE` lists them in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from ragc.frontend import gs_bridge
+
+
+def _constant(tensor: gs.Tensor | None) -> np.ndarray | None:
+    return tensor.values if isinstance(tensor, gs.Constant) else None
+
+
+def fold_batchnorm_into_conv(graph: gs.Graph) -> gs.Graph:
+    """Conv (constant weights) followed only by BatchNormalization (constant statistics) -> one Conv."""
+    for bn in [n for n in graph.nodes if n.op == "BatchNormalization" and len(n.outputs) == 1]:
+        conv_out = bn.inputs[0]
+        if len(conv_out.inputs) != 1 or len(conv_out.outputs) != 1 or conv_out in graph.outputs:
+            continue
+        conv = conv_out.inputs[0]
+        weight = _constant(conv.inputs[1]) if conv.op == "Conv" and len(conv.inputs) > 1 else None
+        stats = [_constant(t) for t in bn.inputs[1:5]]
+        if weight is None or any(s is None for s in stats):
+            continue
+        scale, shift, mean, var = (s.astype(np.float64) for s in stats)
+        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        bias = _constant(conv.inputs[2]) if len(conv.inputs) > 2 else None
+        bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
+        new_weight = (weight.astype(np.float64) * factor.reshape(-1, *([1] * (weight.ndim - 1)))).astype(weight.dtype)
+        new_bias = ((bias - mean) * factor + shift).astype(weight.dtype)
+        conv.inputs = [
+            conv.inputs[0],
+            gs.Constant(f"{conv.name}.w_bn", new_weight),
+            gs.Constant(f"{conv.name}.b_bn", new_bias),
+        ]
+        conv.outputs = [bn.outputs[0]]
+        bn.outputs = []
+    return gs_bridge.cleanup(graph)
+
+
+def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
+    """Dropout (inference) and Identity become plain edges, unless they feed a graph output directly."""
+    for node in [n for n in graph.nodes if n.op in ("Dropout", "Identity")]:
+        src, dst = node.inputs[0], node.outputs[0]
+        if dst in graph.outputs or any(mask.outputs or mask in graph.outputs for mask in node.outputs[1:]):
+            continue
+        for consumer in list(dst.outputs):
+            consumer.inputs = [src if t is dst else t for t in consumer.inputs]
+        node.outputs = []
+    return gs_bridge.cleanup(graph)
+
+
+PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
+    gs_bridge.fold_constants,
+    fold_batchnorm_into_conv,
+    remove_inference_noops,
+    gs_bridge.cleanup,
+]

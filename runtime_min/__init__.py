@@ -1,0 +1,41 @@
+"""runtime_min: load a ragc plan bundle and run it on the processors it was compiled for.
+
+    import runtime_min
+    plan = runtime_min.load("plan/")
+    outputs = plan.run({"image": x})
+
+Imports only numpy; each processor's library (onnxruntime, vulkan, pyxrt) is imported by its backend, when a
+plan needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runtime_min.errors import BackendUnavailable, BundleError, DeviceFailure, InputError, RuntimeMinError
+from runtime_min.manifest import read_bundle
+from runtime_min.plan import Plan, TensorSpec
+
+__version__ = "0.1.0"
+
+
+def load(path: str | Path, **options: Any) -> Plan:
+    """Verify the bundle at `path` (format, hashes, paths) and prepare every partition on its processor.
+
+    Options: cpu_threads (onnxruntime intra-op threads, 0 = default), npu ("xrt" or "sim").
+    """
+    root, manifest, schedule = read_bundle(path)
+    return Plan(root, manifest, schedule, options)
+
+
+__all__ = [
+    "BackendUnavailable",
+    "BundleError",
+    "DeviceFailure",
+    "InputError",
+    "Plan",
+    "RuntimeMinError",
+    "TensorSpec",
+    "load",
+]
