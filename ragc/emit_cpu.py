@@ -27,7 +27,7 @@ def partition_model(model: onnx.ModelProto, sub: ir.Graph, name: str) -> onnx.Mo
         initializer=weights,
     )
     out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="ragc")
-    out.ir_version = model.ir_version
+    out.ir_version = helper.find_min_ir_version_for(list(model.opset_import))  # oldest IR that holds it
     return out
 
 

@@ -1,0 +1,48 @@
+# Set-up, demo and tests. `make demo` and `make test` install whatever is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := mesa-vulkan-drivers libvulkan1 glslc
+DEMO_MODEL := examples/tinynet.onnx
+DEMO_PLAN := out/demo-plan
+
+.PHONY: demo test lint bench system-deps setup clean
+
+demo: setup
+	$(BIN)/ragc compile $(DEMO_MODEL) -o $(DEMO_PLAN) --devices cpu,gpu,npu
+	$(BIN)/ragc validate $(DEMO_PLAN) --model $(DEMO_MODEL)
+	$(BIN)/ragc run $(DEMO_PLAN) --repeat 50
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	$(BIN)/ruff check ragc codegen runtime_min tests bench examples
+	$(BIN)/ruff format --check ragc codegen runtime_min tests bench examples
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+setup: system-deps $(STAMP)
+
+# Vulkan (Mesa's lavapipe on machines without a GPU) and the GLSL compiler; only as root, with apt.
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "note: missing system packages: $$missing (install them as root for GPU support; CPU works without)"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

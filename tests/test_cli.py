@@ -1,0 +1,105 @@
+"""The `ragc` command line, end to end in a subprocess: outputs, exit codes, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from models import conv_bn_relu_model, save
+
+
+def ragc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ragc.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_one_line_error(result, pattern):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save(conv_bn_relu_model(), tmp_path_factory.mktemp("cli") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def plan(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "plan"
+    result = ragc("compile", model, "-o", out, "--cut", "conv2")
+    assert result.returncode == 0, result.stderr
+    assert "p1" in result.stdout and "wrote" in result.stdout
+    return out
+
+
+def test_help_lists_every_command():
+    result = ragc("--help")
+    for command in ("compile", "run", "inspect", "validate"):
+        assert command in result.stdout
+
+
+def test_inspect_json_keys(plan):
+    summary = json.loads(ragc("inspect", plan, "--json").stdout)
+    assert set(summary) >= {"predicted_ms", "solver", "gap", "partitions"}
+    assert [p["device"] for p in summary["partitions"]] == ["cpu", "cpu"]
+    assert all(set(p) >= {"id", "device", "ops", "predicted_ms"} for p in summary["partitions"])
+
+
+def test_run_with_input_file_writes_outputs(plan, tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 16, 16), np.float32))
+    result = ragc("run", plan, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", "--repeat", 3)
+    assert result.returncode == 0, result.stderr
+    assert "median latency over 3 run(s)" in result.stdout
+    assert np.load(tmp_path / "out" / "y.npy").shape == (1, 10)
+
+
+def test_validate_passes(plan, model):
+    result = ragc("validate", plan, "--model", model)
+    assert result.returncode == 0 and "PASS" in result.stdout
+
+
+def test_validate_fails_beyond_tolerance(plan, model, tmp_path):
+    other = conv_bn_relu_model()
+    other.graph.initializer[-1].float_data[:] = []  # a different model: fc bias changed
+    other.graph.initializer[-1].raw_data = np.full(10, 5.0, np.float32).tobytes()
+    result = ragc("validate", plan, "--model", save(other, tmp_path / "other.onnx"))
+    assert result.returncode == 1 and "FAIL" in result.stdout
+
+
+def test_missing_model(tmp_path):
+    assert_one_line_error(ragc("compile", tmp_path / "nope.onnx", "-o", tmp_path / "p"), "does not exist")
+
+
+def test_dynamic_shape_without_shape_option(tmp_path):
+    path = save(conv_bn_relu_model(batch="N"), tmp_path / "dyn.onnx")
+    assert_one_line_error(ragc("compile", path, "-o", tmp_path / "p"), "--shape")
+    assert ragc("compile", path, "-o", tmp_path / "p", "--shape", "x=4x3x16x16").returncode == 0
+
+
+def test_bad_devices(model, tmp_path):
+    assert_one_line_error(ragc("compile", model, "-o", tmp_path / "p", "--devices", "tpu"), "bad --devices")
+
+
+def test_unknown_cut(model, tmp_path):
+    assert_one_line_error(ragc("compile", model, "-o", tmp_path / "p", "--cut", "nope"), "--cut names nope")
+
+
+def test_tampered_bundle(plan, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(plan, copy)
+    (copy / "schedule.json").write_text((copy / "schedule.json").read_text().replace("cpu", "cpu "))
+    assert_one_line_error(ragc("run", copy), "sha256")
+
+
+def test_wrong_input_shape(plan, tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((2, 3, 16, 16), np.float32))
+    assert_one_line_error(ragc("run", plan, "--input", f"x={tmp_path / 'x.npy'}"), "expects [1, 3, 16, 16]")
+
+
+def test_unreadable_input_file(plan, tmp_path):
+    assert_one_line_error(ragc("run", plan, "--input", f"x={tmp_path / 'none.npy'}"), "cannot read --input x")
