@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from ragc.errors import RagcError, UsageError
+from ragc.placement.solve import OBJECTIVES, SOLVERS
 
 
 def friendly_errors(fn):
@@ -52,21 +53,51 @@ def main() -> None:
     "-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
 )
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=AxBxC", help="Static shape for an input (repeatable).")
-@click.option("--devices", default="cpu", show_default=True, help="Processors to use, e.g. cpu,gpu,npu.")
+@click.option("--devices", help="Processors to use, e.g. cpu,gpu,npu [default: all the chip has].")
+@click.option("--target", help="Compile for another chip: a name in ragc/targets/ or a personality/target file.")
+@click.option("--solver", default="auto", show_default=True, type=click.Choice(SOLVERS), help="Placement solver.")
+@click.option(
+    "--objective",
+    default="latency",
+    show_default=True,
+    type=click.Choice(OBJECTIVES),
+    help="latency: one request soonest; throughput: pipeline stages for streams.",
+)
+@click.option("--time-limit", default=5.0, show_default=True, help="Seconds the ILP may take.")
 @click.option(
     "--place", multiple=True, metavar="PATTERN=DEVICE", help="Force ops (op type, node name or *) onto a device."
 )
 @click.option("--cut", "cuts", multiple=True, metavar="NODE", help="Start a new partition at this node (repeatable).")
 @friendly_errors
 def compile_cmd(
-    model: Path, out: Path, shapes: tuple[str, ...], devices: str, place: tuple[str, ...], cuts: tuple[str, ...]
+    model: Path,
+    out: Path,
+    shapes: tuple[str, ...],
+    devices: str | None,
+    target: str | None,
+    solver: str,
+    objective: str,
+    time_limit: float,
+    place: tuple[str, ...],
+    cuts: tuple[str, ...],
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle."""
     from ragc.compiler import compile_model
     from ragc.frontend import parse_shapes
     from ragc.report import print_partitions
 
-    result = compile_model(model, out, shapes=parse_shapes(shapes), devices=devices, place=place, cut_before=cuts)
+    result = compile_model(
+        model,
+        out,
+        shapes=parse_shapes(shapes),
+        devices=devices,
+        place=place,
+        cut_before=cuts,
+        solver=solver,
+        objective=objective,
+        target=target,
+        time_limit_s=time_limit,
+    )
     print_partitions(result.bundle)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
     click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
@@ -81,25 +112,52 @@ def compile_cmd(
     "--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write each output as NAME.npy here."
 )
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1), help="Runs to time; prints the median.")
+@click.option("--stream", "frames", type=click.IntRange(1), help="Run N frames as a stream; prints frames/s.")
+@click.option("--depth", default=2, show_default=True, type=click.IntRange(1), help="Frames in flight with --stream.")
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), help="Write a Chrome/Perfetto trace here.")
+@click.option("--record", is_flag=True, help="Add the measured partition times to this chip's personality.")
+@click.option("--npu", type=click.Choice(["xrt", "sim"]), help="NPU backend [default: RAGC_NPU, else xrt].")
 @click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
 @friendly_errors
-def run_cmd(plan: Path, inputs: tuple[str, ...], output_dir: Path | None, repeat: int, seed: int) -> None:
-    """Run PLAN on given (or random) inputs and print output summaries and latency."""
+def run_cmd(
+    plan: Path,
+    inputs: tuple[str, ...],
+    output_dir: Path | None,
+    repeat: int,
+    frames: int | None,
+    depth: int,
+    trace: Path | None,
+    record: bool,
+    npu: str | None,
+    seed: int,
+) -> None:
+    """Run PLAN on given (or random) inputs; print outputs, per-partition times and the median latency."""
     import runtime_min
+    from ragc import runner
     from ragc.report import median_ms, random_feeds
 
-    loaded = runtime_min.load(plan)
+    options = {"timestamps": trace is not None} | ({"npu": npu} if npu else {})
+    loaded = runtime_min.load(plan, **options)
     feeds = random_feeds(loaded.inputs, seed) | _read_inputs(inputs)
-    outputs, times = None, []
-    for _ in range(repeat):
-        outputs, elapsed = _timed(loaded.run, feeds)
-        times.append(elapsed)
+    if frames:
+        rate = runner.timed_stream(loaded, feeds, frames, depth, trace)
+        click.echo(f"stream of {frames} frames (depth {depth}): {rate:.1f} frames/s")
+        return
+    outputs, seconds, steps = runner.timed_runs(loaded, feeds, repeat, trace)
     for name, value in outputs.items():
         click.echo(f"{name}: {value.dtype}{list(value.shape)} min {value.min():.6g} max {value.max():.6g}")
         if output_dir:
             output_dir.mkdir(parents=True, exist_ok=True)
             np.save(output_dir / f"{name.replace('/', '_')}.npy", value)
-    click.echo(f"median latency over {repeat} run(s): {median_ms(times):.3f} ms")
+    medians = runner.step_medians(steps)
+    runner.print_step_table(loaded, medians)
+    predicted = loaded.manifest.get("predicted_ms")
+    shown = "" if predicted is None else f" (predicted {predicted:.3f} ms)"
+    click.echo(f"median latency over {repeat} run(s): {median_ms(seconds):.3f} ms{shown}")
+    if trace:
+        click.echo(f"trace written to {trace} (open it in ui.perfetto.dev or chrome://tracing)")
+    if record:
+        click.echo(f"recorded {runner.record(plan, loaded, medians)} partition timings into this chip's personality")
 
 
 @main.command("inspect")
@@ -147,13 +205,14 @@ def _read_inputs(specs: tuple[str, ...]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _timed(fn, *args):
-    import time
+def _add_profile_commands() -> None:
+    from ragc.cli_profile import costmodel, profile
 
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+    main.add_command(profile)
+    main.add_command(costmodel)
 
+
+_add_profile_commands()
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,9 @@
-"""The compile pipeline: front end -> placement -> partitions -> code generation -> schedule -> bundle."""
+"""The compile pipeline: front end -> personality -> placement -> partitions -> code generation -> schedule ->
+bundle."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,11 +11,13 @@ from typing import Any
 
 from codegen.artifact import Artifact
 from ragc import emit_cpu, ir
-from ragc.bundle import write_bundle
+from ragc.bundle import dumps, write_bundle
 from ragc.errors import PlacementError, UsageError
 from ragc.forced import forced_devices, parse_rules
 from ragc.frontend import LoadedModel, load_model
 from ragc.partition import Partition, partition
+from ragc.personality.record import partition_op_stats
+from ragc.placement import Placement, PlacementProblem, build_problem, solve
 from ragc.schedule import build_schedule
 from ragc.support import DEVICES, generator, unsupported_reason
 
@@ -22,10 +26,21 @@ from ragc.support import DEVICES, generator, unsupported_reason
 class CompileResult:
     bundle: Path
     partitions: list[Partition]
-    predicted_ms: float | None
-    solver: str
-    gap: float | None
+    placement: Placement
+    problem: PlacementProblem
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
+
+    @property
+    def predicted_ms(self) -> float:
+        return self.placement.predicted_ms
+
+    @property
+    def solver(self) -> str:
+        return self.placement.solver
+
+    @property
+    def gap(self) -> float | None:
+        return self.placement.gap
 
 
 def parse_devices(spec: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -41,51 +56,112 @@ def compile_model(
     out_dir: str | Path,
     *,
     shapes: dict[str, tuple[int, ...]] | None = None,
-    devices: str | list[str] = "cpu",
+    devices: str | list[str] | None = None,
     place: list[str] | tuple[str, ...] = (),
     cut_before: list[str] | tuple[str, ...] = (),
+    solver: str = "auto",
+    objective: str = "latency",
+    target: str | Path | None = None,
+    time_limit_s: float = 5.0,
 ) -> CompileResult:
+    """Compile `model` into a bundle at `out_dir`. `devices` defaults to every processor of the personality (this
+    chip's, profiled on first use, or `target`'s); ops no listed processor runs go to the CPU."""
+    from ragc.personality.store import load_personality
+
     timer = _StageTimer()
     loaded = timer.run("frontend", load_model, model, shapes)
-    chosen = parse_devices(devices)
-    device_of, solver = timer.run("placement", _place, loaded.graph, chosen, parse_rules(place))
-    unknown_cuts = sorted(set(cut_before) - {op.name for op in loaded.graph.ops})
-    if unknown_cuts:
-        raise UsageError(f"--cut names {', '.join(unknown_cuts)}, not nodes of the model; see `ragc inspect`")
-    parts = timer.run("partition", partition, loaded.graph, device_of, frozenset(cut_before))
-    files, artifacts, fallbacks = timer.run("codegen", _emit_all, loaded, parts)
-    schedule = build_schedule(loaded.graph, parts, artifacts, fallbacks, predicted_ms={})
+    personality = timer.run("personality", load_personality, target)
+    chosen = parse_devices(devices) if devices else personality.devices
+    absent = [d for d in chosen if d not in personality.devices]
+    if absent:
+        raise UsageError(
+            f"this chip's personality has no {', '.join(absent)}; compile for another chip with --target NAME "
+            "(see `ragc profile --show` for what was found here)"
+        )
+    _check_cuts(loaded.graph, cut_before)
+    problem, placement = timer.run(
+        "placement", _place, loaded.graph, chosen, parse_rules(place), personality, solver, objective, time_limit_s
+    )
+    device_of = {op: placement.assignment[unit.name] for unit in problem.units for op in unit.ops}
+    cuts = frozenset(cut_before) | _stage_cuts(problem, placement)
+    parts = timer.run("partition", partition, loaded.graph, device_of, cuts)
+    npu_timing = personality.data.get("npu")
+    files, artifacts, fallbacks = timer.run("codegen", _emit_all, loaded, parts, npu_timing)
+    predicted = _partition_times(problem, placement, parts)
+    schedule = build_schedule(loaded.graph, parts, artifacts, fallbacks, predicted, objective)
+    schedule["stages"] = _stages(problem, placement, parts)
+    files["opstats.json"] = dumps({p.id: partition_op_stats(loaded.graph, p.ops) for p in parts})
     info: dict[str, Any] = {
         "model_sha256": loaded.source_sha256,
         "model_name": Path(model).name,
-        "predicted_ms": None,
-        "solver": solver,
-        "gap": None,
+        "chip_id": personality.chip_id,
+        "predicted_ms": round(placement.predicted_ms, 6),
+        "solver": placement.solver,
+        "gap": None if placement.gap is None else round(placement.gap, 6),
+        "unified_memory": personality.unified_memory,
     }
     bundle = timer.run("bundle", write_bundle, out_dir, schedule, files, info)
-    return CompileResult(bundle, parts, None, solver, None, timer.seconds)
+    return CompileResult(bundle, parts, placement, problem, timer.seconds)
 
 
-def _place(graph: ir.Graph, devices: list[str], rules: list[tuple[str, str]]) -> tuple[dict[str, str], str]:
-    """Forced rules first; every other op goes to the first listed processor that can run it, else the CPU."""
+def _check_cuts(graph: ir.Graph, cut_before: list[str] | tuple[str, ...]) -> None:
+    unknown = sorted(set(cut_before) - {op.name for op in graph.ops})
+    if unknown:
+        raise UsageError(f"--cut names {', '.join(unknown)}, not nodes of the model; see `ragc inspect`")
+
+
+def _place(graph: ir.Graph, chosen: list[str], rules, personality, solver: str, objective: str, time_limit_s: float):
+    """Costs per op and processor (inf where unsupported, not chosen, or ruled out by --place), then solve.
+    The CPU always takes part, for the ops no chosen processor can run."""
+    from ragc.costmodel import cost_fn
+
+    predict = cost_fn(personality)
     forced = forced_devices(graph, rules)
-    device_of = {}
-    for op in graph.ops:
-        if op.name in forced:
-            device = forced[op.name]
-            reason = unsupported_reason(graph, op, device)
-            if reason:
-                raise PlacementError(
-                    f"--place puts {op.name} ({op.op_type}) on {device}, which cannot run it: {reason}"
-                )
-        else:
-            device = next((d for d in devices if unsupported_reason(graph, op, d) is None), "cpu")
-        device_of[op.name] = device
-    return device_of, "forced" if rules else "first-fit"
+    devices = sorted(set(chosen) | {"cpu"}, key=DEVICES.index)
+    runnable = {op.name: [d for d in chosen if unsupported_reason(graph, op, d) is None] for op in graph.ops}
+    for name, device in forced.items():
+        reason = unsupported_reason(graph, graph.op(name), device)
+        if reason:
+            raise PlacementError(f"--place puts {name} on {device}, which cannot run it: {reason}")
+
+    def op_cost(g: ir.Graph, op: ir.Op, device: str) -> float:
+        allowed = [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"]
+        return predict(g, op, device) if device in allowed else math.inf
+
+    problem = build_problem(graph, devices, op_cost, personality.transfer_ms, personality.capacity_bytes)
+    return problem, solve(problem, solver, objective, time_limit_s)
+
+
+def _stage_cuts(problem: PlacementProblem, placement: Placement) -> frozenset[str]:
+    """Throughput plans: every pipeline stage starts its own partition."""
+    if not placement.stages:
+        return frozenset()
+    return frozenset(problem.unit(stage[0]).ops[0] for stage in placement.stages[1:] if stage)
+
+
+def _partition_times(problem: PlacementProblem, placement: Placement, parts: list[Partition]) -> dict[str, float]:
+    unit_of = {op: unit for unit in problem.units for op in unit.ops}
+    times = {}
+    for p in parts:
+        units = {unit_of[op].name: unit_of[op] for op in p.ops}.values()
+        times[p.id] = round(sum(u.cost_ms[p.device] for u in units), 6)
+    return times
+
+
+def _stages(problem: PlacementProblem, placement: Placement, parts: list[Partition]) -> list[list[str]] | None:
+    """Throughput plans: the partition ids of each pipeline stage, in order."""
+    if not placement.stages:
+        return None
+    unit_of_op = {op: unit.name for unit in problem.units for op in unit.ops}
+    stage_of_unit = {u: i for i, stage in enumerate(placement.stages) for u in stage}
+    stages: list[list[str]] = [[] for _ in placement.stages]
+    for p in parts:
+        stages[stage_of_unit[unit_of_op[p.ops[0]]]].append(p.id)
+    return stages
 
 
 def _emit_all(
-    loaded: LoadedModel, parts: list[Partition]
+    loaded: LoadedModel, parts: list[Partition], npu_timing: dict[str, Any] | None
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Run each partition's emitter; non-CPU partitions also get a CPU fallback."""
     files: dict[str, bytes] = {}
@@ -93,12 +169,15 @@ def _emit_all(
     fallbacks: dict[str, dict[str, Any]] = {}
     for p in parts:
         cpu = emit_cpu.emit(loaded.proto, p.graph, p.id)
-        native = cpu if p.device == "cpu" else generator(p.device).emit(p.graph, p.id)
-        for artifact in {id(a): a for a in (native, cpu)}.values():
-            files.update(artifact.files)
+        files.update(cpu.files)
+        if p.device == "cpu":
+            artifacts[p.id] = _entry(cpu)
+            continue
+        emitter = generator(p.device)
+        native = emitter.emit(p.graph, p.id, npu_timing) if p.device == "npu" else emitter.emit(p.graph, p.id)
+        files.update(native.files)
         artifacts[p.id] = _entry(native)
-        if p.device != "cpu":
-            fallbacks[p.id] = _entry(cpu)
+        fallbacks[p.id] = _entry(cpu)
     return files, artifacts, fallbacks
 
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime_min.errors import BackendUnavailable, BundleError, DeviceFailure, InputError, RuntimeMinError
+from runtime_min.errors import (
+    BackendUnavailable,
+    BundleError,
+    DeviceFailure,
+    InputError,
+    RuntimeMinError,
+    RuntimeMinWarning,
+)
 from runtime_min.manifest import read_bundle
 from runtime_min.plan import Plan, TensorSpec
 
@@ -23,7 +30,9 @@ __version__ = "0.1.0"
 def load(path: str | Path, **options: Any) -> Plan:
     """Verify the bundle at `path` (format, hashes, paths) and prepare every partition on its processor.
 
-    Options: cpu_threads (onnxruntime intra-op threads, 0 = default), npu ("xrt" or "sim").
+    Options: cpu_threads (onnxruntime intra-op threads, 0 = default), npu ("xrt" or "sim"; default RAGC_NPU or
+    "xrt"), timestamps (True: GPU kernel times from timestamp queries, shown in traces), vulkan_device (index or
+    name substring; default RAGC_VULKAN_DEVICE, else discrete > integrated > CPU implementation).
     """
     root, manifest, schedule = read_bundle(path)
     return Plan(root, manifest, schedule, options)
@@ -36,6 +45,7 @@ __all__ = [
     "InputError",
     "Plan",
     "RuntimeMinError",
+    "RuntimeMinWarning",
     "TensorSpec",
     "load",
 ]

@@ -19,3 +19,7 @@ class BackendUnavailable(RuntimeMinError):
 
 class DeviceFailure(RuntimeMinError):
     """A processor failed while running a plan; reload the plan to use it again."""
+
+
+class RuntimeMinWarning(UserWarning):
+    """Something still works, but not as compiled: e.g. a processor's partitions run from their CPU fallbacks."""

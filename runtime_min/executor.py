@@ -1,19 +1,246 @@
-"""Execute a plan's steps, passing tensors between partitions."""
+"""Run a plan's steps: one worker thread per processor follows its step list in order and waits on one event per
+partition of another processor; tensors go through a per-frame table, each written once. Frames are queued to
+every worker in the same order, so frame i+1 can occupy one processor while frame i is still on another."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from runtime_min.plan import Step
+from runtime_min.backends.base import Executable, StepTiming
+from runtime_min.errors import BundleError, DeviceFailure, RuntimeMinError
+
+Entry = tuple[dict[str, Any], tuple[str, ...]]  # a partition of schedule.json and the partitions it waits for
 
 
-def run_in_order(steps: list[Step], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every step in schedule order (already topological), one after another."""
-    values = dict(feeds)
-    for step in steps:
-        inputs = {spec["name"]: values[spec["name"]] for spec in step.partition["inputs"]}
-        values.update(step.executable.run(inputs))
-    return values
+@dataclass
+class Step:
+    """One partition made ready on the processor that will run it."""
+
+    partition: dict[str, Any]
+    processor: str  # the schedule's processor: the worker that runs this step
+    device: str  # where it actually runs (the CPU when its processor fell back)
+    executable: Executable
+    waits: tuple[str, ...] = ()  # partitions of other workers that must finish first
+
+    @property
+    def id(self) -> str:
+        return self.partition["id"]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """When one step of one frame ran (perf_counter_ns), and what its backend measured or simulated inside it."""
+
+    step: Step
+    start_ns: int
+    end_ns: int
+    timings: tuple[StepTiming, ...]
+
+
+class Frame:
+    """One pass of the feeds through every step: the tensor table, one event per partition, the first error."""
+
+    def __init__(self, index: int, feeds: dict[str, np.ndarray], partitions: list[str], workers: int) -> None:
+        self.index = index
+        self.values: dict[str, np.ndarray] = dict(feeds)
+        self.events = {pid: threading.Event() for pid in partitions}
+        self.records: dict[str, StepRecord] = {}
+        self.error: BaseException | None = None
+        self.submitted_ns = time.perf_counter_ns()
+        self.finished = threading.Event()
+        self._pending = workers
+        self._lock = threading.Lock()
+
+    def fail(self, error: BaseException) -> None:
+        """Keep the first error and release every worker waiting on this frame."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        for event in self.events.values():
+            event.set()
+
+    def worker_done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self.finished.set()
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The tensor table once every worker is done with this frame; re-raises the frame's error."""
+        self.finished.wait()
+        if self.error is not None:
+            raise self.error
+        return self.values
+
+
+class Executor:
+    """Worker threads for a plan's processors, started on first use and stopped by `close`."""
+
+    def __init__(self, workers: dict[str, list[Step]]) -> None:
+        self.workers = workers
+        self.partitions = [step.id for steps in workers.values() for step in steps]
+        self.broken: DeviceFailure | None = None  # set by the first processor failure; the plan must be reloaded
+        self._queues: dict[str, queue.SimpleQueue[Frame | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._submit = threading.Lock()  # every worker must see frames in the same order
+        self._count = 0
+
+    def submit(self, feeds: dict[str, np.ndarray]) -> Frame:
+        """Queue one frame on every worker; `Frame.result()` waits for it."""
+        with self._submit:
+            if self.broken is not None:
+                raise DeviceFailure(str(self.broken))
+            if not self._threads:
+                self._start()
+            frame = Frame(self._count, feeds, self.partitions, len(self.workers))
+            self._count += 1
+            for q in self._queues.values():
+                q.put(frame)
+        return frame
+
+    def run(self, feeds: dict[str, np.ndarray]) -> Frame:
+        frame = self.submit(feeds)
+        frame.result()
+        return frame
+
+    def close(self) -> None:
+        """Let the workers finish queued frames, then stop them."""
+        with self._submit:
+            for q in self._queues.values():
+                q.put(None)
+            for thread in self._threads:
+                thread.join()
+            self._queues, self._threads = {}, []
+
+    def _start(self) -> None:
+        for processor, steps in self.workers.items():
+            q: queue.SimpleQueue[Frame | None] = queue.SimpleQueue()
+            thread = threading.Thread(target=self._loop, args=(q, steps), name=f"runtime_min:{processor}", daemon=True)
+            self._queues[processor] = q
+            self._threads.append(thread)
+            thread.start()
+
+    def _loop(self, q: queue.SimpleQueue[Frame | None], steps: list[Step]) -> None:
+        while (frame := q.get()) is not None:
+            try:
+                self._run_steps(frame, steps)
+            except BaseException as exc:  # fail the frame; a dead worker would hang every later run
+                frame.fail(exc)
+            finally:
+                frame.worker_done()
+
+    def _run_steps(self, frame: Frame, steps: list[Step]) -> None:
+        for step in steps:
+            for pid in step.waits:
+                frame.events[pid].wait()
+            if frame.error is None and self.broken is not None:
+                frame.fail(DeviceFailure(str(self.broken)))
+            if frame.error is not None:
+                return
+            feeds = {spec["name"]: frame.values[spec["name"]] for spec in step.partition["inputs"]}
+            start = time.perf_counter_ns()
+            try:
+                outputs = step.executable.run(feeds)
+                timings = tuple(step.executable.timings())
+            except BaseException as exc:  # every failure must reach the caller, never hang it
+                frame.fail(self._failure(step, exc))
+                return
+            end = time.perf_counter_ns()
+            frame.values.update(outputs)
+            frame.records[step.id] = StepRecord(step, start, end, timings)
+            frame.events[step.id].set()
+
+    def _failure(self, step: Step, exc: BaseException) -> BaseException:
+        """Errors of our own pass through; anything else from a backend is a processor failure."""
+        if not isinstance(exc, Exception) or (isinstance(exc, RuntimeMinError) and not isinstance(exc, DeviceFailure)):
+            return exc
+        detail = str(exc).splitlines()[0].rstrip(".;") if str(exc) else "no message"
+        where = step.device if step.device == step.processor else f"{step.device} (running {step.processor}'s fallback)"
+        failure = DeviceFailure(
+            f"{where} failed running partition {step.id} ({type(exc).__name__}: {detail}); "
+            "load the plan again with runtime_min.load() to use it"
+        )
+        failure.__cause__ = exc
+        self.broken = self.broken or failure
+        return failure
+
+
+def worker_lists(schedule: dict[str, Any]) -> dict[str, list[Entry]]:
+    """Processor -> its partitions in step order, each with the partitions of other processors it waits for.
+
+    Waits are the schedule's explicit ones plus every cross-processor producer. Refuses schedules whose
+    workers could wait on each other forever, or that read a tensor nobody writes."""
+    partitions = {p["id"]: p for p in schedule["partitions"]}
+    listed = [entry["partition"] for entries in schedule["steps"].values() for entry in entries]
+    if sorted(listed) != sorted(partitions) or len(set(listed)) != len(listed):
+        raise _bad_schedule("its steps do not list every partition exactly once")
+    processor_of = {entry["partition"]: proc for proc, entries in schedule["steps"].items() for entry in entries}
+    writer = _writers(schedule)
+    workers: dict[str, list[Entry]] = {}
+    for processor, entries in schedule["steps"].items():
+        done: set[str] = set()
+        workers[processor] = []
+        for entry in entries:
+            part = partitions[entry["partition"]]
+            sources = {writer[s["name"]] for s in part["inputs"] if s["name"] in writer}
+            unknown = set(entry.get("waits", [])) - set(partitions)
+            if unknown:
+                raise _bad_schedule(f"partition {part['id']} waits for unknown partition {sorted(unknown)[0]}")
+            needs = sources | set(entry.get("waits", []))
+            late = sorted(s for s in needs if processor_of[s] == processor and s not in done)
+            if late:
+                raise _bad_schedule(f"partition {part['id']} runs before {late[0]}, which it needs")
+            workers[processor].append((part, tuple(sorted(s for s in needs if processor_of[s] != processor))))
+            done.add(part["id"])
+    _check_acyclic(workers)
+    return workers
+
+
+def _writers(schedule: dict[str, Any]) -> dict[str, str]:
+    """Tensor name -> the partition writing it; every partition input must be a plan input or written once."""
+    writer: dict[str, str] = {}
+    plan_inputs = {s["name"] for s in schedule["inputs"]}
+    for part in schedule["partitions"]:
+        for spec in part["outputs"]:
+            if spec["name"] in writer or spec["name"] in plan_inputs:
+                raise _bad_schedule(f"tensor {spec['name']!r} is written twice (partition {part['id']})")
+            writer[spec["name"]] = part["id"]
+    for part in schedule["partitions"]:
+        missing = [s["name"] for s in part["inputs"] if s["name"] not in writer and s["name"] not in plan_inputs]
+        if missing:
+            raise _bad_schedule(f"partition {part['id']} reads {missing[0]!r}, which no partition writes")
+    return writer
+
+
+def _check_acyclic(workers: dict[str, list[Entry]]) -> None:
+    """Each step depends on the one before it on its worker and on its waits; that graph must have no cycle."""
+    deps: dict[str, set[str]] = {}
+    for entries in workers.values():
+        previous: list[str] = []
+        for part, waits in entries:
+            deps[part["id"]] = set(waits) | set(previous)
+            previous = [part["id"]]
+    ready = sorted(pid for pid, d in deps.items() if not d)
+    seen = 0
+    while ready:
+        pid = ready.pop()
+        seen += 1
+        for other, d in deps.items():
+            if pid in d:
+                d.discard(pid)
+                if not d:
+                    ready.append(other)
+    if seen != len(deps):
+        stuck = sorted(pid for pid, d in deps.items() if d)
+        raise _bad_schedule(f"its step order makes processors wait on each other forever (at {stuck[0]})")
+
+
+def _bad_schedule(problem: str) -> BundleError:
+    return BundleError(f"schedule.json is not runnable: {problem}; recompile the model")

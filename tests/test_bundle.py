@@ -22,20 +22,20 @@ def _tree(path):
 
 
 def test_same_model_gives_byte_identical_bundle(model_path, tmp_path):
-    compile_model(model_path, tmp_path / "a", cut_before=["conv2"])
-    compile_model(model_path, tmp_path / "b", cut_before=["conv2"])
+    compile_model(model_path, tmp_path / "a", cut_before=["conv2"], devices="cpu")
+    compile_model(model_path, tmp_path / "b", cut_before=["conv2"], devices="cpu")
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
 
 
 def test_bundle_is_relocatable(model_path, tmp_path):
-    compile_model(model_path, tmp_path / "a")
+    compile_model(model_path, tmp_path / "a", devices="cpu")
     shutil.move(tmp_path / "a", tmp_path / "moved")
     x = np.ones((1, 3, 16, 16), np.float32)
     assert runtime_min.load(tmp_path / "moved").run({"x": x})["y"].shape == (1, 10)
 
 
 def test_manifest_lists_every_file_with_its_hash(model_path, tmp_path):
-    compile_model(model_path, tmp_path / "a")
+    compile_model(model_path, tmp_path / "a", devices="cpu")
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     on_disk = {p.name for p in (tmp_path / "a").iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
@@ -44,8 +44,8 @@ def test_manifest_lists_every_file_with_its_hash(model_path, tmp_path):
 
 
 def test_recompiling_over_a_bundle_replaces_it(model_path, tmp_path):
-    compile_model(model_path, tmp_path / "a", cut_before=["conv2"])
-    compile_model(model_path, tmp_path / "a")
+    compile_model(model_path, tmp_path / "a", cut_before=["conv2"], devices="cpu")
+    compile_model(model_path, tmp_path / "a", devices="cpu")
     assert len(json.loads((tmp_path / "a" / "schedule.json").read_text())["partitions"]) == 1
 
 
@@ -53,13 +53,13 @@ def test_refuses_to_overwrite_a_foreign_directory(model_path, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(UsageError, match="not a ragc bundle"):
-        compile_model(model_path, tmp_path / "mine")
+        compile_model(model_path, tmp_path / "mine", devices="cpu")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 @pytest.fixture
 def bundle(model_path, tmp_path):
-    return compile_model(model_path, tmp_path / "plan").bundle
+    return compile_model(model_path, tmp_path / "plan", devices="cpu").bundle
 
 
 def test_tampered_file_is_refused(bundle):

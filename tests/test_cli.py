@@ -29,7 +29,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plan(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "plan"
-    result = ragc("compile", model, "-o", out, "--cut", "conv2")
+    result = ragc("compile", model, "-o", out, "--cut", "conv2", "--devices", "cpu")
     assert result.returncode == 0, result.stderr
     assert "p1" in result.stdout and "wrote" in result.stdout
     return out
@@ -70,13 +70,15 @@ def test_validate_fails_beyond_tolerance(plan, model, tmp_path):
 
 
 def test_missing_model(tmp_path):
-    assert_one_line_error(ragc("compile", tmp_path / "nope.onnx", "-o", tmp_path / "p"), "does not exist")
+    assert_one_line_error(
+        ragc("compile", tmp_path / "nope.onnx", "-o", tmp_path / "p", "--devices", "cpu"), "does not exist"
+    )
 
 
 def test_dynamic_shape_without_shape_option(tmp_path):
     path = save(conv_bn_relu_model(batch="N"), tmp_path / "dyn.onnx")
-    assert_one_line_error(ragc("compile", path, "-o", tmp_path / "p"), "--shape")
-    assert ragc("compile", path, "-o", tmp_path / "p", "--shape", "x=4x3x16x16").returncode == 0
+    assert_one_line_error(ragc("compile", path, "-o", tmp_path / "p", "--devices", "cpu"), "--shape")
+    assert ragc("compile", path, "-o", tmp_path / "p", "--devices", "cpu", "--shape", "x=4x3x16x16").returncode == 0
 
 
 def test_bad_devices(model, tmp_path):
@@ -84,7 +86,9 @@ def test_bad_devices(model, tmp_path):
 
 
 def test_unknown_cut(model, tmp_path):
-    assert_one_line_error(ragc("compile", model, "-o", tmp_path / "p", "--cut", "nope"), "--cut names nope")
+    assert_one_line_error(
+        ragc("compile", model, "-o", tmp_path / "p", "--devices", "cpu", "--cut", "nope"), "--cut names nope"
+    )
 
 
 def test_tampered_bundle(plan, tmp_path):

@@ -26,7 +26,7 @@ def test_light_model(name, tmp_path):
     reference = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     expected = light_expected(name)
     for label, cuts in (("whole", []), ("cut", _cuts(path, 4))):
-        result = compile_model(path, tmp_path / label, cut_before=cuts)
+        result = compile_model(path, tmp_path / label, cut_before=cuts, devices="cpu")
         assert len(result.partitions) == (1 if not cuts else 4)
         plan = runtime_min.load(result.bundle)
         out = plan.run(feeds)[plan.outputs[0].name]

@@ -14,7 +14,9 @@ from ragc.compiler import compile_model
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     path = tmp_path_factory.mktemp("p")
-    bundle = compile_model(save(two_input_model(), path / "m.onnx"), path / "plan", cut_before=["sigmoid"]).bundle
+    bundle = compile_model(
+        save(two_input_model(), path / "m.onnx"), path / "plan", cut_before=["sigmoid"], devices="cpu"
+    ).bundle
     return runtime_min.load(bundle)
 
 

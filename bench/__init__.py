@@ -1,0 +1,1 @@
+"""The benchmark harness: ragc against its peers (ONNX Runtime, IREE) on a fixed model set."""

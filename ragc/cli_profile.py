@@ -1,0 +1,107 @@
+"""`ragc profile` and `ragc costmodel eval`: click commands the `ragc` group adds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ragc.personality.store import Personality
+
+
+def show_personality(personality: Personality, console: Console) -> None:
+    """A table per personality: devices with peaks, overheads, memory and sample counts by source; transfers."""
+    from ragc.personality.record import sample_sources
+
+    counts = sample_sources(personality)
+    kind = "target" if personality.is_target else "measured"
+    console.print(f"chip [bold]{personality.chip_id}[/] ({kind}), unified memory: {personality.unified_memory}"
+                  + (f", file {personality.path}" if personality.path else ""))
+    table = Table("device", "name", "GFLOP/s", "GB/s", "launch ms", "op ms", "memory GiB", "profile", "run")
+    for d in personality.devices:
+        e = personality.device(d)
+        c = counts.get(d, {})
+        table.add_row(d, str(e.get("name", "")), f"{e['peak_gflops']:.1f}", f"{e['peak_gbps']:.1f}",
+                      f"{e['dispatch_ms']:.4f}", f"{e['op_overhead_ms']:.4f}", f"{e['memory_bytes'] / 2**30:.1f}",
+                      str(c.get("profile", 0)), str(c.get("run", 0)))
+    console.print(table)
+    links = personality.data.get("transfers", {})
+    if links:
+        table = Table("transfer", "latency ms", "GB/s")
+        for pair, link in sorted(links.items()):
+            table.add_row(pair, f"{link['latency_ms']:.4f}", f"{link['gbps']:.2f}")
+        console.print(table)
+    runs = sum(c.get("run", 0) for c in counts.values())
+    console.print(f"{runs} samples came from recorded runs")
+
+
+@click.command("profile")
+@click.option("--quick", is_flag=True, help="Fewer shapes and repeats (under 2 minutes).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the personality to this file [default: only the per-chip cache].")
+@click.option("--show", is_flag=True, help="Show the stored personality (or --target) instead of profiling.")
+@click.option("--target", help="With --show: a target name from ragc/targets/ or a personality/target file.")
+def profile(quick: bool, output: Path | None, show: bool, target: str | None) -> None:
+    """Measure this chip's processors (op costs, launch overheads, transfers) into its personality."""
+    from ragc.personality.errors import PersonalityError
+    from ragc.personality.store import current_chip_id, load_personality, save_personality, store_path
+
+    console = Console()
+    if show:
+        if target is None and not store_path(current_chip_id()).is_file():
+            raise PersonalityError("this chip has no personality yet; run `ragc profile` (or `--quick`) first")
+        show_personality(load_personality(target), console)
+        return
+    if target is not None:
+        raise PersonalityError("--target only goes with --show: a target cannot be profiled from this machine")
+    from ragc.personality.profile import profile_chip
+
+    personality = profile_chip(quick=quick)
+    path = save_personality(personality)
+    if output is not None:
+        save_personality(Personality(personality.data), output)
+    console.print(f"saved {path}" + (f" and {output}" if output else ""))
+    show_personality(personality, console)
+
+
+@click.group("costmodel")
+def costmodel() -> None:
+    """Inspect the cost model."""
+
+
+@costmodel.command("eval")
+@click.option("--models", help="Comma-separated model names [default: the light zoo plus generated models].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option("--budget", default=1.0, show_default=True, type=float, help="Seconds of repeats per timing.")
+def evaluate(models: str | None, as_json: bool, budget: float) -> None:
+    """Leave-one-model-out accuracy of the cost model on this chip's CPU (op level and end to end)."""
+    from ragc.costmodel.evaluate import leave_one_model_out, measure_models
+    from ragc.costmodel.zoo import model_set
+    from ragc.personality.store import load_personality
+
+    console = Console(stderr=as_json)
+    personality = load_personality(None, quick=True)
+    graphs = model_set(models.split(",") if models else None)
+    timings = measure_models(graphs, personality, budget, console)
+    report = leave_one_model_out(personality, timings)
+    if as_json:
+        click.echo(json.dumps(report, indent=1, sort_keys=True))
+    else:
+        render_report(report, console)
+
+
+def render_report(report: dict, console: Console) -> None:
+    table = Table("model", "ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops within 10 %",
+                  title=f"cost model, leave one model out, {report['device']} of {report['chip_id']}")
+    for r in report["models"]:
+        style = "green" if abs(r["error_pct"]) <= 10 else "red"
+        table.add_row(r["model"], str(r["ops"]), f"{r['measured_ms']:.3f}", f"{r['predicted_ms']:.3f}",
+                      f"[{style}]{r['error_pct']:+.1f}[/]", f"{r['op_mape_pct']:.1f}", f"{r['op_within_10_pct']:.1f}")
+    console.print(table)
+    ops = report["ops"]
+    console.print(f"{report['device']}: {ops['count']} ops, MAPE {ops['mape_pct']:.1f}%, "
+                  f"{ops['within_10_pct']:.1f}% within +-10%; models within +-10% end to end: "
+                  f"{report['models_within_10']}/{len(report['models'])}")

@@ -1,0 +1,70 @@
+"""The cost model: predicted ms of an op on a device, learned from a chip personality (roofline where unmeasured)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
+from ragc.costmodel.roofline import roofline_ms
+from ragc.ir import Graph, Op
+from ragc.opstats import epilogue_ops, family_of_features, op_features
+from ragc.personality.store import Personality
+
+CostFn = Callable[[Graph, Op, str], float]
+
+
+class CostModel:
+    """One predictor per device of a personality: learned where it has samples, roofline otherwise."""
+
+    def __init__(self, personality: Personality, extra_samples: dict[str, list[dict]] | None = None):
+        self.personality = personality
+        self.models: dict[str, DeviceModel | None] = {}
+        for device in personality.devices:
+            samples = personality.samples(device) + (extra_samples or {}).get(device, [])
+            spec = personality.device(device)
+            if len(samples) >= MIN_SAMPLES:
+                self.models[device] = DeviceModel(samples, spec)
+            else:
+                self.models[device] = None
+                if not personality.is_target:
+                    warnings.warn(f"ragc: {device} of {personality.chip_id} has {len(samples)} measured samples; "
+                                  "using the roofline from its peak rates (run `ragc profile` to measure it)",
+                                  stacklevel=2)
+
+    def predict(self, device: str, features: list[dict[str, float]]) -> list[float]:
+        """Kernel ms of each op on `device` (per-op and launch overheads excluded)."""
+        model = self.models.get(device)
+        if model is None:
+            spec = self.personality.device(device)
+            return [roofline_ms(f, spec) for f in features]
+        return model.predict(features)
+
+    def graph_ms(self, graph: Graph, device: str) -> dict[str, float]:
+        """Ms of every op of the graph on `device` inside a partition: kernel plus the per-op overhead; epilogues
+        (folded into their producer's kernel) and metadata ops cost nothing."""
+        fused = epilogue_ops(graph)
+        feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
+        live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
+        overhead = float(self.personality.device(device).get("op_overhead_ms", 0.0))
+        kernels = self.predict(device, [feats[name] for name in live])
+        times = {name: k + overhead for name, k in zip(live, kernels, strict=True)}
+        return {op.name: times.get(op.name, 0.0) for op in graph.ops}
+
+
+def cost_fn(personality: Personality) -> CostFn:
+    """(graph, op, device) -> predicted ms of that op on that device; whole graphs are predicted in one batch per
+    device and cached until a different graph object is asked about."""
+    model = CostModel(personality)
+    cache: dict[str, dict[str, float]] = {}
+    seen: list[Graph] = []
+
+    def cost(graph: Graph, op: Op, device: str) -> float:
+        if not seen or seen[0] is not graph:
+            seen[:] = [graph]
+            cache.clear()
+        if device not in cache:
+            cache[device] = model.graph_ms(graph, device)
+        return cache[device][op.name]
+
+    return cost

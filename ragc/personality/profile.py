@@ -1,0 +1,107 @@
+"""`ragc profile`: measure what each processor of this chip costs and return it as a Personality."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ragc.ir import Graph, Op, Tensor
+from ragc.opstats import family_of_features, op_features
+from ragc.personality import gpu_bench
+from ragc.personality.chip import chip_facts, chip_id
+from ragc.personality.oneop import node_ms, op_ms, time_graph
+from ragc.personality.specs import cpu_specs, unary
+from ragc.personality.store import SCHEMA, Personality
+
+MIN_MS = 1e-4
+
+
+def chain(n: int) -> Graph:
+    """n tiny Softmax ops in a row (nothing fuses them): their time minus one's is n-1 in-graph per-op overheads."""
+    graph = unary("Softmax", 1, axis=-1)
+    for i in range(1, n):
+        graph.ops.append(Op(f"op{i}", "Softmax", [graph.ops[-1].outputs[0]], [f"chain{i}"], {"axis": -1}))
+        graph.tensors[f"chain{i}"] = Tensor(f"chain{i}", (1, 1), "float32")
+    graph.outputs = [graph.ops[-1].outputs[0]]
+    return graph
+
+
+def cpu_overheads(budget_s: float) -> tuple[float, float, float]:
+    """(dispatch_ms per launch, op_overhead_ms per op inside a launch, profiler_bias_ms: what onnxruntime's profiler
+    adds to each node it times), from one tiny op and a chain of 32, timed plain and profiled."""
+    one, many = time_graph(chain(1), budget_s), time_graph(chain(32), budget_s)
+    per_op = max(0.0, (many - one) / 31)
+    traced_one, traced_many = (sum(node_ms(chain(n), budget_s)[0].values()) for n in (1, 32))
+    return max(MIN_MS, one - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
+
+
+def measure_samples(specs: Iterable[tuple[str, Graph]], budget_s: float, bias_ms: float,
+                    advance: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out)."""
+    samples = []
+    for label, graph in specs:
+        advance(label)
+        op = graph.ops[0]
+        ms = op_ms(graph, budget_s, bias_ms).get(op.name)
+        if ms is not None:
+            samples.append({"op_type": op.op_type, "label": label, "features": op_features(graph, op),
+                            "ms": max(MIN_MS, ms), "source": "profile"})
+    return samples
+
+
+def peak_rates(samples: list[dict[str, Any]]) -> tuple[float, float]:
+    """(best GFLOP/s over conv and gemm samples, best GB/s over memory-bound samples)."""
+    gflops = [s["features"]["flops"] / s["ms"] / 1e6 for s in samples
+              if family_of_features(s["features"]) in ("conv", "gemm")]
+    gbps = [(s["features"]["bytes_in"] + s["features"]["bytes_out"]) / s["ms"] / 1e6 for s in samples
+            if family_of_features(s["features"]) == "elementwise"]
+    return max(gflops, default=1.0), max(gbps, default=1.0)
+
+
+def device_entry(name: str, samples: list[dict[str, Any]], dispatch_ms: float, op_overhead_ms: float,
+                 memory_bytes: int, **extra: float) -> dict[str, Any]:
+    gflops, gbps = peak_rates(samples)
+    return {"name": name, "peak_gflops": gflops, "peak_gbps": gbps, "dispatch_ms": dispatch_ms,
+            "op_overhead_ms": op_overhead_ms, "memory_bytes": memory_bytes, "samples": samples, **extra}
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """The rich progress bar of profiling and evaluation (on stderr unless told otherwise)."""
+    return Progress(TextColumn("[bold]{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console or Console(stderr=True),
+                    transient=True)
+
+
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:
+    """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it)."""
+    facts = chip_facts()
+    budget_s = 0.3 if quick else 1.0
+    with progress_bar(console) as bar:
+        task = bar.add_task("preparing", total=None, label="")
+        specs = list(cpu_specs(quick))
+        bar.update(task, description="cpu", total=len(specs), completed=0)
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, label=label)
+
+        dispatch, per_op, bias = cpu_overheads(4 * budget_s)
+        samples = measure_samples(specs, budget_s, bias, advance)
+        devices = {"cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(),
+                                       profiler_bias_ms=bias)}
+        gpu = gpu_bench.profile_gpu(facts, specs[::2] if quick else specs, budget_s, bar, task)
+    data: dict[str, Any] = {"schema": SCHEMA, "kind": "personality", "chip_id": chip_id(facts), "chip": facts,
+                            "devices": devices, "transfers": {}, "unified_memory": True,
+                            "profile": {"quick": quick, "budget_s": budget_s}}
+    if gpu is not None:
+        devices["gpu"] = gpu.device
+        data["transfers"] = gpu.transfers
+        data["unified_memory"] = gpu.unified
+    return Personality(data)

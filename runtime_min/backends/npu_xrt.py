@@ -1,0 +1,184 @@
+"""The real XDNA NPU through XRT's Python bindings (pyxrt): prebuilt mlir-aie xclbins found on RAGC_XCLBIN_PATH.
+
+The call sequence is the one AMD documents and mlir-aie uses (python/utils/xrt.py, AIE_Application and
+AIE_Buffer; bindings in XRT src/python/pybind11/src/pyxrt.cpp):
+    device = pyxrt.device(0); xclbin = pyxrt.xclbin(path); device.register_xclbin(xclbin)
+    context = pyxrt.hw_context(device, xclbin.get_uuid()); kernel = pyxrt.kernel(context, "MLIR_AIE")
+    instr = pyxrt.bo(device, n_words * 4, pyxrt.bo.cacheable, kernel.group_id(1)); write; sync to device
+    data  = pyxrt.bo(device, nbytes, pyxrt.bo.host_only, kernel.group_id(3 + i))
+    run = kernel(3, instr, n_words, *data); run.wait() == ert_cmd_state.ERT_CMD_STATE_COMPLETED; sync back; read
+Hardware contexts are opened once per xclbin and shared by every step that uses it; an XDNA array holds at most
+6 (XDNA) or 16 (XDNA2) at a time, so a plan needing more xclbins than that cannot start here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime_min.backends.base import Backend, Executable, StepTiming
+from runtime_min.errors import BackendUnavailable, DeviceFailure
+from runtime_min.xdna import MAX_HW_CONTEXTS
+from runtime_min.xdna_program import STORAGE, NpuProgram, load_program, run_program
+
+ARCH_OF_DEVICE = {"npu": "xdna", "npu2": "xdna2"}
+
+
+def read_instructions(path: Path) -> np.ndarray:
+    """An mlir-aie instruction stream as uint32 words: `insts*.txt` holds one hex word per line (read_insts in
+    python/utils/xrt.py), `insts*.bin` the raw little-endian words."""
+    if path.suffix == ".txt":
+        return np.array([int(line, 16) for line in path.read_text().split()], dtype=np.uint32)
+    return np.fromfile(path, dtype="<u4")
+
+
+def search_path(options: dict[str, Any]) -> list[Path]:
+    """Roots to look for xclbins in: option `xclbin_path` or RAGC_XCLBIN_PATH, os.pathsep-separated."""
+    value = options.get("xclbin_path") or os.environ.get("RAGC_XCLBIN_PATH", "")
+    return [Path(p) for p in str(value).split(os.pathsep) if p]
+
+
+class _Kernel:
+    """One xclbin opened on the device: its registration, hardware context and MLIR_AIE kernel handle."""
+
+    def __init__(self, xrt: Any, device: Any, xclbin_path: Path, kernel_name: str) -> None:
+        self.xclbin = xrt.xclbin(str(xclbin_path))
+        device.register_xclbin(self.xclbin)
+        self.context = xrt.hw_context(device, self.xclbin.get_uuid())
+        self.kernel = xrt.kernel(self.context, kernel_name)
+
+
+class _Step:
+    """One kernel invocation with its instruction buffer and data buffers allocated once, at prepare."""
+
+    def __init__(
+        self, xrt: Any, device: Any, kernel: _Kernel, insts: np.ndarray, program: NpuProgram, step: dict[str, Any]
+    ) -> None:
+        self.xrt, self.kernel, self.n_words = xrt, kernel.kernel, int(insts.size)
+        to_device = xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
+        self.instr = xrt.bo(device, insts.nbytes, xrt.bo.cacheable, self.kernel.group_id(1))
+        self.instr.write(insts, 0)
+        self.instr.sync(to_device)
+        self.args = program.data_args(step)
+        self.bos = [
+            xrt.bo(device, a["bytes"], xrt.bo.host_only, self.kernel.group_id(a["group_id"])) for a in self.args
+        ]
+        self.constant = ["weight" in entry for entry in step["inputs"]]
+        for bo, entry in zip(self.bos, step["inputs"], strict=False):
+            if "weight" in entry:  # weights go to the device once
+                bo.write(program.weights[entry["weight"]], 0)
+                bo.sync(to_device)
+
+    def __call__(self, op: str, buffers: list[np.ndarray]) -> np.ndarray:
+        try:
+            return self._execute(op, buffers)
+        except RuntimeError as exc:  # pyxrt reports driver and DMA errors as RuntimeError
+            raise DeviceFailure(f"NPU kernel for {op} failed ({exc}): check `xrt-smi examine`, then reload") from exc
+
+    def _execute(self, op: str, buffers: list[np.ndarray]) -> np.ndarray:
+        xrt = self.xrt
+        for bo, buf, constant in zip(self.bos, buffers, self.constant, strict=False):
+            if not constant:
+                bo.write(np.ascontiguousarray(buf), 0)
+                bo.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE)
+        state = self.kernel(3, self.instr, self.n_words, *self.bos).wait()
+        if state != xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:
+            raise DeviceFailure(f"NPU kernel for {op} ended in state {state}: check `xrt-smi examine`, then reload")
+        out, arg = self.bos[-1], self.args[-1]
+        out.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE)
+        return np.asarray(out.read(arg["bytes"], 0)).view(STORAGE[arg["dtype"]]).reshape(arg["shape"])
+
+
+class NpuXrtExecutable(Executable):
+    def __init__(self, program: NpuProgram, steps: list[_Step]) -> None:
+        self.program = program
+        self.steps = {s["op"]: step for s, step in zip(program.steps, steps, strict=True)}
+        self._timings: list[StepTiming] = []
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._timings = []
+        return run_program(self.program, feeds, self._call)
+
+    def _call(self, step: dict[str, Any], buffers: list[np.ndarray]) -> np.ndarray:
+        start = time.perf_counter_ns()
+        out = self.steps[step["op"]](step["op"], buffers)
+        self._timings.append(
+            StepTiming(f"{step['op']}:{step['kernel']['kernel']}", start, time.perf_counter_ns() - start)
+        )
+        return out
+
+    def timings(self) -> list[StepTiming]:
+        """Measured host-side wall time of each kernel call (write, sync, run, wait, sync back, read)."""
+        return list(self._timings)
+
+
+class NpuXrtBackend(Backend):
+    device = "npu"
+
+    def __init__(self, xrt: Any, device: Any, roots: list[Path]) -> None:
+        self.xrt, self.xrt_device, self.roots = xrt, device, roots
+        self.kernels: dict[Path, _Kernel] = {}  # one hardware context per xclbin, shared by all partitions
+
+    @classmethod
+    def open(cls, options: dict[str, Any]) -> NpuXrtBackend:
+        try:
+            import pyxrt  # the only place pyxrt is imported: lazily, by this backend
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"pyxrt not importable ({exc}): install XRT with the amdxdna driver, or run with npu='sim'"
+            ) from exc
+        try:
+            device = pyxrt.device(0)
+        except Exception as exc:  # pyxrt raises RuntimeError for a missing device or driver
+            raise BackendUnavailable(
+                f"no XDNA NPU device ({exc}): load the amdxdna driver, or run with npu='sim'"
+            ) from exc
+        return cls(pyxrt, device, search_path(options))
+
+    def locate(self, ref: dict[str, Any]) -> tuple[Path, Path]:
+        """The xclbin and instruction file of a reference: <root>/<device>/<design>/<file>, first root wins."""
+        for root in self.roots:
+            folder = root / ref["device"] / ref["design"]
+            if (folder / ref["xclbin"]).is_file() and (folder / ref["insts"]).is_file():
+                return folder / ref["xclbin"], folder / ref["insts"]
+        make = " ".join(f"{k}={v}" for k, v in sorted(ref["build_args"].items()))
+        raise BackendUnavailable(
+            f"xclbin {ref['device']}/{ref['design']}/{ref['xclbin']} (+ {ref['insts']}) not found on "
+            f"RAGC_XCLBIN_PATH {[str(r) for r in self.roots]}: build mlir-aie programming_examples/{ref['design']} "
+            f"with `make {make}` and copy both files there"
+        )
+
+    def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> NpuXrtExecutable:
+        program = load_program(partition, bundle_dir)
+        located = [self.locate(step["kernel"]) for step in program.steps]
+        limit = MAX_HW_CONTEXTS[ARCH_OF_DEVICE.get(program.device, "xdna2")]
+        needed = set(self.kernels) | {xclbin for xclbin, _ in located}
+        if len(needed) > limit:
+            raise BackendUnavailable(
+                f"plan needs {len(needed)} xclbins but {program.device} holds {limit} hardware "
+                "contexts: place fewer distinct NPU kernels (recompile)"
+            )
+        steps = []
+        for step, (xclbin, insts) in zip(program.steps, located, strict=True):
+            try:
+                if xclbin not in self.kernels:
+                    self.kernels[xclbin] = _Kernel(self.xrt, self.xrt_device, xclbin, step["kernel"]["kernel_name"])
+                steps.append(
+                    _Step(self.xrt, self.xrt_device, self.kernels[xclbin], read_instructions(insts), program, step)
+                )
+            except (RuntimeError, OSError, ValueError) as exc:  # pyxrt reports driver errors as RuntimeError
+                raise BackendUnavailable(
+                    f"cannot set up {xclbin} on the NPU ({exc}): check that it was built "
+                    f"for {program.device} and signed for this driver"
+                ) from exc
+        return NpuXrtExecutable(program, steps)
+
+    def describe(self) -> str:
+        return f"npu (XDNA through pyxrt, {len(self.kernels)} hardware contexts open)"
+
+    def close(self) -> None:
+        self.kernels.clear()

@@ -1,0 +1,153 @@
+"""An "xclbin-ref-v1" NPU program as both NPU backends run it: load it, lay tensors out into padded bf16 kernel
+buffers on the host (im2col, reshape, broadcast), call each kernel in order, and cut the results back out."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime_min.errors import BundleError, InputError
+from runtime_min.xdna import from_bf16_bits, to_bf16_bits
+
+FORMAT = "xclbin-ref-v1"
+STORAGE = {"bfloat16": np.dtype("<u2"), "float32": np.dtype("<f4")}  # how each buffer dtype sits in memory
+
+KernelCall = Callable[[dict[str, Any], list[np.ndarray]], np.ndarray]  # (step, input buffers) -> output buffer
+
+
+@dataclass
+class NpuProgram:
+    device: str  # mlir-aie device name: "npu" (XDNA) or "npu2" (XDNA2)
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    weights: dict[str, np.ndarray]  # key -> padded bf16 bits (uint16), in kernel layout
+
+    def data_args(self, step: dict[str, Any]) -> list[dict[str, Any]]:
+        """The step's data-buffer arguments (inputs then output) in call order."""
+        return [a for a in step["kernel"]["arguments"] if "dtype" in a]
+
+
+def load_program(partition: dict[str, Any], bundle_dir: Path) -> NpuProgram:
+    """Read the program JSON and the packed weights named by a partition's artifact entry."""
+    artifact = partition.get("artifact") or {}
+    pid = partition.get("id", "?")
+    if artifact.get("format") != FORMAT:
+        raise BundleError(f"partition {pid} artifact format is {artifact.get('format')!r}, not {FORMAT}: recompile")
+    try:
+        program = json.loads((Path(bundle_dir) / artifact["program"]).read_text())
+        blob = (Path(bundle_dir) / artifact["weights"]).read_bytes()
+        weights = {
+            key: np.frombuffer(
+                blob, dtype=STORAGE["bfloat16"], count=math.prod(e["shape"]), offset=e["offset"]
+            ).reshape(e["shape"])
+            for key, e in program["weights"]["entries"].items()
+        }
+        return NpuProgram(program["device"], program["inputs"], program["outputs"], program["steps"], weights)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"partition {pid}: NPU program unreadable ({exc!r}): recompile the bundle") from exc
+
+
+def encode(values: np.ndarray, dtype: str) -> np.ndarray:
+    """fp32 values -> a buffer's storage (bf16 bits rounded to nearest even, or fp32)."""
+    return to_bf16_bits(values) if dtype == "bfloat16" else np.ascontiguousarray(values, dtype=STORAGE[dtype])
+
+
+def decode(storage: np.ndarray, dtype: str) -> np.ndarray:
+    """A buffer's storage -> fp32 values."""
+    return from_bf16_bits(storage) if dtype == "bfloat16" else np.asarray(storage, dtype=np.float32)
+
+
+def im2col(
+    x: np.ndarray, kernel: list[int], strides: list[int], pads: list[int], dilations: list[int], output: list[int]
+) -> np.ndarray:
+    """NCHW input -> [N*OH*OW, C*kh*kw] patches; columns ordered (c, i, j) like a weight reshaped [Cout, -1]."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, strides, dilations, output
+    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    cols = [
+        padded[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]  # kh*kw arrays of [N, C, OH, OW]
+    patches = np.stack(cols, axis=2).reshape(x.shape[0], x.shape[1], kh, kw, oh, ow)
+    return patches.transpose(0, 4, 5, 1, 2, 3).reshape(x.shape[0] * oh * ow, x.shape[1] * kh * kw)
+
+
+def apply_transforms(x: np.ndarray, transforms: list[dict[str, Any]]) -> np.ndarray:
+    """Host-side layout changes recorded by the compiler, applied in order."""
+    for t in transforms:
+        ((name, arg),) = t.items()
+        if name == "reshape":
+            x = x.reshape(arg)
+        elif name == "transpose":
+            x = x.transpose(arg)
+        elif name == "broadcast":
+            x = np.broadcast_to(x, arg)
+        elif name == "append_ones":
+            x = np.concatenate([x, np.ones(x.shape[:-1] + (arg,), x.dtype)], axis=-1)
+        elif name == "im2col":
+            x = im2col(x, **arg)
+        else:
+            raise BundleError(f"unknown host transform {name!r} in NPU program: recompile with this ragc version")
+    return x
+
+
+def pad_to(x: np.ndarray, shape: list[int], pad_value: str) -> np.ndarray:
+    out = np.full(shape, float(pad_value), dtype=np.float32)
+    out[tuple(slice(0, s) for s in x.shape)] = x
+    return out
+
+
+def input_buffers(program: NpuProgram, step: dict[str, Any], tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The step's input buffers, padded, in storage layout (bf16 bits), in argument order."""
+    buffers = []
+    for entry, arg in zip(step["inputs"], program.data_args(step), strict=False):
+        if "weight" in entry:
+            buffers.append(program.weights[entry["weight"]])
+            continue
+        x = apply_transforms(tensors[entry["tensor"]], entry["transforms"])
+        if list(x.shape) != entry["shape"]:
+            raise BundleError(
+                f"NPU step {step['op']}: {entry['tensor']} laid out as {list(x.shape)}, "
+                f"program expects {entry['shape']}: recompile the bundle"
+            )
+        buffers.append(encode(pad_to(x, arg["shape"], step["kernel"]["pad_value"]), arg["dtype"]))
+    return buffers
+
+
+def output_tensor(program: NpuProgram, step: dict[str, Any], storage: np.ndarray) -> np.ndarray:
+    """Cut the logical result out of the padded output buffer and restore its layout."""
+    out, arg = step["output"], program.data_args(step)[-1]
+    values = decode(storage.reshape(arg["shape"]), arg["dtype"])
+    values = values[tuple(slice(0, s) for s in out["shape"])]
+    return np.ascontiguousarray(apply_transforms(values, out["transforms"]), dtype=np.float32)
+
+
+def check_feeds(program: NpuProgram, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    tensors = {}
+    for sig in program.inputs:
+        if sig["name"] not in feeds:
+            raise InputError(f"NPU partition input {sig['name']!r} missing: feed it ({sig['dtype']} {sig['shape']})")
+        x = np.asarray(feeds[sig["name"]])
+        if list(x.shape) != sig["shape"] or x.dtype != np.dtype(sig["dtype"]):
+            raise InputError(
+                f"NPU partition input {sig['name']!r} is {x.dtype} {list(x.shape)}, "
+                f"expected {sig['dtype']} {sig['shape']}: feed that"
+            )
+        tensors[sig["name"]] = x
+    return tensors
+
+
+def run_program(program: NpuProgram, feeds: dict[str, np.ndarray], call: KernelCall) -> dict[str, np.ndarray]:
+    """Run every step in order through `call` (a simulator or a device) and return the partition outputs."""
+    tensors = check_feeds(program, feeds)
+    for step in program.steps:
+        storage = call(step, input_buffers(program, step, tensors))
+        tensors[step["output"]["tensor"]] = output_tensor(program, step, storage)
+    return {sig["name"]: tensors[sig["name"]] for sig in program.outputs}

@@ -1,0 +1,71 @@
+"""Tiny ONNX models built in code for the NPU tests, their ragc.ir view (the front end's to_ir), onnxruntime
+references, and NPU partitions written as the bundle writer would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from codegen import npu
+from ragc import ir
+from ragc.frontend.to_ir import to_ir  # noqa: F401 - re-exported for the NPU tests
+
+OPSET = 24  # Swish needs 24, Gelu 20
+
+
+def make_model(
+    nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], consts: dict[str, np.ndarray], outputs: list[str]
+) -> onnx.ModelProto:
+    """A float32 model with shapes inferred; `consts` become initializers."""
+    graph = helper.make_graph(
+        nodes,
+        "npu_test",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v, np.float32), n) for n, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def write_bundle(
+    graph: ir.Graph, bundle_dir: Path, pid: str = "p1", target_npu: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Emit the whole graph as one NPU partition, write its files as the bundle writer would; the partition."""
+    artifact = npu.emit(graph, pid, target_npu)
+    for name, data in artifact.files.items():
+        (bundle_dir / name).write_bytes(data)
+    signature = [{"name": n, "dtype": "float32", "shape": list(graph.tensors[n].shape)} for n in graph.inputs]
+    return json.loads(
+        json.dumps(
+            {
+                "id": pid,
+                "device": "npu",
+                "ops": [op.name for op in graph.ops],
+                "inputs": signature,
+                "outputs": [
+                    {"name": n, "dtype": "float32", "shape": list(graph.tensors[n].shape)} for n in graph.outputs
+                ],
+                "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
+            }
+        )
+    )
+
+
+def assert_close_bf16(actual: np.ndarray, expected: np.ndarray) -> None:
+    """The NPU tolerance: bf16 operands (8-bit mantissa, relative step 2^-8 = 0.39%) with fp32 accumulation.
+    |actual - expected| <= 2e-2 * |expected| + 1e-2 * max|expected| (atol relative to the output's scale)."""
+    scale = float(np.max(np.abs(expected))) or 1.0
+    np.testing.assert_allclose(actual, expected, rtol=2e-2, atol=1e-2 * scale)

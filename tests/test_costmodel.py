@@ -1,0 +1,153 @@
+"""Operator features, the roofline, the learned per-device model, cost_fn and the leave-one-model-out evaluation."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from personality_fixtures import measured_personality
+
+from ragc.cli_profile import costmodel
+from ragc.costmodel import CostModel, cost_fn
+from ragc.costmodel.evaluate import leave_one_model_out, measure_models
+from ragc.costmodel.roofline import roofline_ms
+from ragc.costmodel.zoo import generated_models, model_set
+from ragc.ir import Graph, Op, Tensor
+from ragc.opstats import FAMILIES, epilogue_ops, op_family, op_features
+from ragc.personality.errors import PersonalityError
+from ragc.personality.specs import bench_graph, conv, gemm, matmul, unary
+from ragc.personality.store import save_personality, store_path
+
+
+@pytest.fixture(scope="module")
+def personality():
+    return measured_personality()
+
+
+def conv_relu_graph() -> Graph:
+    w = np.zeros((8, 4, 3, 3), np.float32)
+    tensors = {"x": Tensor("x", (1, 4, 16, 16), "float32"), "w": Tensor("w", w.shape, "float32", w),
+               "y": Tensor("y", (1, 8, 16, 16), "float32"), "r": Tensor("r", (1, 8, 16, 16), "float32"),
+               "s": Tensor("s", (2,), "int64", np.array([1, -1])), "f": Tensor("f", (1, 2048), "float32")}
+    ops = [Op("conv", "Conv", ["x", "w"], ["y"], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+           Op("relu", "Relu", ["y"], ["r"]), Op("flat", "Reshape", ["r", "s"], ["f"])]
+    return Graph(ops, tensors, ["x"], ["f"])
+
+
+def test_op_family_table():
+    assert [op_family(t) for t in ("Conv", "MatMul", "Relu", "MaxPool", "Softmax", "LayerNormalization",
+                                    "ReduceMean", "Transpose", "Reshape", "SomeCustomOp")] == [
+        "conv", "gemm", "elementwise", "pool", "softmax", "norm", "reduce", "movement", "metadata", "elementwise"]
+
+
+def test_conv_features():
+    g = conv(32, 28, 64, 3, stride=2)
+    f = op_features(g, g.ops[0])
+    assert f["fam_conv"] == 1.0 and sum(f[f"fam_{x}"] for x in FAMILIES) == 1.0
+    assert (f["N"], f["C"], f["H"], f["W"], f["K"], f["kh"], f["kw"], f["stride"], f["groups"]) == (
+        1, 32, 28, 28, 64, 3, 3, 2, 1)
+    assert f["flops"] == 2 * 64 * 14 * 14 * 32 * 9
+    assert f["weight_bytes"] == (64 * 32 * 9 + 64) * 4
+    assert f["bytes_in"] == (32 * 28 * 28 + 64 * 32 * 9 + 64) * 4 and f["bytes_out"] == 64 * 14 * 14 * 4
+    assert f["intensity"] == pytest.approx(f["flops"] / (f["bytes_in"] + f["bytes_out"]))
+    dw = conv(32, 28, 32, 3, group=32)
+    fd = op_features(dw, dw.ops[0])
+    assert fd["fam_conv_dw"] == 1.0 and fd["groups"] == 32 and fd["flops"] == 2 * 32 * 28 * 28 * 9
+
+
+def test_gemm_and_matmul_features():
+    g = gemm(8, 64, 32)
+    f = op_features(g, g.ops[0])
+    assert (f["gemm_m"], f["gemm_k"], f["gemm_n"], f["flops"]) == (8, 64, 32, 2 * 8 * 64 * 32)
+    m = matmul((4, 16, 8), (4, 8, 12), b_const=False)
+    f = op_features(m, m.ops[0])
+    assert (f["batch"], f["gemm_m"], f["gemm_k"], f["gemm_n"]) == (4, 16, 8, 12)
+
+
+def test_gather_reads_rows_not_the_table():
+    g = bench_graph("Gather", [((1000, 64), True), np.arange(4, dtype=np.int64)], {"axis": 0})
+    f = op_features(g, g.ops[0])
+    assert f["weight_bytes"] == 1000 * 64 * 4 + 4 * 8 and f["bytes_in"] == 4 * 64 * 4 + 4 * 8
+
+
+def test_epilogues_and_metadata_in_context(personality):
+    g = conv_relu_graph()
+    assert epilogue_ops(g) == {"relu"}
+    cost = cost_fn(personality)
+    assert cost(g, g.op("conv"), "cpu") > cost(g, g.op("relu"), "cpu")
+    assert cost(g, g.op("relu"), "cpu") == 0.0  # runs inside the conv's kernel
+    assert cost(g, g.op("flat"), "cpu") == 0.0
+
+
+def test_learned_model_is_deterministic_and_scales(personality):
+    a, b = CostModel(personality), CostModel(personality)
+    graphs = [conv(16, 14, 16, 3), conv(64, 56, 64, 3), conv(256, 56, 256, 3), unary("Relu", 4_000_000)]
+    feats = [op_features(g, g.ops[0]) for g in graphs]
+    pa = a.predict("cpu", feats)
+    assert pa == b.predict("cpu", feats)
+    assert all(math.isfinite(p) and p > 0 for p in pa)
+    assert pa[0] < pa[1] < pa[2]  # beyond the sampled shapes, time still grows with the work (roofline ratio)
+
+
+def test_device_without_samples_uses_the_roofline_with_a_warning(personality):
+    p = copy.deepcopy(personality)
+    p.data["devices"]["gpu"] = {"name": "g", "peak_gflops": 1000.0, "peak_gbps": 100.0, "dispatch_ms": 0.1,
+                                "op_overhead_ms": 0.01, "memory_bytes": 2**30}
+    with pytest.warns(UserWarning, match="gpu of .* has 0 measured samples"):
+        model = CostModel(p)
+    g = conv(64, 56, 64, 3)
+    f = op_features(g, g.ops[0])
+    assert model.predict("gpu", [f]) == [roofline_ms(f, p.device("gpu"))]
+
+
+def test_targets_predict_without_warnings():
+    from ragc.personality.store import load_personality
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = cost_fn(load_personality("ryzen-7-7840u"))
+    g = conv(64, 56, 64, 3)
+    assert cost(g, g.ops[0], "npu") > 0
+
+
+def test_generated_models_are_valid_onnx():
+    import onnx
+
+    for model in generated_models().values():
+        onnx.checker.check_model(model, full_check=True)
+        assert model.graph.name
+
+
+@pytest.fixture(scope="module")
+def small_eval(personality):
+    graphs = model_set(["cnn_plain_96", "cnn_dw_224", "vit_s197_d384"])
+    return leave_one_model_out(personality, measure_models(graphs, personality, 0.05))
+
+
+def test_leave_one_model_out_report(small_eval):
+    assert [r["model"] for r in small_eval["models"]] == ["cnn_plain_96", "cnn_dw_224", "vit_s197_d384"]
+    for r in small_eval["models"]:
+        assert r["measured_ms"] > 0 and r["predicted_ms"] > 0 and math.isfinite(r["error_pct"])
+        assert 0 <= r["op_within_10_pct"] <= 100
+    assert small_eval["ops"]["count"] > 30
+    json.dumps(small_eval)
+
+
+def test_unknown_eval_model():
+    with pytest.raises(PersonalityError, match="unknown eval model"):
+        model_set(["nope"])
+
+
+def test_cli_eval_json(personality, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    save_personality(personality, store_path(personality.chip_id))
+    result = CliRunner().invoke(costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--json",
+                                            "--budget", "0.05"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["model"] for r in report["models"]] == ["cnn_plain_96", "cnn_dw_224"]

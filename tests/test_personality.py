@@ -1,0 +1,160 @@
+"""Chip identity, the personality store, the profiler's pieces (CPU and Vulkan) and run recording."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from click.testing import CliRunner
+from personality_fixtures import measured_personality
+
+from ragc.cli_profile import profile
+from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
+from ragc.personality.errors import PersonalityError
+from ragc.personality.gpu_bench import fit_transfer
+from ragc.personality.profile import chain, peak_rates
+from ragc.personality.record import partition_op_stats, record_run, sample_sources
+from ragc.personality.specs import conv, unary
+from ragc.personality.store import (
+    SCHEMA,
+    Personality,
+    current_chip_id,
+    load_personality,
+    read_personality,
+    save_personality,
+    store_dir,
+    store_path,
+)
+
+
+@pytest.fixture(scope="module")
+def measured():
+    return measured_personality()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_cpu_facts_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: AMD Ryzen AI 9 HX 370\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 hypervisor\n")
+    facts = cpu_facts(info)
+    assert facts["model"] == "AMD Ryzen AI 9 HX 370" and facts["isa"] == ["avx2", "fma", "avx512f", "avx512_bf16"]
+
+
+def test_npu_facts_need_an_accel_node(tmp_path):
+    assert npu_facts(tmp_path) is None
+    (tmp_path / "accel0").touch()
+    assert npu_facts(tmp_path)["nodes"] == ["accel0"]
+
+
+def test_chip_id_is_stable_and_ignores_driver_versions():
+    facts = chip_facts()
+    assert chip_id(facts) == chip_id(chip_facts()) == current_chip_id()
+    bumped = copy.deepcopy(facts)
+    for gpu in bumped["gpus"]:
+        gpu["driver_version"] += 1
+    assert chip_id(bumped) == chip_id(facts)
+    bumped["cpu"]["cores"] += 1
+    assert chip_id(bumped) != chip_id(facts)
+
+
+def test_store_roundtrip_is_atomic(cache, measured):
+    assert store_dir() == cache / "ragc" / "personality"
+    path = save_personality(copy.deepcopy(measured))
+    assert path == store_path(measured.chip_id) and [p.name for p in path.parent.iterdir()] == [path.name]
+    again = read_personality(path)
+    assert again.data == json.loads(json.dumps(measured.data))
+    assert load_personality(None).chip_id == measured.chip_id  # this chip's stored personality, no profiling
+    assert load_personality(str(path)).samples("cpu") == again.samples("cpu")
+
+
+def test_bad_personality_files(tmp_path, measured):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(PersonalityError, match="not readable JSON"):
+        read_personality(bad)
+    old = dict(measured.data, schema=SCHEMA + 1)
+    with pytest.raises(PersonalityError, match="run `ragc profile`"):
+        Personality(old)
+    with pytest.raises(PersonalityError, match="has no device 'npu'"):
+        measured.samples("npu")
+
+
+def test_transfers_between_devices():
+    links = {"cpu->gpu": {"latency_ms": 0.1, "gbps": 10.0}, "gpu->cpu": {"latency_ms": 0.2, "gbps": 5.0},
+             "cpu->npu": {"latency_ms": 0.05, "gbps": 20.0}, "npu->cpu": {"latency_ms": 0.05, "gbps": 20.0}}
+    dev = {"peak_gflops": 1.0, "peak_gbps": 1.0, "dispatch_ms": 0.0, "op_overhead_ms": 0.0, "memory_bytes": 1}
+    p = Personality({"schema": SCHEMA, "chip_id": "x", "devices": {"cpu": dev, "gpu": dev, "npu": dev},
+                     "transfers": links})
+    assert p.transfer_ms("gpu", "gpu", 10**9) == 0.0
+    assert p.transfer_ms("cpu", "gpu", 10**7) == pytest.approx(0.1 + 1.0)
+    assert p.transfer_ms("gpu", "npu", 10**7) == pytest.approx(0.2 + 2.0 + 0.05 + 0.5)  # through the host
+    del p.data["transfers"]["npu->cpu"]
+    with pytest.raises(PersonalityError, match="no transfer figures for npu->cpu"):
+        p.transfer_ms("npu", "cpu", 1)
+
+
+def test_profiled_samples_and_peaks(measured):
+    cpu = measured.device("cpu")
+    assert cpu["dispatch_ms"] > 0 and cpu["op_overhead_ms"] >= 0
+    assert all(s["ms"] > 0 and s["source"] == "profile" for s in cpu["samples"])
+    gflops, gbps = peak_rates(cpu["samples"])
+    assert (cpu["peak_gflops"], cpu["peak_gbps"]) == (gflops, gbps) and gflops > 0.1 and gbps > 0.1
+
+
+def test_fit_transfer_recovers_latency_and_bandwidth():
+    points = [(n, 0.05 + n / 4e6) for n in (1e5, 1e6, 4e6, 1.6e7)]  # 4 GB/s = 4e6 bytes per ms
+    link = fit_transfer(points)
+    assert link["latency_ms"] == pytest.approx(0.05) and link["gbps"] == pytest.approx(4.0)
+
+
+def test_gpu_timer_on_vulkan():
+    pytest.importorskip("vulkan")
+    from ragc.personality.gpu_bench import GpuTimer
+    from runtime_min.backends.vulkan import VulkanBackend
+    from runtime_min.errors import BackendUnavailable
+
+    try:
+        backend = VulkanBackend({"timestamps": True})
+    except BackendUnavailable as exc:
+        pytest.skip(f"no Vulkan device: {exc}")
+    try:
+        timer = GpuTimer(backend)
+        wall, kernel = timer(unary("Relu", 4096), 0.05)
+        assert wall > 0 and 0 <= kernel <= wall
+        assert timer(chain(4), 0.05) is not None
+    finally:
+        backend.close()
+
+
+def test_record_run_adds_run_samples(cache, measured):
+    p = copy.deepcopy(measured)
+    save_personality(p)
+    g = conv(16, 14, 16, 3)
+    stats = partition_op_stats(g, [op.name for op in g.ops])
+    assert stats[0]["name"] == "op" and stats[0]["fused"] is False
+    updated = record_run(None, [{"device": "cpu", "ms": 2.0, "ops": stats}])
+    runs = [s for s in updated.samples("cpu") if s["source"] == "run"]
+    assert len(runs) == 1 and runs[0]["ms"] == pytest.approx(2.0 - p.dispatch_ms("cpu"))
+    assert sample_sources(read_personality(store_path(p.chip_id)))["cpu"]["run"] == 1
+    with pytest.raises(PersonalityError, match="names device 'gpu'"):
+        record_run(updated, [{"device": "gpu", "ms": 1.0, "ops": stats}])
+    with pytest.raises(PersonalityError, match="target file"):
+        record_run(load_personality("ryzen-7-7840u"), [])
+
+
+def test_cli_show(cache, measured):
+    runner = CliRunner()
+    result = runner.invoke(profile, ["--show"])
+    assert result.exit_code != 0 and "run `ragc profile`" in str(result.exception)
+    save_personality(copy.deepcopy(measured))
+    result = runner.invoke(profile, ["--show"])
+    assert result.exit_code == 0, result.output
+    assert "samples came from recorded runs" in result.output and measured.chip_id in result.output
+    result = runner.invoke(profile, ["--show", "--target", "ryzen-ai-9-hx-370"])
+    assert result.exit_code == 0 and "target-ryzen-ai-9-hx-370 (target)" in result.output
