@@ -76,5 +76,5 @@ def costliest(partitions: list[dict[str, Any]], profile: dict[str, dict[str, Any
         "device": slowest["ran_on"],
         "measured_ms": slowest["measured_ms"],
         "top_ops": ops[:top],
-        "op_types_cpu_ms": dict(sorted(by_type.items(), key=lambda kv: -kv[1])[:top]),
+        "op_types_cpu_ms": [{"op_type": t, "ms": ms} for t, ms in sorted(by_type.items(), key=lambda kv: -kv[1])][:top],
     }

@@ -93,13 +93,15 @@ def _loss(model: dict[str, Any], auto: dict[str, Any], ratio: float) -> str:
     costly = auto.get("costliest")
     if costly:
         ops = ", ".join(f"{o['name']} ({o['op_type']}) {o['ms']:.3f} ms" for o in costly["top_ops"])
-        types = ", ".join(f"{k} {v:.3f} ms" for k, v in costly["op_types_cpu_ms"].items())
+        types = ", ".join(f"{t['op_type']} {t['ms']:.3f} ms" for t in costly["op_types_cpu_ms"])
         lines.append(
             f"  Most time: partition {costly['partition']} on the {costly['device']} ({costly['measured_ms']:.3f} ms); "
             f"its costliest operators by onnxruntime's CPU profile: {ops or 'none matched'}; by type: {types or '-'}."
         )
     elif not parts:
-        lines.append("  No per-partition times were recorded for this run.")
+        lines.append(f"  No per-partition times were recorded ({auto.get('breakdown_note', 'the runtime gave none')}).")
+    if auto.get("trace"):
+        lines.append(f"  Runtime trace (chrome://tracing, Perfetto): `{auto['trace']}` next to results.json.")
     return "\n".join(lines)
 
 

@@ -61,17 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.budget if args.budget > 0 else float("inf")
     notes: list[str] = []
-    torch_missing = None if args.no_torch else models.torch_available()
-    if torch_missing:
-        notes.append(f"torchvision models skipped: {torch_missing}")
     try:
         chosen = models.select(models.model_set(with_torch=not args.no_torch), args.models)
         systems.select(args.systems)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    torch_missing = models.torch_available() if any(m.source == "torchvision" for m in chosen) else None
     if torch_missing and not args.models:
         chosen = [m for m in chosen if m.source != "torchvision"]
+        notes.append(f"torchvision models skipped: {torch_missing}")
     args.out.mkdir(parents=True, exist_ok=True)
     results = {
         "schema": 1,
@@ -99,18 +98,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.0f}s] {model.name}", file=sys.stderr, flush=True)
         results["models"].append(run_model(model, args, min(left, args.model_timeout)))
         write_results(results, args.out)
+        if results["models"][-1]["status"] == "stopped":
+            break
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     note = plot_latency(results, args.out / "latency.png")
     if note:
         notes.append(note)
     write_results(results, args.out)
     print((args.out / "results.md").read_text(), file=sys.stderr)
-    return 0
+    return 0 if not results["models"] or results["models"][-1]["status"] != "stopped" else 128 + signal.SIGTERM
+
+
+class Stopped(Exception):
+    """SIGTERM arrived (e.g. from `timeout`): stop the running model, keep what it measured, write the results."""
 
 
 def _stop(signum: int, frame: object) -> None:
-    """SIGTERM (e.g. from `timeout`): unwind, so the running worker is stopped; results so far are on disk."""
-    raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `timeout` signals the process and then its group: stop once
+    raise Stopped
 
 
 def warm_personality(timeout: float) -> dict[str, Any]:
@@ -161,6 +166,8 @@ def run_model(model: models.BenchModel, args: argparse.Namespace, timeout: float
         str(args.cap),
         "--seed",
         str(args.seed),
+        "--trace-dir",
+        str(args.out / "traces"),
     ]
     argv += ["--systems", args.systems] if args.systems else []
     entry: dict[str, Any] = {"name": model.name, "source": model.source, "status": "ok"}
@@ -171,6 +178,8 @@ def run_model(model: models.BenchModel, args: argparse.Namespace, timeout: float
             entry.update(status="failed", note=f"worker exited with status {rc}")
     except subprocess.TimeoutExpired:
         entry.update(status="timeout", note=f"stopped after {timeout:.0f} s; systems not listed did not finish")
+    except Stopped:
+        entry.update(status="stopped", note="the benchmark was stopped (SIGTERM) while this model ran")
     finally:
         if child.poll() is None:  # timed out, or this process is being stopped: stop the worker's whole group
             os.killpg(child.pid, signal.SIGKILL)

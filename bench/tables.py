@@ -56,7 +56,7 @@ def latency_table(results: dict[str, Any]) -> str:
         rows.append(
             [
                 model["name"],
-                *(_cell(by_system.get(s)) for s in systems),
+                *(_cell(by_system.get(s), model.get("status", "-")) for s in systems),
                 SYSTEM_LABELS.get(summary.get("best_peer"), "-"),
                 _num(summary.get("auto_vs_best_peer"), "{:.2f}x"),
                 _predicted(auto.get("predicted_ms"), summary.get("predicted_over_measured", {}).get("ragc-auto")),
@@ -81,11 +81,14 @@ def detail_table(results: dict[str, Any]) -> str:
         "predicted ms",
         "peak RSS MB",
         "max abs err",
+        "max rel err",
         "note",
     ]
     rows = []
     for model in results["models"]:
-        for name, r in model.get("systems", {}).items():
+        by_system = model.get("systems", {})
+        for name in _ordered(by_system):
+            r = by_system[name]
             rows.append(
                 [
                     model["name"],
@@ -97,6 +100,7 @@ def detail_table(results: dict[str, Any]) -> str:
                     _num(r.get("predicted_ms"), "{:.3g}"),
                     _num(r.get("peak_rss_mb"), "{:.0f}"),
                     _num(r.get("max_abs_err"), "{:.2g}"),
+                    _num(r.get("max_rel_err"), "{:.2g}"),
                     (r.get("note") or "").replace("|", "/")[:160],
                 ]
             )
@@ -104,13 +108,19 @@ def detail_table(results: dict[str, Any]) -> str:
 
 
 def _systems_present(results: dict[str, Any]) -> list[str]:
-    seen = {name for model in results["models"] for name in model.get("systems", {})}
+    return _ordered({name for model in results["models"] for name in model.get("systems", {})})
+
+
+def _ordered(names) -> list[str]:
+    """System names in the table's column order (ragc first, then the peers), unknown ones last."""
+    seen = set(names)
     return [s for s in SYSTEM_LABELS if s in seen] + sorted(seen - set(SYSTEM_LABELS))
 
 
-def _cell(record: dict[str, Any] | None) -> str:
+def _cell(record: dict[str, Any] | None, model_status: str) -> str:
+    """Median ms with flags; the status where there is none (a system that never reported: the model's status)."""
     if not record:
-        return "-"
+        return "-" if model_status == "ok" else model_status
     value = median(record)
     if value is None:
         return record.get("status", "-")

@@ -163,15 +163,30 @@ def run_cmd(
 @main.command("inspect")
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--timeline", type=click.Path(dir_okay=False, path_type=Path), help="Write the predicted timeline SVG.")
 @friendly_errors
-def inspect_cmd(plan: Path, as_json: bool) -> None:
+def inspect_cmd(plan: Path, as_json: bool, timeline: Path | None) -> None:
     """Show PLAN's partitions: processor, op count, predicted time."""
-    from ragc.report import plan_summary, print_partitions
+    from ragc.report import plan_summary, print_partitions, write_timeline
 
     if as_json:
         click.echo(json.dumps(plan_summary(plan), indent=1, sort_keys=True))
     else:
         print_partitions(plan)
+    if timeline:
+        write_timeline(plan, timeline)
+        click.echo(f"timeline written to {timeline}", err=as_json)
+
+
+@main.command("simulate")
+@click.argument("plan", type=click.Path(path_type=Path))
+@friendly_errors
+def simulate_cmd(plan: Path) -> None:
+    """Print PLAN's predicted timeline on the chip it was compiled for (a target needs no hardware), against
+    each processor alone."""
+    from ragc.report import print_simulation
+
+    print_simulation(plan)
 
 
 @main.command("validate")

@@ -18,15 +18,25 @@ def show_personality(personality: Personality, console: Console) -> None:
 
     counts = sample_sources(personality)
     kind = "target" if personality.is_target else "measured"
-    console.print(f"chip [bold]{personality.chip_id}[/] ({kind}), unified memory: {personality.unified_memory}"
-                  + (f", file {personality.path}" if personality.path else ""))
+    console.print(
+        f"chip [bold]{personality.chip_id}[/] ({kind}), unified memory: {personality.unified_memory}"
+        + (f", file {personality.path}" if personality.path else "")
+    )
     table = Table("device", "name", "GFLOP/s", "GB/s", "launch ms", "op ms", "memory GiB", "profile", "run")
     for d in personality.devices:
         e = personality.device(d)
         c = counts.get(d, {})
-        table.add_row(d, str(e.get("name", "")), f"{e['peak_gflops']:.1f}", f"{e['peak_gbps']:.1f}",
-                      f"{e['dispatch_ms']:.4f}", f"{e['op_overhead_ms']:.4f}", f"{e['memory_bytes'] / 2**30:.1f}",
-                      str(c.get("profile", 0)), str(c.get("run", 0)))
+        table.add_row(
+            d,
+            str(e.get("name", "")),
+            f"{e['peak_gflops']:.1f}",
+            f"{e['peak_gbps']:.1f}",
+            f"{e['dispatch_ms']:.4f}",
+            f"{e['op_overhead_ms']:.4f}",
+            f"{e['memory_bytes'] / 2**30:.1f}",
+            str(c.get("profile", 0)),
+            str(c.get("run", 0)),
+        )
     console.print(table)
     links = personality.data.get("transfers", {})
     if links:
@@ -40,8 +50,12 @@ def show_personality(personality: Personality, console: Console) -> None:
 
 @click.command("profile")
 @click.option("--quick", is_flag=True, help="Fewer shapes and repeats (under 2 minutes).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the personality to this file [default: only the per-chip cache].")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the personality to this file [default: only the per-chip cache].",
+)
 @click.option("--show", is_flag=True, help="Show the stored personality (or --target) instead of profiling.")
 @click.option("--target", help="With --show: a target name from ragc/targets/ or a personality/target file.")
 def profile(quick: bool, output: Path | None, show: bool, target: str | None) -> None:
@@ -94,14 +108,31 @@ def evaluate(models: str | None, as_json: bool, budget: float) -> None:
 
 
 def render_report(report: dict, console: Console) -> None:
-    table = Table("model", "ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops within 10 %",
-                  title=f"cost model, leave one model out, {report['device']} of {report['chip_id']}")
+    table = Table(
+        "model",
+        "ops",
+        "measured ms",
+        "predicted ms",
+        "error %",
+        "op MAPE %",
+        "ops within 10 %",
+        title=f"cost model, leave one model out, {report['device']} of {report['chip_id']}",
+    )
     for r in report["models"]:
         style = "green" if abs(r["error_pct"]) <= 10 else "red"
-        table.add_row(r["model"], str(r["ops"]), f"{r['measured_ms']:.3f}", f"{r['predicted_ms']:.3f}",
-                      f"[{style}]{r['error_pct']:+.1f}[/]", f"{r['op_mape_pct']:.1f}", f"{r['op_within_10_pct']:.1f}")
+        table.add_row(
+            r["model"],
+            str(r["ops"]),
+            f"{r['measured_ms']:.3f}",
+            f"{r['predicted_ms']:.3f}",
+            f"[{style}]{r['error_pct']:+.1f}[/]",
+            f"{r['op_mape_pct']:.1f}",
+            f"{r['op_within_10_pct']:.1f}",
+        )
     console.print(table)
     ops = report["ops"]
-    console.print(f"{report['device']}: {ops['count']} ops, MAPE {ops['mape_pct']:.1f}%, "
-                  f"{ops['within_10_pct']:.1f}% within +-10%; models within +-10% end to end: "
-                  f"{report['models_within_10']}/{len(report['models'])}")
+    console.print(
+        f"{report['device']}: {ops['count']} ops, MAPE {ops['mape_pct']:.1f}%, "
+        f"{ops['within_10_pct']:.1f}% within +-10%; models within +-10% end to end: "
+        f"{report['models_within_10']}/{len(report['models'])}"
+    )

@@ -12,14 +12,15 @@ from typing import Any
 from codegen.artifact import Artifact
 from ragc import emit_cpu, ir
 from ragc.bundle import dumps, write_bundle
-from ragc.errors import PlacementError, UsageError
+from ragc.errors import UsageError
 from ragc.forced import forced_devices, parse_rules
 from ragc.frontend import LoadedModel, load_model
 from ragc.partition import Partition, partition
 from ragc.personality.record import partition_op_stats
-from ragc.placement import Placement, PlacementProblem, build_problem, solve
+from ragc.placement import Placement, PlacementProblem, build_problem, simulate, solve
 from ragc.schedule import build_schedule
 from ragc.support import DEVICES, generator, unsupported_reason
+from ragc.timeline import timeline_svg
 
 
 @dataclass
@@ -90,7 +91,9 @@ def compile_model(
     predicted = _partition_times(problem, placement, parts)
     schedule = build_schedule(loaded.graph, parts, artifacts, fallbacks, predicted, objective)
     schedule["stages"] = _stages(problem, placement, parts)
+    _add_predicted_spans(schedule, problem, placement)
     files["opstats.json"] = dumps({p.id: partition_op_stats(loaded.graph, p.ops) for p in parts})
+    files["timeline.svg"] = timeline_svg(placement, problem).encode()
     info: dict[str, Any] = {
         "model_sha256": loaded.source_sha256,
         "model_name": Path(model).name,
@@ -99,6 +102,7 @@ def compile_model(
         "solver": placement.solver,
         "gap": None if placement.gap is None else round(placement.gap, 6),
         "unified_memory": personality.unified_memory,
+        "baselines_ms": _baselines(problem),
     }
     bundle = timer.run("bundle", write_bundle, out_dir, schedule, files, info)
     return CompileResult(bundle, parts, placement, problem, timer.seconds)
@@ -116,13 +120,9 @@ def _place(graph: ir.Graph, chosen: list[str], rules, personality, solver: str, 
     from ragc.costmodel import cost_fn
 
     predict = cost_fn(personality)
-    forced = forced_devices(graph, rules)
-    devices = sorted(set(chosen) | {"cpu"}, key=DEVICES.index)
+    forced = forced_devices(graph, rules, lambda op, device: unsupported_reason(graph, op, device))
+    devices = sorted(set(chosen) | {"cpu"} | set(forced.values()), key=DEVICES.index)
     runnable = {op.name: [d for d in chosen if unsupported_reason(graph, op, d) is None] for op in graph.ops}
-    for name, device in forced.items():
-        reason = unsupported_reason(graph, graph.op(name), device)
-        if reason:
-            raise PlacementError(f"--place puts {name} on {device}, which cannot run it: {reason}")
 
     def op_cost(g: ir.Graph, op: ir.Op, device: str) -> float:
         allowed = [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"]
@@ -146,6 +146,27 @@ def _partition_times(problem: PlacementProblem, placement: Placement, parts: lis
         units = {unit_of[op].name: unit_of[op] for op in p.ops}.values()
         times[p.id] = round(sum(u.cost_ms[p.device] for u in units), 6)
     return times
+
+
+def _add_predicted_spans(schedule: dict[str, Any], problem: PlacementProblem, placement: Placement) -> None:
+    """Each partition's predicted start and finish (ms from the request's start), from its units' times."""
+    unit_of = {op: unit.name for unit in problem.units for op in unit.ops}
+    for entry in schedule["partitions"]:
+        units = {unit_of[op] for op in entry["ops"]}
+        entry["predicted_start_ms"] = round(min(placement.start_ms[u] for u in units), 6)
+        entry["predicted_finish_ms"] = round(max(placement.finish_ms[u] for u in units), 6)
+
+
+def _baselines(problem: PlacementProblem) -> dict[str, float]:
+    """Predicted latency of each processor alone (the CPU taking what it cannot run), for comparison."""
+    baselines = {}
+    for device in problem.devices:
+        assignment = {u.name: device if problem.supported(u, device) else "cpu" for u in problem.units}
+        if any(not problem.supported(u, assignment[u.name]) for u in problem.units):
+            continue  # a --place rule keeps some unit off the CPU
+        order = {d: [u.name for u in problem.units if assignment[u.name] == d] for d in problem.devices}
+        baselines[device] = round(simulate(problem, assignment, order).predicted_ms, 6)
+    return baselines
 
 
 def _stages(problem: PlacementProblem, placement: Placement, parts: list[Partition]) -> list[list[str]] | None:

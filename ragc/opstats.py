@@ -14,37 +14,113 @@ _FAMILY_OF = {
     **dict.fromkeys(("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"), "conv"),
     **dict.fromkeys(("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "Einsum"), "gemm"),
     **dict.fromkeys(
-        ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "MaxRoiPool",
-         "LRN"),
+        ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "MaxRoiPool", "LRN"),
         "pool",
     ),
     **dict.fromkeys(("Softmax", "LogSoftmax", "Hardmax"), "softmax"),
     **dict.fromkeys(
-        ("LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "LpNormalization",
-         "MeanVarianceNormalization", "RMSNormalization", "SimplifiedLayerNormalization"),
+        (
+            "LayerNormalization",
+            "BatchNormalization",
+            "InstanceNormalization",
+            "GroupNormalization",
+            "LpNormalization",
+            "MeanVarianceNormalization",
+            "RMSNormalization",
+            "SimplifiedLayerNormalization",
+        ),
         "norm",
     ),
     **dict.fromkeys(
-        ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-         "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "TopK", "CumSum"),
+        (
+            "ReduceMean",
+            "ReduceSum",
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+            "ArgMax",
+            "ArgMin",
+            "TopK",
+            "CumSum",
+        ),
         "reduce",
     ),
     **dict.fromkeys(
-        ("Transpose", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND", "Scatter", "ScatterND",
-         "ScatterElements", "Pad", "Tile", "Expand", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Where",
-         "Cast", "ReverseSequence", "Trilu", "OneHot", "Compress"),
+        (
+            "Transpose",
+            "Concat",
+            "Split",
+            "Slice",
+            "Gather",
+            "GatherElements",
+            "GatherND",
+            "Scatter",
+            "ScatterND",
+            "ScatterElements",
+            "Pad",
+            "Tile",
+            "Expand",
+            "Resize",
+            "Upsample",
+            "DepthToSpace",
+            "SpaceToDepth",
+            "Where",
+            "Cast",
+            "ReverseSequence",
+            "Trilu",
+            "OneHot",
+            "Compress",
+        ),
         "movement",
     ),
     **dict.fromkeys(
-        ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Size", "Dropout", "Constant",
-         "ConstantOfShape", "EyeLike", "Range"),
+        (
+            "Reshape",
+            "Flatten",
+            "Squeeze",
+            "Unsqueeze",
+            "Identity",
+            "Shape",
+            "Size",
+            "Dropout",
+            "Constant",
+            "ConstantOfShape",
+            "EyeLike",
+            "Range",
+        ),
         "metadata",
     ),
 }
 
 # Elementwise ops whose per-element work is a transcendental function (several FLOPs each).
-_TRANSCENDENTAL = {"Exp", "Log", "Erf", "Tanh", "Sigmoid", "Gelu", "Pow", "Sqrt", "Softplus", "Softsign", "Sin", "Cos",
-                   "HardSwish", "Mish", "Elu", "Selu", "Celu", "Reciprocal", "Div", "Swish", "FastGelu"}
+_TRANSCENDENTAL = {
+    "Exp",
+    "Log",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Gelu",
+    "Pow",
+    "Sqrt",
+    "Softplus",
+    "Softsign",
+    "Sin",
+    "Cos",
+    "HardSwish",
+    "Mish",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Reciprocal",
+    "Div",
+    "Swish",
+    "FastGelu",
+}
 _FLOPS_PER_ELEMENT = {"softmax": 5.0, "norm": 8.0, "reduce": 1.0}
 
 # Elementwise ops onnxruntime and ragc's GPU codegen fold into the producing conv/gemm as an epilogue.
@@ -53,9 +129,35 @@ _EPILOGUE_PRODUCERS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
 
 _ROW_READS = {"Gather", "GatherElements", "GatherND"}
 
-NUMERIC_KEYS = ("flops", "bytes_in", "bytes_out", "weight_bytes", "in_elems", "out_elems", "intensity", "N", "C", "H",
-                "W", "K", "kh", "kw", "kernel", "stride", "groups", "gemm_m", "gemm_k", "gemm_n", "batch",
-                "transcendental", "n_inputs", "rank", "bcast_ratio", "bcast_inner")
+NUMERIC_KEYS = (
+    "flops",
+    "bytes_in",
+    "bytes_out",
+    "weight_bytes",
+    "in_elems",
+    "out_elems",
+    "intensity",
+    "N",
+    "C",
+    "H",
+    "W",
+    "K",
+    "kh",
+    "kw",
+    "kernel",
+    "stride",
+    "groups",
+    "gemm_m",
+    "gemm_k",
+    "gemm_n",
+    "batch",
+    "transcendental",
+    "n_inputs",
+    "rank",
+    "bcast_ratio",
+    "bcast_inner",
+    "aligned16",
+)
 
 
 def op_family(op_type: str) -> str:
@@ -94,8 +196,19 @@ def _conv_params(graph: Graph, op: Op) -> dict[str, float]:
     else:
         flops = 2.0 * _elems(y.shape) * (c // group) * kernel
         k = w.shape[0]
-    return {"flops": flops, "N": n, "C": c, "H": h, "W": wd, "K": k, "kh": kh, "kw": kw, "kernel": kernel,
-            "stride": float(max(strides)), "groups": group}
+    return {
+        "flops": flops,
+        "N": n,
+        "C": c,
+        "H": h,
+        "W": wd,
+        "K": k,
+        "kh": kh,
+        "kw": kw,
+        "kernel": kernel,
+        "stride": float(max(strides)),
+        "groups": group,
+    }
 
 
 def _gemm_params(graph: Graph, op: Op) -> dict[str, float]:
@@ -112,6 +225,18 @@ def _gemm_params(graph: Graph, op: Op) -> dict[str, float]:
         k = a.shape[-1]
         batch = _elems(y.shape) // max(1, m * n)
     return {"flops": 2.0 * batch * m * k * n, "gemm_m": m, "gemm_k": k, "gemm_n": n, "batch": batch}
+
+
+def _aligned16(feats: dict[str, float], outs: list, fam: str) -> float:
+    """1 when the channels (per group) fill whole 16-lane vector blocks, which blocked-layout kernels need."""
+    if fam in ("conv", "conv_dw"):
+        g = max(1.0, feats["groups"])
+        if fam == "conv_dw":
+            return float(feats["C"] % 16 == 0)
+        return float((feats["C"] / g) % 16 == 0 and (feats["K"] / g) % 16 == 0)
+    if fam == "pool":
+        return float(feats["C"] % 16 == 0)
+    return float(bool(outs) and bool(outs[0].shape) and outs[0].shape[-1] % 16 == 0)
 
 
 def _broadcast(ins: list, out_shape: tuple[int, ...]) -> dict[str, float]:
@@ -140,9 +265,15 @@ def _pool_params(graph: Graph, op: Op) -> dict[str, float]:
     else:
         kernel = int(np.prod(op.attrs.get("kernel_shape", [1])))
         strides = op.attrs.get("strides") or [1]
-    return {"flops": float(_elems(y.shape) * kernel), "N": x.shape[0], "C": x.shape[1] if len(x.shape) > 1 else 1,
-            "H": x.shape[2] if len(x.shape) > 2 else 1, "W": x.shape[3] if len(x.shape) > 3 else 1,
-            "kernel": kernel, "stride": float(max(strides))}
+    return {
+        "flops": float(_elems(y.shape) * kernel),
+        "N": x.shape[0],
+        "C": x.shape[1] if len(x.shape) > 1 else 1,
+        "H": x.shape[2] if len(x.shape) > 2 else 1,
+        "W": x.shape[3] if len(x.shape) > 3 else 1,
+        "kernel": kernel,
+        "stride": float(max(strides)),
+    }
 
 
 def epilogue_ops(graph: Graph) -> set[str]:
@@ -157,8 +288,11 @@ def epilogue_ops(graph: Graph) -> set[str]:
             continue
         for name in op.inputs:
             producer = producers.get(name) if name else None
-            if (producer is not None and len(consumers[name]) == 1
-                    and (producer.op_type in _EPILOGUE_PRODUCERS or producer.name in fused)):
+            if (
+                producer is not None
+                and len(consumers[name]) == 1
+                and (producer.op_type in _EPILOGUE_PRODUCERS or producer.name in fused)
+            ):
                 fused.add(op.name)
                 break
     return fused
@@ -197,6 +331,7 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
         feats["flops"] = float(in_elems) * _FLOPS_PER_ELEMENT[fam]
     if op.op_type in _ROW_READS and len(ins) > 1:  # reads only the rows it gathers, not the whole table
         feats["bytes_in"] = feats["bytes_out"] + float(ins[1].nbytes)
+    feats["aligned16"] = _aligned16(feats, outs, fam)
     moved = feats["bytes_in"] + feats["bytes_out"]
     feats["intensity"] = feats["flops"] / moved if moved else 0.0
     return {k: float(v) for k, v in feats.items()}

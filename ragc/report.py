@@ -41,6 +41,37 @@ def print_partitions(plan_dir: str | Path, console: Console | None = None) -> No
     (console or Console()).print(table)
 
 
+def write_timeline(plan_dir: str | Path, path: str | Path) -> None:
+    """The predicted timeline SVG the compiler stored in the bundle (one lane per processor)."""
+    from runtime_min.manifest import inside, read_bundle
+
+    root, _, _ = read_bundle(plan_dir)
+    Path(path).write_bytes(inside(root, "timeline.svg").read_bytes())
+
+
+def print_simulation(plan_dir: str | Path, console: Console | None = None, width: int = 40) -> None:
+    """Each partition's predicted span as a bar on its processor's lane, then the plan against each processor
+    alone. NPU times of a simulated NPU are predictions, like every number here: nothing is run."""
+    from runtime_min.manifest import read_bundle
+
+    _, manifest, schedule = read_bundle(plan_dir)
+    console = console or Console()
+    end = max((p.get("predicted_finish_ms") or 0.0) for p in schedule["partitions"]) or 1.0
+    table = Table(title=f"predicted timeline of {plan_dir} on chip {manifest.get('chip_id')} (0 .. {end:.3f} ms)")
+    for column in ("partition", "processor", "start ms", "finish ms", "timeline"):
+        table.add_column(column, justify="right" if "ms" in column else "left")
+    for p in sorted(schedule["partitions"], key=lambda p: (p.get("predicted_start_ms") or 0.0, p["id"])):
+        start, finish = p.get("predicted_start_ms") or 0.0, p.get("predicted_finish_ms") or 0.0
+        left, right = round(start / end * width), max(round(finish / end * width), round(start / end * width) + 1)
+        bar = " " * left + "█" * (right - left)
+        table.add_row(p["id"], p["device"], f"{start:.3f}", f"{finish:.3f}", bar)
+    console.print(table)
+    console.print(f"plan: {_ms(manifest.get('predicted_ms'))} ms predicted ({manifest.get('solver')})")
+    for device, ms in sorted(manifest.get("baselines_ms", {}).items()):
+        ratio = ms / manifest["predicted_ms"] if manifest.get("predicted_ms") else float("nan")
+        console.print(f"  {device} alone (CPU for what it cannot run): {ms:.3f} ms, {ratio:.2f}x the plan")
+
+
 def random_feeds(specs, seed: int = 0) -> dict[str, np.ndarray]:
     """Fresh random inputs for a plan's (or model's) input specs: floats in [0, 1), small ints, random bools."""
     rng = np.random.default_rng(seed)

@@ -23,6 +23,7 @@ from runtime_min.errors import (
 )
 from runtime_min.manifest import read_bundle
 from runtime_min.plan import Plan, TensorSpec
+from runtime_min.shared_memory import empty_shared
 
 __version__ = "0.1.0"
 
@@ -32,7 +33,9 @@ def load(path: str | Path, **options: Any) -> Plan:
 
     Options: cpu_threads (onnxruntime intra-op threads, 0 = default), npu ("xrt" or "sim"; default RAGC_NPU or
     "xrt"), timestamps (True: GPU kernel times from timestamp queries, shown in traces), vulkan_device (index or
-    name substring; default RAGC_VULKAN_DEVICE, else discrete > integrated > CPU implementation).
+    name substring; default RAGC_VULKAN_DEVICE, else discrete > integrated > CPU implementation), zero_copy (default
+    RAGC_ZERO_COPY, else on: GPU outputs come back as views of mapped memory, page-aligned inputs such as those from
+    `empty_shared` are imported instead of copied).
     """
     root, manifest, schedule = read_bundle(path)
     return Plan(root, manifest, schedule, options)
@@ -47,5 +50,6 @@ __all__ = [
     "RuntimeMinError",
     "RuntimeMinWarning",
     "TensorSpec",
+    "empty_shared",
     "load",
 ]

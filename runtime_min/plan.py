@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from runtime_min.backends import Backend, open_backend
+from runtime_min.backends.base import CopyStats
 from runtime_min.errors import BackendUnavailable, BundleError, InputError, RuntimeMinError, RuntimeMinWarning
 from runtime_min.executor import Entry, Executor, Frame, Step, worker_lists
 from runtime_min.stream import assembly_line, check_depth
@@ -194,6 +195,11 @@ class Plan:
         if self._last is None:
             return []
         return step_times(self._last, [p["id"] for p in self.schedule["partitions"]])
+
+    def copy_stats(self) -> CopyStats:
+        """Host <-> device copies made and avoided since load, summed over every partition (`runs` counts partition
+        runs); the memory bridge (RAGC_ZERO_COPY, load option zero_copy) is what avoids them."""
+        return sum((step.executable.copy_stats() for step in self.steps), CopyStats())
 
     def tracks(self) -> dict[str, str]:
         """Processor -> the name of its trace track (what actually runs there)."""

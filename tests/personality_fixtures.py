@@ -24,5 +24,14 @@ def measured_personality() -> Personality:
     dispatch, per_op, bias = cpu_overheads(0.05)
     samples = measure_samples(small_specs(), 0.02, bias, lambda label: None)
     cpu = device_entry("test cpu", samples, dispatch, per_op, 2**34, profiler_bias_ms=bias)
-    return Personality({"schema": SCHEMA, "kind": "personality", "chip_id": chip_id(facts), "chip": facts,
-                        "devices": {"cpu": cpu}, "transfers": {}, "unified_memory": True})
+    return Personality(
+        {
+            "schema": SCHEMA,
+            "kind": "personality",
+            "chip_id": chip_id(facts),
+            "chip": facts,
+            "devices": {"cpu": cpu},
+            "transfers": {},
+            "unified_memory": True,
+        }
+    )

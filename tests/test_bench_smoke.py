@@ -76,7 +76,7 @@ def test_report_explains_a_loss() -> None:
             "device": "gpu",
             "measured_ms": 1.5,
             "top_ops": [{"name": "a", "op_type": "Conv", "ms": 0.4}],
-            "op_types_cpu_ms": {"Conv": 0.4},
+            "op_types_cpu_ms": [{"op_type": "Conv", "ms": 0.4}],
         },
     }
     by_system = {"ragc-auto": auto, "ort-cpu": {"status": "ok", "kind": "peer", "median_ms": 1.0}}

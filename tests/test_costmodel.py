@@ -31,18 +31,38 @@ def personality():
 
 def conv_relu_graph() -> Graph:
     w = np.zeros((8, 4, 3, 3), np.float32)
-    tensors = {"x": Tensor("x", (1, 4, 16, 16), "float32"), "w": Tensor("w", w.shape, "float32", w),
-               "y": Tensor("y", (1, 8, 16, 16), "float32"), "r": Tensor("r", (1, 8, 16, 16), "float32"),
-               "s": Tensor("s", (2,), "int64", np.array([1, -1])), "f": Tensor("f", (1, 2048), "float32")}
-    ops = [Op("conv", "Conv", ["x", "w"], ["y"], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
-           Op("relu", "Relu", ["y"], ["r"]), Op("flat", "Reshape", ["r", "s"], ["f"])]
+    tensors = {
+        "x": Tensor("x", (1, 4, 16, 16), "float32"),
+        "w": Tensor("w", w.shape, "float32", w),
+        "y": Tensor("y", (1, 8, 16, 16), "float32"),
+        "r": Tensor("r", (1, 8, 16, 16), "float32"),
+        "s": Tensor("s", (2,), "int64", np.array([1, -1])),
+        "f": Tensor("f", (1, 2048), "float32"),
+    }
+    ops = [
+        Op("conv", "Conv", ["x", "w"], ["y"], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+        Op("relu", "Relu", ["y"], ["r"]),
+        Op("flat", "Reshape", ["r", "s"], ["f"]),
+    ]
     return Graph(ops, tensors, ["x"], ["f"])
 
 
 def test_op_family_table():
-    assert [op_family(t) for t in ("Conv", "MatMul", "Relu", "MaxPool", "Softmax", "LayerNormalization",
-                                    "ReduceMean", "Transpose", "Reshape", "SomeCustomOp")] == [
-        "conv", "gemm", "elementwise", "pool", "softmax", "norm", "reduce", "movement", "metadata", "elementwise"]
+    assert [
+        op_family(t)
+        for t in (
+            "Conv",
+            "MatMul",
+            "Relu",
+            "MaxPool",
+            "Softmax",
+            "LayerNormalization",
+            "ReduceMean",
+            "Transpose",
+            "Reshape",
+            "SomeCustomOp",
+        )
+    ] == ["conv", "gemm", "elementwise", "pool", "softmax", "norm", "reduce", "movement", "metadata", "elementwise"]
 
 
 def test_conv_features():
@@ -50,7 +70,16 @@ def test_conv_features():
     f = op_features(g, g.ops[0])
     assert f["fam_conv"] == 1.0 and sum(f[f"fam_{x}"] for x in FAMILIES) == 1.0
     assert (f["N"], f["C"], f["H"], f["W"], f["K"], f["kh"], f["kw"], f["stride"], f["groups"]) == (
-        1, 32, 28, 28, 64, 3, 3, 2, 1)
+        1,
+        32,
+        28,
+        28,
+        64,
+        3,
+        3,
+        2,
+        1,
+    )
     assert f["flops"] == 2 * 64 * 14 * 14 * 32 * 9
     assert f["weight_bytes"] == (64 * 32 * 9 + 64) * 4
     assert f["bytes_in"] == (32 * 28 * 28 + 64 * 32 * 9 + 64) * 4 and f["bytes_out"] == 64 * 14 * 14 * 4
@@ -96,8 +125,14 @@ def test_learned_model_is_deterministic_and_scales(personality):
 
 def test_device_without_samples_uses_the_roofline_with_a_warning(personality):
     p = copy.deepcopy(personality)
-    p.data["devices"]["gpu"] = {"name": "g", "peak_gflops": 1000.0, "peak_gbps": 100.0, "dispatch_ms": 0.1,
-                                "op_overhead_ms": 0.01, "memory_bytes": 2**30}
+    p.data["devices"]["gpu"] = {
+        "name": "g",
+        "peak_gflops": 1000.0,
+        "peak_gbps": 100.0,
+        "dispatch_ms": 0.1,
+        "op_overhead_ms": 0.01,
+        "memory_bytes": 2**30,
+    }
     with pytest.warns(UserWarning, match="gpu of .* has 0 measured samples"):
         model = CostModel(p)
     g = conv(64, 56, 64, 3)
@@ -146,8 +181,29 @@ def test_unknown_eval_model():
 def test_cli_eval_json(personality, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     save_personality(personality, store_path(personality.chip_id))
-    result = CliRunner().invoke(costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--json",
-                                            "--budget", "0.05"])
+    result = CliRunner().invoke(
+        costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--json", "--budget", "0.05"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [r["model"] for r in report["models"]] == ["cnn_plain_96", "cnn_dw_224"]
+
+
+def test_broadcast_and_alignment_features():
+    per_channel = bench_graph("Mul", [((1, 64, 49), False), ((64, 1), True)])
+    f = op_features(per_channel, per_channel.ops[0])
+    assert (f["bcast_ratio"], f["bcast_inner"]) == (49.0, 49.0)
+    same = bench_graph("Add", [((1, 32), False), ((1, 32), False)])
+    assert op_features(same, same.ops[0])["bcast_ratio"] == 1.0
+    assert op_features(conv(32, 8, 32, 1), conv(32, 8, 32, 1).ops[0])["aligned16"] == 1.0
+    odd = conv(136, 8, 136, 1, group=4)
+    assert op_features(odd, odd.ops[0])["aligned16"] == 0.0
+
+
+def test_epilogue_chains():
+    g = conv_relu_graph()
+    scale = Tensor("k", (1, 8, 1, 1), "float32", np.ones((1, 8, 1, 1), np.float32))
+    g.tensors |= {"k": scale, "m": Tensor("m", (1, 8, 16, 16), "float32")}
+    g.ops.insert(2, Op("scale", "Mul", ["r", "k"], ["m"]))
+    g.ops[3].inputs[0] = "m"
+    assert epilogue_ops(g) == {"relu", "scale"}

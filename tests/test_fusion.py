@@ -69,8 +69,8 @@ def test_fusion_never_creates_a_cycle() -> None:
 
 
 def test_units_are_in_dependency_order_and_deterministic() -> None:
-    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("c2", "Conv", ["x", "w2"], ["b"]), ("add", "Add", ["b", "a"], ["c"]),
-               ("s", "Softmax", ["c"], ["y"])], ["y"])
+    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("c2", "Conv", ["x", "w2"], ["b"]),
+               ("add", "Add", ["b", "a"], ["c"]), ("s", "Softmax", ["c"], ["y"])], ["y"])
     first = build_units(g)
     assert first == build_units(g)
     assert [name for name, _ in first] == ["c1", "c2", "s"]

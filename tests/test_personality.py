@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
 from ragc.cli_profile import profile
+from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
 from ragc.personality.errors import PersonalityError
 from ragc.personality.gpu_bench import fit_transfer
@@ -86,11 +87,16 @@ def test_bad_personality_files(tmp_path, measured):
 
 
 def test_transfers_between_devices():
-    links = {"cpu->gpu": {"latency_ms": 0.1, "gbps": 10.0}, "gpu->cpu": {"latency_ms": 0.2, "gbps": 5.0},
-             "cpu->npu": {"latency_ms": 0.05, "gbps": 20.0}, "npu->cpu": {"latency_ms": 0.05, "gbps": 20.0}}
+    links = {
+        "cpu->gpu": {"latency_ms": 0.1, "gbps": 10.0},
+        "gpu->cpu": {"latency_ms": 0.2, "gbps": 5.0},
+        "cpu->npu": {"latency_ms": 0.05, "gbps": 20.0},
+        "npu->cpu": {"latency_ms": 0.05, "gbps": 20.0},
+    }
     dev = {"peak_gflops": 1.0, "peak_gbps": 1.0, "dispatch_ms": 0.0, "op_overhead_ms": 0.0, "memory_bytes": 1}
-    p = Personality({"schema": SCHEMA, "chip_id": "x", "devices": {"cpu": dev, "gpu": dev, "npu": dev},
-                     "transfers": links})
+    p = Personality(
+        {"schema": SCHEMA, "chip_id": "x", "devices": {"cpu": dev, "gpu": dev, "npu": dev}, "transfers": links}
+    )
     assert p.transfer_ms("gpu", "gpu", 10**9) == 0.0
     assert p.transfer_ms("cpu", "gpu", 10**7) == pytest.approx(0.1 + 1.0)
     assert p.transfer_ms("gpu", "npu", 10**7) == pytest.approx(0.2 + 2.0 + 0.05 + 0.5)  # through the host
@@ -140,7 +146,9 @@ def test_record_run_adds_run_samples(cache, measured):
     assert stats[0]["name"] == "op" and stats[0]["fused"] is False
     updated = record_run(None, [{"device": "cpu", "ms": 2.0, "ops": stats}])
     runs = [s for s in updated.samples("cpu") if s["source"] == "run"]
-    assert len(runs) == 1 and runs[0]["ms"] == pytest.approx(2.0 - p.dispatch_ms("cpu"))
+    assert len(runs) == 1 and runs[0]["ms"] == pytest.approx(
+        2.0 - p.dispatch_ms("cpu") - p.device("cpu")["op_overhead_ms"]
+    )
     assert sample_sources(read_personality(store_path(p.chip_id)))["cpu"]["run"] == 1
     with pytest.raises(PersonalityError, match="names device 'gpu'"):
         record_run(updated, [{"device": "gpu", "ms": 1.0, "ops": stats}])
@@ -158,3 +166,17 @@ def test_cli_show(cache, measured):
     assert "samples came from recorded runs" in result.output and measured.chip_id in result.output
     result = runner.invoke(profile, ["--show", "--target", "ryzen-ai-9-hx-370"])
     assert result.exit_code == 0 and "target-ryzen-ai-9-hx-370 (target)" in result.output
+
+
+def test_in_context_op_times_credit_real_ops():
+    from ragc.personality.oneop import op_ms
+
+    graph = conv(16, 28, 16, 3)
+    out = graph.outputs[0]
+    graph.ops.append(Op("act", "Relu", [out], ["act_out"]))
+    graph.ops.append(Op("norm", "LRN", ["act_out"], ["lrn_out"], {"size": 3}))
+    graph.tensors |= {n: Tensor(n, graph.tensors[out].shape, "float32") for n in ("act_out", "lrn_out")}
+    graph.outputs = ["lrn_out"]
+    plain, with_layouts = op_ms(graph, 0.02), op_ms(graph, 0.02, layouts=True)
+    assert set(plain) == set(with_layouts) == {"op", "norm"}  # the Relu runs inside the conv's kernel
+    assert all(ms >= 0 for ms in plain.values())

@@ -22,6 +22,9 @@ class Link:
     def __init__(self, latency: dict[tuple[str, str], float], per_mb: dict[tuple[str, str], float]) -> None:
         self.latency, self.per_mb = latency, per_mb
 
+    def __repr__(self) -> str:  # failing examples print it, so they can be rebuilt
+        return f"Link({self.latency!r}, {self.per_mb!r})"
+
     def __call__(self, src: str, dst: str, nbytes: int) -> float:
         if src == dst:
             return 0.0
@@ -145,12 +148,69 @@ def test_ilp_matches_brute_force_and_bounds_heuristics(problem: PlacementProblem
     plans = {name: solve(problem, solver=name) for name in ("heft", "greedy", "single", "auto")}
     optimum = brute_force_makespan(problem, plans["heft"].predicted_ms + 1e-9)
     assert ilp.predicted_ms == pytest.approx(optimum, rel=TOL, abs=TOL)
-    assert ilp.gap is not None and ilp.gap <= TOL
+    assert ilp.solver == "ilp" and ilp.gap is not None and ilp.gap <= TOL  # HiGHS solved it, not a fallback
     for plan in plans.values():
         assert plan.predicted_ms >= optimum - TOL
         assert_schedule_consistent(problem, plan)
     assert plans["auto"].predicted_ms <= plans["single"].predicted_ms + 1e-12
     assert plans["auto"].predicted_ms == pytest.approx(optimum, rel=TOL, abs=TOL)
+
+
+INF = math.inf
+HIGHS_TRAPS = [  # problems on which HiGHS once returned a wrong "optimal" plan or failed (see ragc/placement/ilp.py)
+    ([{"cpu": 1.0, "gpu": 5.0}, {"cpu": 0.12, "gpu": INF}, {"cpu": 3.25, "gpu": 1.25}, {"cpu": 2.12, "gpu": 0.44},
+      {"cpu": 5.0, "gpu": 5.0}, {"cpu": 0.12, "gpu": INF}, {"cpu": 3.5, "gpu": 0.75}, {"cpu": 3.5, "gpu": 5.0}],
+     {6: (0, 4)}, [(0, 3, 1), (2, 3, 1), (1, 4, 4), (0, 5, 1), (1, 5, 1), (4, 6, 3), (0, 7, 1), (3, 7, 1), (5, 7, 1)],
+     {("cpu", "gpu"): (1.0, 0.5), ("gpu", "cpu"): (0.5, 0.5)}, 9.37),
+    ([{"cpu": 1.01}, {"cpu": 2.8, "gpu": 2.13, "npu": 1.5}, {"cpu": 5.0, "npu": 1.37}, {"cpu": 0.99},
+      {"cpu": 1.03, "gpu": 4.36}, {"cpu": 0.5, "npu": 0.33}, {"cpu": 1.0, "gpu": 2.06, "npu": 4.94},
+      {"cpu": 1.02, "gpu": 3.03}, {"cpu": 0.38, "npu": 0.5}, {"cpu": 4.16, "gpu": 4.28, "npu": 3.89}],
+     {1: (0, 4)}, [(0, 1, 1), (0, 2, 1), (0, 3, 1), (0, 4, 1), (1, 4, 4), (2, 4, 1), (0, 5, 1), (1, 5, 1), (2, 5, 4),
+              (4, 5, 2), (1, 6, 1), (2, 6, 1), (3, 6, 1), (4, 6, 1), (0, 7, 1), (1, 7, 1), (2, 7, 1), (4, 7, 1),
+              (5, 7, 1), (6, 7, 1), (0, 8, 1), (1, 8, 1), (4, 8, 1), (5, 8, 1), (6, 8, 1), (0, 9, 1), (1, 9, 2),
+              (3, 9, 1), (5, 9, 1), (6, 9, 2), (7, 9, 3), (8, 9, 4)],
+     {("cpu", "npu"): (0.25, 0.25), ("gpu", "cpu"): (0.55, 0.11), ("npu", "cpu"): (0.16, 0.0),
+      ("cpu", "gpu"): (0.0, 0.62), ("npu", "gpu"): (0.0, 0.12)}, 11.445),
+    ([{"cpu": 0.1, "gpu": 3.46, "npu": 0.44}, {"cpu": 0.2, "npu": 4.19}, {"cpu": 0.96, "gpu": 0.16, "npu": 1.83},
+      {"cpu": 0.96}, {"cpu": 4.16}, {"cpu": 2.76, "gpu": 0.28}, {"cpu": 1.45, "gpu": 4.0, "npu": 3.36},
+      {"cpu": 4.99, "npu": 3.16}, {"cpu": 4.99, "gpu": 4.63, "npu": 1.49}, {"cpu": 4.36, "gpu": 5.0}],
+     {0: (2, 0), 9: (2, 0)},
+     [(0, 2, 1), (0, 4, 2), (1, 4, 4), (2, 4, 3), (4, 6, 1), (0, 7, 3), (2, 7, 3), (3, 7, 4), (6, 7, 2), (0, 8, 1),
+      (1, 8, 2), (3, 8, 4), (4, 8, 1), (5, 8, 1), (6, 8, 1), (7, 8, 2), (0, 9, 1), (1, 9, 2), (4, 9, 2), (7, 9, 1),
+      (8, 9, 3)],
+     {("cpu", "gpu"): (0.0, 0.76), ("cpu", "npu"): (0.44, 0.91), ("gpu", "cpu"): (0.0, 0.07),
+      ("gpu", "npu"): (0.72, 0.88), ("npu", "cpu"): (0.9, 0.0), ("npu", "gpu"): (0.0, 0.79)}, 18.13),
+    ([{"cpu": 1.6}, {"cpu": 0.25, "gpu": 2.82}, {"cpu": 0.68, "gpu": 2.12}, {"cpu": 0.1}, {"cpu": 4.01},
+      {"cpu": 2.18, "gpu": 4.7}, {"cpu": 2.0, "gpu": 4.15}, {"cpu": 1.56, "gpu": 4.7}],
+     {7: (2, 0)},
+     [(0, 1, 1), (0, 2, 2), (1, 2, 3), (0, 3, 2), (2, 3, 1), (0, 4, 3), (1, 4, 2), (3, 4, 1), (0, 5, 2), (1, 5, 2),
+      (2, 5, 2), (0, 6, 1), (3, 6, 1), (4, 6, 1), (5, 6, 1), (0, 7, 1), (1, 7, 1), (4, 7, 4), (5, 7, 1)],
+     {("cpu", "gpu"): (0.88, 0.51), ("gpu", "cpu"): (0.58, 0.61)}, 12.38),
+    ([{"cpu": 4.0, "gpu": 0.38}, {"cpu": 1.0}, {"cpu": 0.1}, {"cpu": 4.0, "gpu": 2.66}, {"cpu": 2.94, "gpu": 4.0},
+      {"cpu": 4.19, "gpu": 3.44}, {"cpu": 5.0}, {"cpu": 1.09, "gpu": 2.0}, {"cpu": 2.0}],
+     {5: (0, 4)},
+     [(0, 1, 1), (0, 2, 1), (1, 2, 1), (0, 3, 1), (1, 4, 1), (3, 4, 1), (0, 5, 1), (3, 5, 1), (4, 5, 3), (0, 6, 1),
+      (1, 6, 1), (2, 6, 1), (1, 7, 1), (6, 7, 1), (0, 8, 1), (3, 8, 1)],
+     {("gpu", "cpu"): (0.25, 0.88)}, 12.49),
+]
+
+
+@pytest.mark.parametrize(("costs", "host", "edges", "links", "optimum"), HIGHS_TRAPS)
+def test_ilp_is_exact_where_highs_once_was_not(costs, host, edges, links, optimum) -> None:
+    """Sizes in units of 500 kB; host maps a unit to its (input, output) sizes; links map a device pair to
+    (latency, ms per MB)."""
+    devices = sorted({d for c in costs for d in c}, key=DEVICES.index)
+    units = []
+    for k, c in enumerate(costs):
+        host_in, host_out = host.get(k, (0, 0))
+        units.append(Unit(f"u{k}", [f"op{k}"], {d: c.get(d, INF) for d in devices}, host_in_bytes=host_in * 500_000,
+                          host_out_bytes=host_out * 500_000))
+    pairs = [(a, b) for a in DEVICES for b in DEVICES if a != b]
+    link = Link({p: links.get(p, (0.0, 0.0))[0] for p in pairs}, {p: links.get(p, (0.0, 0.0))[1] for p in pairs})
+    problem = PlacementProblem(units, [Edge(f"u{s}", f"u{t}", n * 500_000) for s, t, n in edges], devices, link)
+    assert brute_force_makespan(problem, math.inf) == pytest.approx(optimum)
+    plan = solve(problem, solver="ilp")
+    assert plan.solver == "ilp" and plan.predicted_ms == pytest.approx(optimum)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
@@ -200,8 +260,11 @@ def test_capacity_is_respected() -> None:
     for solver in ("auto", "ilp", "heft", "greedy"):
         plan = solve(problem, solver=solver)
         assert sum(1 for d in plan.assignment.values() if d == "gpu") <= 1, solver
+    pipeline = solve(problem, objective="throughput")
+    assert pipeline.stages and all(len(s) == 1 for s in pipeline.stages if pipeline.assignment[s[0]] == "gpu")
     problem.capacity_bytes = {"gpu": 50}
     assert set(solve(problem).assignment.values()) == {"cpu"}
+    assert set(solve(problem, objective="throughput").assignment.values()) == {"cpu"}
 
 
 def test_same_problem_same_plan() -> None:

@@ -1,4 +1,4 @@
-"""Target files: every figure the cost model needs, each with its source; the NPU section as the NPU engineer reads it."""
+"""Target files: every figure the cost model needs, each with its source; the NPU section the NPU engineer reads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import pytest
 
 from ragc.costmodel import cost_fn
 from ragc.personality.errors import PersonalityError
-from ragc.personality.store import load_personality
 from ragc.personality.specs import conv
+from ragc.personality.store import load_personality
 from ragc.targets import check_target, load_target, target_names
 
-NPU_XDNA2 = {"arch": "xdna2", "tiles": 32, "macs_per_cycle_per_tile": {"bf16": 256, "int8": 512}, "clock_ghz": 1.8,
-             "dispatch_us": 50, "host_sync_ms": 0.5, "cold_start_ms": 120, "measured_bf16_gemm_tflops": 14.7}
+NPU_XDNA2 = {
+    "arch": "xdna2",
+    "tiles": 32,
+    "macs_per_cycle_per_tile": {"bf16": 256, "int8": 512},
+    "clock_ghz": 1.8,
+    "dispatch_us": 50,
+    "host_sync_ms": 0.5,
+    "cold_start_ms": 120,
+    "measured_bf16_gemm_tflops": 14.7,
+}
 
 
 def test_shipped_targets_load_and_cite_sources():

@@ -28,9 +28,11 @@ class CostModel:
             else:
                 self.models[device] = None
                 if not personality.is_target:
-                    warnings.warn(f"ragc: {device} of {personality.chip_id} has {len(samples)} measured samples; "
-                                  "using the roofline from its peak rates (run `ragc profile` to measure it)",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"ragc: {device} of {personality.chip_id} has {len(samples)} measured samples; "
+                        "using the roofline from its peak rates (run `ragc profile` to measure it)",
+                        stacklevel=2,
+                    )
 
     def predict(self, device: str, features: list[dict[str, float]]) -> list[float]:
         """Kernel ms of each op on `device` (per-op and launch overheads excluded)."""

@@ -1,12 +1,18 @@
 """The learned per-device op-time model.
 
-Choice: scikit-learn gradient-boosted trees (GradientBoostingRegressor) fitted on the log of the ratio between
-the measured time and the roofline time, over log-scaled op features (FLOPs, bytes, shapes, kernel params,
-family). Why: op times span five decades and errors matter relatively, so the target is a log; trees capture
-the step-like efficiency changes of real kernels (cache sizes, blocking, 1x1 vs 3x3, depthwise) from a few hundred
-samples without scaling or tuning; and predicting the *ratio* to the roofline rather than the time means an op
-larger or smaller than anything sampled still scales with its FLOPs and bytes (trees stop at the edge of the data,
-the roofline does not), so the model transfers across models it has never seen. Deterministic (fixed seed).
+Choice: scikit-learn gradient-boosted trees (GradientBoostingRegressor) fitted on the log of the ratio between the
+measured time and the roofline time, over log-scaled op features (FLOPs, bytes, shapes, kernel params, family).
+- Op times span five decades and errors matter relatively, so the target is a log.
+- Trees capture the step-like efficiency changes of real kernels (cache sizes, vector blocking, 1x1 vs 3x3,
+  depthwise, grouped) from a few hundred samples, without feature scaling or tuning.
+- Predicting the *ratio* to the roofline, not the time, lets an op larger or smaller than anything sampled still
+  scale with its FLOPs and bytes (trees stop at the edge of their data, the roofline does not): that is what
+  carries the model over to models it has never seen.
+- A flag marks samples timed inside whole models (recorded runs) apart from one-op micro-benchmarks; predictions
+  are asked for inside a model, so run timings correct the profile wherever they exist.
+- Samples weigh by the square root of their time: the ops that make most of a model's latency count more,
+  without letting the few largest decide alone.
+Deterministic (fixed seed).
 """
 
 from __future__ import annotations
@@ -23,12 +29,19 @@ from ragc.opstats import FAMILIES, NUMERIC_KEYS, log_features
 MIN_SAMPLES = 12  # fewer than this and the device falls back to the roofline
 
 
-def design_row(features: dict[str, float], spec: dict[str, Any]) -> list[float]:
+IN_CONTEXT = ("run", "eval")  # sample sources timed inside whole models, not alone
+
+
+def design_row(features: dict[str, float], spec: dict[str, Any], in_context: bool = True) -> list[float]:
+    """Model inputs: log features, family flags, roofline terms, and whether the time was taken inside a model."""
     compute, memory = roofline_parts(features, spec)
     roof = roofline_ms(features, spec)
     fams = [features.get(f"fam_{f}", 0.0) for f in FAMILIES]
-    return log_features(features, NUMERIC_KEYS) + fams + [math.log(max(roof, 1e-6)), math.log1p(compute * 1e3),
-                                                           math.log1p(memory * 1e3)]
+    return (
+        log_features(features, NUMERIC_KEYS)
+        + fams
+        + [math.log(max(roof, 1e-6)), math.log1p(compute * 1e3), math.log1p(memory * 1e3), float(in_context)]
+    )
 
 
 class DeviceModel:
@@ -37,16 +50,13 @@ class DeviceModel:
     def __init__(self, samples: list[dict[str, Any]], spec: dict[str, Any]):
         self.spec = spec
         kept = [s for s in samples if roofline_ms(s["features"], spec) > 0]
-        x = np.array([design_row(s["features"], spec) for s in kept])
+        x = np.array([design_row(s["features"], spec, s.get("source") in IN_CONTEXT) for s in kept])
         y = np.array([math.log(s["ms"] / roofline_ms(s["features"], spec)) for s in kept])
-        import os
-        cfg = eval(os.environ.get("GB", "{}"))
-        w = cfg.pop("w", None)
-        params = dict(n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8, min_samples_leaf=2, random_state=0)
-        params.update(cfg)
-        self.regressor = GradientBoostingRegressor(**params)
-        sw = None if w is None else np.array([s["ms"] for s in kept]) ** w
-        self.regressor.fit(x, y, sample_weight=sw)
+        weights = np.sqrt([s["ms"] for s in kept])
+        self.regressor = GradientBoostingRegressor(
+            n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8, min_samples_leaf=2, random_state=0
+        )
+        self.regressor.fit(x, y, sample_weight=weights)
 
     def predict(self, features: list[dict[str, float]]) -> list[float]:
         """Ms per op, launch overhead excluded; metadata ops cost 0."""

@@ -12,8 +12,18 @@ from typing import Any
 
 from ragc.opstats import family_of_features
 
-COMPUTE_EFFICIENCY = {"conv": 0.6, "conv_dw": 0.15, "gemm": 0.6, "elementwise": 0.5, "pool": 0.2, "softmax": 0.3,
-                      "norm": 0.3, "reduce": 0.3, "movement": 1.0, "metadata": 1.0}
+COMPUTE_EFFICIENCY = {
+    "conv": 0.6,
+    "conv_dw": 0.15,
+    "gemm": 0.6,
+    "elementwise": 0.5,
+    "pool": 0.2,
+    "softmax": 0.3,
+    "norm": 0.3,
+    "reduce": 0.3,
+    "movement": 1.0,
+    "metadata": 1.0,
+}
 MEMORY_EFFICIENCY = 0.7
 
 

@@ -48,8 +48,13 @@ class _Builder:
         return self.op(op_type, inputs, **attrs)[0]
 
     def model(self, name: str, x: str, shape: list[int], y: str, y_shape: list[int]) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info(y, TensorProto.FLOAT, y_shape)], self.inits)
+        graph = helper.make_graph(
+            self.nodes,
+            name,
+            [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(y, TensorProto.FLOAT, y_shape)],
+            self.inits,
+        )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -84,20 +89,32 @@ def small_cnn(size: int, widths: list[int], depthwise: bool) -> onnx.ModelProto:
     for i, width in enumerate(widths):
         stride = 2
         if depthwise and i:
-            dw = b.one("Conv", [x, b.weight((c, 1, 3, 3)), b.weight((c,))], group=c, pads=[1] * 4,
-                       strides=[stride] * 2)
+            dw = b.one("Conv", [x, b.weight((c, 1, 3, 3)), b.weight((c,))], group=c, pads=[1] * 4, strides=[stride] * 2)
             x = b.one("Clip", [dw, b.scalar(0.0), b.scalar(6.0)])
-            x = b.one("Clip", [b.one("Conv", [x, b.weight((width, c, 1, 1)), b.weight((width,))]), b.scalar(0.0),
-                               b.scalar(6.0)])
+            x = b.one(
+                "Clip",
+                [b.one("Conv", [x, b.weight((width, c, 1, 1)), b.weight((width,))]), b.scalar(0.0), b.scalar(6.0)],
+            )
         else:
-            x = b.one("Relu", [b.one("Conv", [x, b.weight((width, c, 3, 3)), b.weight((width,))], pads=[1] * 4,
-                                     strides=[stride] * 2)])
+            x = b.one(
+                "Relu",
+                [
+                    b.one(
+                        "Conv", [x, b.weight((width, c, 3, 3)), b.weight((width,))], pads=[1] * 4, strides=[stride] * 2
+                    )
+                ],
+            )
             x = b.one("Relu", [b.one("Conv", [x, b.weight((width, width, 3, 3)), b.weight((width,))], pads=[1] * 4)])
         c = width
     pooled = b.one("Flatten", [b.one("GlobalAveragePool", [x])])
     logits = b.one("Gemm", [pooled, b.weight((100, c)), b.weight((100,))], transB=1)
-    return b.model(f"cnn_{size}_{'dw' if depthwise else 'plain'}", "x", [1, 3, size, size],
-                   b.one("Softmax", [logits], axis=-1), [1, 100])
+    return b.model(
+        f"cnn_{size}_{'dw' if depthwise else 'plain'}",
+        "x",
+        [1, 3, size, size],
+        b.one("Softmax", [logits], axis=-1),
+        [1, 100],
+    )
 
 
 def generated_models() -> dict[str, onnx.ModelProto]:

@@ -10,8 +10,23 @@ from pathlib import Path
 from typing import Any
 
 # /proc/cpuinfo flags that matter to kernels; the full list changes with microcode and hypervisors.
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-             "avx_vnni", "amx_tile", "amx_bf16", "asimd", "sve")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "asimd",
+    "sve",
+)
 VOLATILE_KEYS = ("driver_version", "pyxrt_version")  # updated by driver installs; not part of the chip id
 
 
@@ -38,22 +53,30 @@ def _vk_devices(vk: Any) -> list[dict[str, Any]]:
         for phys in vk.vkEnumeratePhysicalDevices(instance):
             props = vk.vkGetPhysicalDeviceProperties(phys)
             mem = vk.vkGetPhysicalDeviceMemoryProperties(phys)
-            heaps = [{"bytes": int(mem.memoryHeaps[i].size),
-                      "device_local": bool(mem.memoryHeaps[i].flags & vk.VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)}
-                     for i in range(mem.memoryHeapCount)]
+            heaps = [
+                {
+                    "bytes": int(mem.memoryHeaps[i].size),
+                    "device_local": bool(mem.memoryHeaps[i].flags & vk.VK_MEMORY_HEAP_DEVICE_LOCAL_BIT),
+                }
+                for i in range(mem.memoryHeapCount)
+            ]
             local_visible = vk.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | vk.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT
-            unified = any((mem.memoryTypes[i].propertyFlags & local_visible) == local_visible
-                          and heaps[mem.memoryTypes[i].heapIndex]["bytes"] >= max(h["bytes"] for h in heaps)
-                          for i in range(mem.memoryTypeCount))
-            found.append({
-                "name": str(props.deviceName),
-                "vendor_id": int(props.vendorID),
-                "device_id": int(props.deviceID),
-                "device_type": int(props.deviceType),
-                "driver_version": int(props.driverVersion),
-                "heaps": heaps,
-                "unified": unified,
-            })
+            unified = any(
+                (mem.memoryTypes[i].propertyFlags & local_visible) == local_visible
+                and heaps[mem.memoryTypes[i].heapIndex]["bytes"] >= max(h["bytes"] for h in heaps)
+                for i in range(mem.memoryTypeCount)
+            )
+            found.append(
+                {
+                    "name": str(props.deviceName),
+                    "vendor_id": int(props.vendorID),
+                    "device_id": int(props.deviceID),
+                    "device_type": int(props.deviceType),
+                    "driver_version": int(props.driverVersion),
+                    "heaps": heaps,
+                    "unified": unified,
+                }
+            )
         return found
     finally:
         vk.vkDestroyInstance(instance, None)

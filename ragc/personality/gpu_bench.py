@@ -7,6 +7,7 @@ latency + bytes / bandwidth for the cpu<->gpu transfer figures.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -49,8 +50,11 @@ class GpuTimer:
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in artifact.files.items():
                 (Path(tmp) / name).write_bytes(data)
-            partition = {"id": "bench", "device": "gpu",
-                         "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta}}
+            partition = {
+                "id": "bench",
+                "device": "gpu",
+                "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
+            }
             exe = self.backend.prepare(partition, Path(tmp))
         try:
             return _time_runs(exe, random_feeds(graph), budget_s)
@@ -79,14 +83,16 @@ def fit_transfer(points: list[tuple[float, float]]) -> dict[str, float]:
     return {"latency_ms": float(max(intercept, 0.0)), "gbps": float(1.0 / max(slope, 1e-9) / 1e6)}
 
 
-def profile_gpu(facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s: float, bar: Any,
-                task: Any) -> GpuProfile | None:
-    """None when there is no Vulkan device, or codegen.gpu / the Vulkan backend are missing or cannot start."""
-    if not facts["gpus"]:
+def profile_gpu(
+    facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s: float, bar: Any, task: Any
+) -> GpuProfile | None:
+    """None when there is no Vulkan device, or codegen.gpu / the Vulkan backend are missing or cannot start; a
+    device failure while profiling is reported and the GPU left out (the CPU's profile still counts)."""
+    if not facts["gpus"] or importlib.util.find_spec("codegen.gpu") is None:
         return None
     try:
         from runtime_min.backends.vulkan import VulkanBackend
-        from runtime_min.errors import BackendUnavailable
+        from runtime_min.errors import BackendUnavailable, RuntimeMinError
     except ImportError:
         return None
     try:
@@ -95,6 +101,9 @@ def profile_gpu(facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s:
         return None
     try:
         return _profile(backend, _heap_bytes(facts, str(backend.device_name)), specs, budget_s, bar, task)
+    except RuntimeMinError as exc:
+        bar.console.print(f"ragc: the GPU failed while profiling ({exc}); profiled the CPU only")
+        return None
     finally:
         backend.close()
 
@@ -105,8 +114,9 @@ def _heap_bytes(facts: dict[str, Any], name: str) -> int:
     return max((h["bytes"] for h in gpu["heaps"] if h["device_local"]), default=0)
 
 
-def _profile(backend: Any, heap: int, specs: list[tuple[str, Graph]], budget_s: float, bar: Any,
-             task: Any) -> GpuProfile:
+def _profile(
+    backend: Any, heap: int, specs: list[tuple[str, Graph]], budget_s: float, bar: Any, task: Any
+) -> GpuProfile:
     from ragc.personality.profile import chain, device_entry
 
     timer = GpuTimer(backend)
@@ -124,11 +134,20 @@ def _profile(backend: Any, heap: int, specs: list[tuple[str, Graph]], budget_s: 
         wall, kernel = measured
         op = graph.ops[0]
         features = op_features(graph, op)
-        samples.append({"op_type": op.op_type, "label": label, "features": features, "ms": max(MIN_MS, kernel),
-                        "source": "profile"})
+        samples.append(
+            {
+                "op_type": op.op_type,
+                "label": label,
+                "features": features,
+                "ms": max(MIN_MS, kernel),
+                "source": "profile",
+            }
+        )
         copied = features["bytes_in"] - features["weight_bytes"] + features["bytes_out"]
         copies.append((copied, wall - kernel - dispatch))
     link = fit_transfer(copies)
-    return GpuProfile(device=device_entry(str(backend.device_name), samples, dispatch, per_op, heap),
-                      transfers={"cpu->gpu": link, "gpu->cpu": dict(link)}, unified=bool(backend.unified_memory))
-
+    return GpuProfile(
+        device=device_entry(str(backend.device_name), samples, dispatch, per_op, heap),
+        transfers={"cpu->gpu": link, "gpu->cpu": dict(link)},
+        unified=bool(backend.unified_memory),
+    )

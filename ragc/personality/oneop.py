@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from ragc.ir import Graph, Op
+from ragc.ir import Graph
 from ragc.opstats import epilogue_ops
 
 MAX_REPEATS = 1000
@@ -43,23 +43,25 @@ def _value_info(graph: Graph, name: str, with_shape: bool = True) -> onnx.ValueI
 def graph_model(graph: Graph, with_output_shapes: bool = True) -> onnx.ModelProto:
     """An ONNX model of an ir.Graph (constants become initializers)."""
     nodes = [
-        helper.make_node(op.op_type, op.inputs, op.outputs, name=op.name,
-                         **{k: _attr_value(v) for k, v in sorted(op.attrs.items())})
+        helper.make_node(
+            op.op_type, op.inputs, op.outputs, name=op.name, **{k: _attr_value(v) for k, v in sorted(op.attrs.items())}
+        )
         for op in graph.ops
     ]
     used = sorted({n for op in graph.ops for n in op.inputs if n})
-    inits = [numpy_helper.from_array(np.asarray(graph.tensors[n].data, dtype=graph.tensors[n].dtype), n)
-             for n in used if graph.tensors[n].is_constant]
-    body = helper.make_graph(nodes, "ragc_bench", [_value_info(graph, n) for n in graph.inputs],
-                             [_value_info(graph, n, with_output_shapes) for n in graph.outputs], inits)
+    inits = [
+        numpy_helper.from_array(np.asarray(graph.tensors[n].data, dtype=graph.tensors[n].dtype), n)
+        for n in used
+        if graph.tensors[n].is_constant
+    ]
+    body = helper.make_graph(
+        nodes,
+        "ragc_bench",
+        [_value_info(graph, n) for n in graph.inputs],
+        [_value_info(graph, n, with_output_shapes) for n in graph.outputs],
+        inits,
+    )
     return helper.make_model(body, opset_imports=[helper.make_opsetid("", graph.opset)], ir_version=8)
-
-
-def one_op_graph(graph: Graph, op: Op) -> Graph:
-    """The op alone, its non-constant inputs as graph inputs and all its outputs as graph outputs."""
-    sub = graph.subgraph([op.name])
-    sub.outputs = [o for o in op.outputs if o]
-    return sub
 
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

@@ -39,8 +39,9 @@ def cpu_overheads(budget_s: float) -> tuple[float, float, float]:
     return max(MIN_MS, one - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
 
 
-def measure_samples(specs: Iterable[tuple[str, Graph]], budget_s: float, bias_ms: float,
-                    advance: Callable[[str], None]) -> list[dict[str, Any]]:
+def measure_samples(
+    specs: Iterable[tuple[str, Graph]], budget_s: float, bias_ms: float, advance: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out)."""
     samples = []
     for label, graph in specs:
@@ -48,32 +49,63 @@ def measure_samples(specs: Iterable[tuple[str, Graph]], budget_s: float, bias_ms
         op = graph.ops[0]
         ms = op_ms(graph, budget_s, bias_ms).get(op.name)
         if ms is not None:
-            samples.append({"op_type": op.op_type, "label": label, "features": op_features(graph, op),
-                            "ms": max(MIN_MS, ms), "source": "profile"})
+            samples.append(
+                {
+                    "op_type": op.op_type,
+                    "label": label,
+                    "features": op_features(graph, op),
+                    "ms": max(MIN_MS, ms),
+                    "source": "profile",
+                }
+            )
     return samples
 
 
 def peak_rates(samples: list[dict[str, Any]]) -> tuple[float, float]:
     """(best GFLOP/s over conv and gemm samples, best GB/s over memory-bound samples)."""
-    gflops = [s["features"]["flops"] / s["ms"] / 1e6 for s in samples
-              if family_of_features(s["features"]) in ("conv", "gemm")]
-    gbps = [(s["features"]["bytes_in"] + s["features"]["bytes_out"]) / s["ms"] / 1e6 for s in samples
-            if family_of_features(s["features"]) == "elementwise"]
+    gflops = [
+        s["features"]["flops"] / s["ms"] / 1e6 for s in samples if family_of_features(s["features"]) in ("conv", "gemm")
+    ]
+    gbps = [
+        (s["features"]["bytes_in"] + s["features"]["bytes_out"]) / s["ms"] / 1e6
+        for s in samples
+        if family_of_features(s["features"]) == "elementwise"
+    ]
     return max(gflops, default=1.0), max(gbps, default=1.0)
 
 
-def device_entry(name: str, samples: list[dict[str, Any]], dispatch_ms: float, op_overhead_ms: float,
-                 memory_bytes: int, **extra: float) -> dict[str, Any]:
+def device_entry(
+    name: str,
+    samples: list[dict[str, Any]],
+    dispatch_ms: float,
+    op_overhead_ms: float,
+    memory_bytes: int,
+    **extra: float,
+) -> dict[str, Any]:
     gflops, gbps = peak_rates(samples)
-    return {"name": name, "peak_gflops": gflops, "peak_gbps": gbps, "dispatch_ms": dispatch_ms,
-            "op_overhead_ms": op_overhead_ms, "memory_bytes": memory_bytes, "samples": samples, **extra}
+    return {
+        "name": name,
+        "peak_gflops": gflops,
+        "peak_gbps": gbps,
+        "dispatch_ms": dispatch_ms,
+        "op_overhead_ms": op_overhead_ms,
+        "memory_bytes": memory_bytes,
+        "samples": samples,
+        **extra,
+    }
 
 
 def progress_bar(console: Console | None = None) -> Progress:
     """The rich progress bar of profiling and evaluation (on stderr unless told otherwise)."""
-    return Progress(TextColumn("[bold]{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console or Console(stderr=True),
-                    transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[label]}"),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        transient=True,
+    )
 
 
 def _host_memory() -> int:
@@ -83,7 +115,7 @@ def _host_memory() -> int:
 def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:
     """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it)."""
     facts = chip_facts()
-    budget_s = 0.3 if quick else 1.0
+    budget_s = 0.2 if quick else 1.0
     with progress_bar(console) as bar:
         task = bar.add_task("preparing", total=None, label="")
         specs = list(cpu_specs(quick))
@@ -94,12 +126,20 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
 
         dispatch, per_op, bias = cpu_overheads(4 * budget_s)
         samples = measure_samples(specs, budget_s, bias, advance)
-        devices = {"cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(),
-                                       profiler_bias_ms=bias)}
-        gpu = gpu_bench.profile_gpu(facts, specs[::2] if quick else specs, budget_s, bar, task)
-    data: dict[str, Any] = {"schema": SCHEMA, "kind": "personality", "chip_id": chip_id(facts), "chip": facts,
-                            "devices": devices, "transfers": {}, "unified_memory": True,
-                            "profile": {"quick": quick, "budget_s": budget_s}}
+        devices = {
+            "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
+        }
+        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, budget_s, bar, task)
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "personality",
+        "chip_id": chip_id(facts),
+        "chip": facts,
+        "devices": devices,
+        "transfers": {},
+        "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
+        "profile": {"quick": quick, "budget_s": budget_s},
+    }
     if gpu is not None:
         devices["gpu"] = gpu.device
         data["transfers"] = gpu.transfers

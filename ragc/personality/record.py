@@ -2,8 +2,8 @@
 
 The compiler stores, per partition, the stats of its ops (`partition_op_stats`, computed from the graph at compile
 time, because the runtime has no graph). After a run, each partition's measured time minus the device's launch
-overhead is shared among its ops in proportion to the current cost model's predictions, and every op becomes a
-sample with source "run". Epilogue ops (folded into their producer) get no sample of their own.
+and per-op overheads is shared among its ops in proportion to the current cost model's predictions, and every op
+becomes a sample with source "run". Epilogue ops (folded into their producer) get no sample of their own.
 """
 
 from __future__ import annotations
@@ -22,19 +22,26 @@ def partition_op_stats(graph: Graph, op_names: list[str]) -> list[dict[str, Any]
     """[{"name", "op_type", "features", "fused"}] for the named ops of a partition, in graph order (JSON-ready)."""
     fused = epilogue_ops(graph)
     chosen = set(op_names)
-    return [{"name": op.name, "op_type": op.op_type, "features": op_features(graph, op), "fused": op.name in fused}
-            for op in graph.ops if op.name in chosen]
+    return [
+        {"name": op.name, "op_type": op.op_type, "features": op_features(graph, op), "fused": op.name in fused}
+        for op in graph.ops
+        if op.name in chosen
+    ]
 
 
 def _check(sample: dict[str, Any], devices: list[str]) -> None:
     if sample.get("device") not in devices:
-        raise PersonalityError(f"recorded sample names device {sample.get('device')!r}, the personality has "
-                               f"{', '.join(devices)}; record runs on the chip the plan was compiled for")
+        raise PersonalityError(
+            f"recorded sample names device {sample.get('device')!r}, the personality has "
+            f"{', '.join(devices)}; record runs on the chip the plan was compiled for"
+        )
     if not isinstance(sample.get("ms"), (int, float)) or sample["ms"] <= 0:
         raise PersonalityError(f"recorded sample has ms={sample.get('ms')!r}; pass the measured partition time in ms")
     if not isinstance(sample.get("ops"), list):
-        raise PersonalityError("recorded sample has no 'ops' list; pass the partition's op stats "
-                               "(ragc.personality.record.partition_op_stats)")
+        raise PersonalityError(
+            "recorded sample has no 'ops' list; pass the partition's op stats "
+            "(ragc.personality.record.partition_op_stats)"
+        )
 
 
 def run_samples(personality: Personality, samples: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -53,22 +60,27 @@ def run_samples(personality: Personality, samples: list[dict[str, Any]]) -> dict
             continue
         predicted = model.predict(device, [o["features"] for o in ops])
         total = sum(predicted)
-        budget = max(0.0, float(sample["ms"]) - personality.dispatch_ms(device))
+        overheads = personality.dispatch_ms(device) + len(ops) * float(personality.device(device)["op_overhead_ms"])
+        budget = max(0.0, float(sample["ms"]) - overheads)
         for op, pred in zip(ops, predicted, strict=True):
             share = pred / total if total > 0 else 1.0 / len(ops)
-            out.setdefault(device, []).append({"op_type": op["op_type"], "features": op["features"],
-                                               "ms": max(1e-4, budget * share), "source": "run"})
+            out.setdefault(device, []).append(
+                {"op_type": op["op_type"], "features": op["features"], "ms": max(1e-4, budget * share), "source": "run"}
+            )
     return out
 
 
 def record_run(personality_or_chip: Personality | str | None, samples: list[dict[str, Any]]) -> Personality:
     """Add run-measured samples to a personality (an object, a chip's stored personality by target/path, or None
     for this chip) and save it; returns the updated personality."""
-    personality = (personality_or_chip if isinstance(personality_or_chip, Personality)
-                   else load_personality(personality_or_chip))
+    personality = (
+        personality_or_chip if isinstance(personality_or_chip, Personality) else load_personality(personality_or_chip)
+    )
     if personality.is_target:
-        raise PersonalityError(f"{personality.chip_id} is a target file, not a measured chip; record runs on the "
-                               "chip itself (its stored personality)")
+        raise PersonalityError(
+            f"{personality.chip_id} is a target file, not a measured chip; record runs on the "
+            "chip itself (its stored personality)"
+        )
     for device, new in run_samples(personality, samples).items():
         stored = personality.samples(device)
         stored.extend(new)

@@ -14,8 +14,9 @@ from ragc.personality.oneop import graph_model, make_session, random_feeds
 Input = tuple[tuple[int, ...], bool]  # (shape, is a constant weight); float32 unless the spec says int64
 
 
-def bench_graph(op_type: str, inputs: list[Input | np.ndarray], attrs: dict[str, Any] | None = None,
-                n_outputs: int = 1) -> Graph:
+def bench_graph(
+    op_type: str, inputs: list[Input | np.ndarray], attrs: dict[str, Any] | None = None, n_outputs: int = 1
+) -> Graph:
     """A one-op ir.Graph; output shapes come from running it once. An ndarray input is a constant as given."""
     rng = np.random.default_rng(len(inputs))
     tensors: dict[str, Tensor] = {}
@@ -42,9 +43,11 @@ def bench_graph(op_type: str, inputs: list[Input | np.ndarray], attrs: dict[str,
 
 def conv(c: int, hw: int, k: int, kernel: int, stride: int = 1, group: int = 1) -> Graph:
     pad = kernel // 2
-    return bench_graph("Conv", [((1, c, hw, hw), False), ((k, c // group, kernel, kernel), True), ((k,), True)],
-                       {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "pads": [pad] * 4,
-                        "group": group})
+    return bench_graph(
+        "Conv",
+        [((1, c, hw, hw), False), ((k, c // group, kernel, kernel), True), ((k,), True)],
+        {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "pads": [pad] * 4, "group": group},
+    )
 
 
 def gemm(m: int, k: int, n: int) -> Graph:
@@ -76,18 +79,21 @@ def ints(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
+# fmt: off
 CONV = [(3, 224, 64, 7, 2), (64, 56, 64, 3, 1), (64, 56, 256, 1, 1), (256, 56, 64, 1, 1), (128, 28, 128, 3, 1),
         (256, 14, 256, 3, 1), (512, 7, 512, 3, 1), (3, 224, 32, 3, 2), (32, 112, 16, 1, 1), (96, 56, 24, 1, 1),
         (144, 28, 32, 1, 1), (384, 14, 64, 1, 1), (1024, 14, 256, 1, 1), (512, 28, 128, 1, 1), (64, 56, 192, 3, 1),
         (192, 28, 64, 1, 1), (96, 28, 128, 3, 1), (16, 28, 32, 5, 1), (256, 13, 384, 3, 1), (3, 224, 96, 11, 4)]
 CONV_DW = [(32, 112, 3, 1), (96, 112, 3, 2), (144, 56, 3, 1), (240, 28, 5, 1), (480, 14, 3, 1), (960, 7, 3, 1),
            (672, 14, 5, 2), (24, 56, 3, 1)]
-GROUPED = [(240, 28, 60, 1, 3), (60, 28, 240, 1, 3), (480, 14, 120, 1, 3), (128, 56, 128, 3, 32), (256, 28, 256, 3, 8),
-           (120, 56, 30, 1, 3)]
+GROUPED = [(240, 28, 60, 1, 3), (60, 28, 240, 1, 3), (480, 14, 120, 1, 3), (128, 56, 128, 3, 32),
+           (256, 28, 256, 3, 8), (120, 56, 30, 1, 3), (136, 28, 136, 1, 4), (272, 14, 272, 1, 4), (68, 56, 68, 1, 4),
+           (544, 7, 544, 1, 4)]
 GEMM = [(1, 9216, 4096), (1, 4096, 1000), (1, 1024, 1000), (1, 2048, 1000), (1, 512, 1000), (128, 768, 768),
         (128, 768, 3072), (128, 3072, 768), (197, 384, 1152), (64, 256, 256), (32, 128, 512)]
 MATMUL = [((12, 128, 64), (12, 64, 128)), ((12, 128, 128), (12, 128, 64)), ((6, 197, 64), (6, 64, 197)),
           ((4, 64, 64), (4, 64, 64))]
+# fmt: on
 ELEMENTWISE_SIZES = [1_000, 30_000, 200_000, 800_000, 3_200_000]
 
 
@@ -96,15 +102,15 @@ def cpu_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
     step = 3 if quick else 1
     for c, hw, k, kernel, stride in CONV[::step]:
         yield f"conv {c}x{hw}->{k} k{kernel}s{stride}", conv(c, hw, k, kernel, stride)
-    for c, hw, kernel, stride in CONV_DW[::step if quick else 1]:
+    for c, hw, kernel, stride in CONV_DW[::step]:
         yield f"conv_dw {c}x{hw} k{kernel}s{stride}", conv(c, hw, c, kernel, stride, group=c)
     for c, hw, k, kernel, group in GROUPED:
         yield f"conv grouped {c}x{hw}->{k} k{kernel} g{group}", conv(c, hw, k, kernel, 1, group=group)
-    for m, k, n in GEMM[::2 if quick else 1]:
+    for m, k, n in GEMM[:: 2 if quick else 1]:
         yield f"gemm {m}x{k}x{n}", gemm(m, k, n)
-    for a, b in MATMUL[::2 if quick else 1]:
+    for a, b in MATMUL[:: 2 if quick else 1]:
         yield f"matmul {a}x{b}", matmul(a, b, b_const=False)
-    for n in ELEMENTWISE_SIZES[::2 if quick else 1]:
+    for n in ELEMENTWISE_SIZES[:: 2 if quick else 1]:
         for op in ("Relu", "Sigmoid", "Erf") if quick else ("Relu", "Sigmoid", "Erf", "Tanh", "Exp", "Sqrt"):
             yield f"{op} {n}", unary(op, n)
         for op in ("Add", "Mul") if quick else ("Add", "Mul", "Div", "Sub"):
@@ -119,7 +125,7 @@ def cpu_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
 
 
 def _pool_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
-    shapes = [(64, 112), (192, 56), (480, 28), (832, 14)][:: 2 if quick else 1]
+    shapes = [(64, 112), (192, 56), (480, 28), (832, 14), (24, 112), (96, 56)][:: 2 if quick else 1]
     for c, hw in shapes:
         yield f"MaxPool {c}x{hw}", pool("MaxPool", c, hw)
         yield f"AveragePool {c}x{hw}", pool("AveragePool", c, hw, 3, 1)
@@ -145,14 +151,18 @@ def _movement_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
     yield "Transpose nhwc 64x56", bench_graph("Transpose", [((1, 64, 56, 56), False)], {"perm": [0, 2, 3, 1]})
     yield "Concat 4x64x28", bench_graph("Concat", [((1, 64, 28, 28), False)] * 4, {"axis": 1})
     yield "Slice 256x28", bench_graph("Slice", [((1, 256, 28, 28), False), ints(0), ints(128), ints(1)])
-    yield "Gather embed 128 of 30522x256", bench_graph(
-        "Gather", [((30522, 256), True), np.arange(128, dtype=np.int64).reshape(1, 128)], {"axis": 0})
+    yield (
+        "Gather embed 128 of 30522x256",
+        bench_graph("Gather", [((30522, 256), True), np.arange(128, dtype=np.int64).reshape(1, 128)], {"axis": 0}),
+    )
     if not quick:
         yield "Concat 2x128x56", bench_graph("Concat", [((1, 128, 56, 56), False)] * 2, {"axis": 1})
         yield "Pad 64x56", bench_graph("Pad", [((1, 64, 56, 56), False), ints(0, 0, 1, 1, 0, 0, 1, 1)])
         yield "Split 3x768", bench_graph("Split", [((1, 128, 2304), False)], {"axis": -1}, n_outputs=3)
-        yield "Transpose shuffle 4x60x28", bench_graph("Transpose", [((1, 4, 60, 28, 28), False)],
-                                                       {"perm": [0, 2, 1, 3, 4]})
+        yield (
+            "Transpose shuffle 4x60x28",
+            bench_graph("Transpose", [((1, 4, 60, 28, 28), False)], {"perm": [0, 2, 1, 3, 4]}),
+        )
 
 
 def _random_specs(rng: np.random.Generator, count: int) -> Iterator[tuple[str, Graph]]:

@@ -114,6 +114,7 @@ def save_personality(personality: Personality, path: Path | None = None) -> Path
         with os.fdopen(fd, "w") as f:
             json.dump(personality.to_dict(), f, sort_keys=True, indent=1)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a personality is no secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,8 +10,17 @@ from ragc.personality.errors import PersonalityError
 
 TARGETS_DIR = Path(__file__).resolve().parent
 DEVICE_KEYS = ("peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes")
-NPU_KEYS = ("arch", "tiles", "macs_per_cycle_per_tile", "clock_ghz", "dma_gbps", "dispatch_us", "host_sync_ms",
-            "cold_start_ms", "measured_bf16_gemm_tflops")
+NPU_KEYS = (
+    "arch",
+    "tiles",
+    "macs_per_cycle_per_tile",
+    "clock_ghz",
+    "dma_gbps",
+    "dispatch_us",
+    "host_sync_ms",
+    "cold_start_ms",
+    "measured_bf16_gemm_tflops",
+)
 
 
 def target_names() -> list[str]:

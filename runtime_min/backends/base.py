@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,48 @@ class StepTiming:
     simulated: bool = False
 
 
+@dataclass
+class CopyStats:
+    """Bytes moved between host and device buffers by one executable (or a whole plan), counted per copy.
+
+    `copies` counts every host memcpy and every device copy command made; `avoided` counts the ones the plain
+    staging path (host -> staging -> device, device -> staging -> host) would have made and the memory bridge
+    skipped (direct writes into host-visible device memory, imported host pointers, leased output views)."""
+
+    runs: int = 0
+    copies: int = 0
+    bytes_copied: int = 0
+    avoided: int = 0
+    bytes_avoided: int = 0
+
+    def __add__(self, other: CopyStats) -> CopyStats:
+        return CopyStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def count(self, copies: int, nbytes: int, avoided: int = 0) -> None:
+        """Record `copies` copies of `nbytes` bytes each, and `avoided` skipped copies of the same size."""
+        self.copies += copies
+        self.bytes_copied += copies * nbytes
+        self.avoided += avoided
+        self.bytes_avoided += avoided * nbytes
+
+
 class Executable(ABC):
     """A partition made ready on one processor: weights uploaded, pipelines or sessions built once."""
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once, blocking (with the GIL released while the device works); returns the partition outputs."""
+        """Run once, blocking (with the GIL released while the device works); returns the partition outputs.
+
+        Outputs may be views of backend memory (zero-copy), but never of memory a later run overwrites: a backend
+        reuses an output buffer only once no array derived from it is alive."""
 
     def timings(self) -> list[StepTiming]:
         """Timings of the last run, if the backend measures them (GPU timestamps, simulated NPU clock)."""
         return []
+
+    def copy_stats(self) -> CopyStats:
+        """Copies made and avoided since prepare (backends that move no data between memories report zeros)."""
+        return CopyStats()
 
     def close(self) -> None:
         """Release device resources held by this executable."""

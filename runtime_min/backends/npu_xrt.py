@@ -9,6 +9,11 @@ AIE_Buffer; bindings in XRT src/python/pybind11/src/pyxrt.cpp):
     run = kernel(3, instr, n_words, *data); run.wait() == ert_cmd_state.ERT_CMD_STATE_COMPLETED; sync back; read
 Hardware contexts are opened once per xclbin and shared by every step that uses it; an XDNA array holds at most
 6 (XDNA) or 16 (XDNA2) at a time, so a plan needing more xclbins than that cannot start here.
+
+Copies: each non-weight input is copied once into its host_only bo (`bo.write`) and each result once out of it
+(`bo.read`); `copy_stats` counts them. No zero-copy path: user-pointer bos exist only as `pyxrt.ext.bo(device,
+userptr, size)` in recent XRT (a `void*` that pybind11 accepts only as a PyCapsule), and the data this backend
+hands the NPU are fresh bf16 conversions (xdna_program.run_program), not caller memory that could be shared.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime_min.backends.base import Backend, Executable, StepTiming
+from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
 from runtime_min.errors import BackendUnavailable, DeviceFailure
 from runtime_min.xdna import MAX_HW_CONTEXTS
 from runtime_min.xdna_program import STORAGE, NpuProgram, load_program, run_program
@@ -68,6 +73,7 @@ class _Step:
             xrt.bo(device, a["bytes"], xrt.bo.host_only, self.kernel.group_id(a["group_id"])) for a in self.args
         ]
         self.constant = ["weight" in entry for entry in step["inputs"]]
+        self.stats = CopyStats()  # runs are counted by the executable
         for bo, entry in zip(self.bos, step["inputs"], strict=False):
             if "weight" in entry:  # weights go to the device once
                 bo.write(program.weights[entry["weight"]], 0)
@@ -84,12 +90,14 @@ class _Step:
         for bo, buf, constant in zip(self.bos, buffers, self.constant, strict=False):
             if not constant:
                 bo.write(np.ascontiguousarray(buf), 0)
+                self.stats.count(1, buf.nbytes)
                 bo.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE)
         state = self.kernel(3, self.instr, self.n_words, *self.bos).wait()
         if state != xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:
             raise DeviceFailure(f"NPU kernel for {op} ended in state {state}: check `xrt-smi examine`, then reload")
         out, arg = self.bos[-1], self.args[-1]
         out.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE)
+        self.stats.count(1, arg["bytes"])
         return np.asarray(out.read(arg["bytes"], 0)).view(STORAGE[arg["dtype"]]).reshape(arg["shape"])
 
 
@@ -98,10 +106,16 @@ class NpuXrtExecutable(Executable):
         self.program = program
         self.steps = {s["op"]: step for s, step in zip(program.steps, steps, strict=True)}
         self._timings: list[StepTiming] = []
+        self._runs = 0
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._timings = []
+        self._runs += 1
         return run_program(self.program, feeds, self._call)
+
+    def copy_stats(self) -> CopyStats:
+        """Host copies into and out of the data bos (bo.write, bo.read) since prepare."""
+        return sum((step.stats for step in self.steps.values()), CopyStats(runs=self._runs))
 
     def _call(self, step: dict[str, Any], buffers: list[np.ndarray]) -> np.ndarray:
         start = time.perf_counter_ns()

@@ -1,8 +1,14 @@
 """The GPU backend: runs "spirv-v1" partitions through Vulkan (the `vulkan` cffi package, imported lazily).
 
 Per partition, `prepare` uploads the weights once into device-local memory, builds every pipeline once, lays
-the activations into one device-local arena and pre-records ONE command buffer: copy inputs in, the dispatches
-with a barrier after each, copy outputs out. `run` fills host-visible staging, submits once and waits on a fence.
+the activations into one device-local arena and pre-records the command buffers: copy inputs in (per staging set),
+the dispatches with a barrier after each, copy outputs out (per staging set). `run` fills host-visible staging,
+submits once and waits on a fence.
+
+Memory bridge (on unless RAGC_ZERO_COPY=0 or zero_copy=False, see vulkan_bridge.py for the lifetime rule): inputs
+in page-aligned host memory are imported (VK_EXT_external_memory_host) and copied by the GPU straight from there;
+otherwise, where device-local memory is host-visible (unified memory, resizable BAR), inputs are written straight
+into the arena the kernels read. Outputs come back as views of a staging set leased to the run instead of copies.
 
 cffi trap (shared/DEVICE.md): the `vulkan` package does not keep nested structs, strings or arrays alive, so
 every one of them is held in a local variable until the call that reads it has returned.
@@ -17,214 +23,26 @@ from typing import Any
 
 import numpy as np
 
-from runtime_min.backends.base import Backend, Executable, StepTiming
+from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
+from runtime_min.backends.vulkan_bridge import EXTENSION, HostImports, IoSet, leased_views
+from runtime_min.backends.vulkan_device import ALIGN, DEVICE_ENV, Context, align, import_vulkan
 from runtime_min.errors import BackendUnavailable, BundleError, DeviceFailure, InputError
+from runtime_min.shared_memory import zero_copy_enabled
 
 FORMAT = "spirv-v1"
-DEVICE_ENV = "RAGC_VULKAN_DEVICE"
-ALIGN = 256
-FENCE_TIMEOUT_NS = 600 * 10**9
-# physical device type -> preference (lower first): discrete, integrated, virtual, CPU, other
-TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}
 TYPE_NAMES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
-
-
-def _import_vulkan() -> Any:
-    try:
-        import vulkan
-    except ImportError as exc:
-        raise BackendUnavailable(f"vulkan package not installed ({exc}); pip install vulkan") from exc
-    except OSError as exc:
-        raise BackendUnavailable(f"Vulkan loader missing ({exc}); install libvulkan1 and a driver") from exc
-    return vulkan
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
-
-
-def _pick_device(vk: Any, devices: list, wanted: str | None) -> Any:
-    """The physical device named by `wanted` (index or name substring), else the most capable kind present."""
-    props = [vk.vkGetPhysicalDeviceProperties(d) for d in devices]
-    names = [p.deviceName for p in props]
-    if wanted:
-        if wanted.isdigit() and int(wanted) < len(devices):
-            return devices[int(wanted)]
-        for device, name in zip(devices, names, strict=True):
-            if wanted.lower() in name.lower():
-                return device
-        raise BackendUnavailable(
-            f"no Vulkan device matches {DEVICE_ENV}={wanted!r} (have: {', '.join(names)}); "
-            "set it to an index or a name substring"
-        )
-    best = min(range(len(devices)), key=lambda i: (TYPE_RANK.get(props[i].deviceType, 9), i))
-    return devices[best]
-
-
-class _Context:
-    """Instance, device, queue and command pool of one physical device, plus buffer helpers."""
-
-    def __init__(self, vk: Any, wanted: str | None) -> None:
-        self.vk = vk
-        app = vk.VkApplicationInfo(pApplicationName="ragc", apiVersion=vk.VK_MAKE_VERSION(1, 2, 0))
-        info = vk.VkInstanceCreateInfo(pApplicationInfo=app)
-        try:
-            self.instance = vk.vkCreateInstance(info, None)
-        except vk.VkError as exc:
-            raise BackendUnavailable(f"no Vulkan driver ({type(exc).__name__}); install a Vulkan ICD") from exc
-        try:
-            self._open(wanted)
-        except BaseException:
-            vk.vkDestroyInstance(self.instance, None)
-            raise
-
-    def _open(self, wanted: str | None) -> None:
-        vk = self.vk
-        try:
-            devices = list(vk.vkEnumeratePhysicalDevices(self.instance))
-        except vk.VkError as exc:
-            raise BackendUnavailable(f"Vulkan cannot list devices ({type(exc).__name__}); check the driver") from exc
-        if not devices:
-            raise BackendUnavailable("Vulkan found no physical device; install a driver (e.g. mesa-vulkan-drivers)")
-        self.physical = _pick_device(vk, devices, wanted)
-        self.props = vk.vkGetPhysicalDeviceProperties(self.physical)
-        self.memory = vk.vkGetPhysicalDeviceMemoryProperties(self.physical)
-        families = vk.vkGetPhysicalDeviceQueueFamilyProperties(self.physical)
-        compute = [i for i, f in enumerate(families) if f.queueFlags & vk.VK_QUEUE_COMPUTE_BIT]
-        if not compute:
-            raise BackendUnavailable(f"{self.props.deviceName} has no compute queue; pick another device")
-        self.family = compute[0]
-        self.timestamp_bits = families[self.family].timestampValidBits
-        self.extensions = sorted(e.extensionName for e in vk.vkEnumerateDeviceExtensionProperties(self.physical, None))
-        self.device = self._create_device()
-        self.queue = vk.vkGetDeviceQueue(self.device, self.family, 0)
-        pool_info = vk.VkCommandPoolCreateInfo(
-            queueFamilyIndex=self.family, flags=vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT
-        )
-        self.pool = vk.vkCreateCommandPool(self.device, pool_info, None)
-
-    def _create_device(self) -> Any:
-        """A device with every supported feature of the storage-width sets on (8/16-bit, int64), robustness off."""
-        vk, ffi = self.vk, self.vk.ffi
-        f8 = ffi.new("VkPhysicalDevice8BitStorageFeatures*")
-        f8.sType = vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES
-        f16 = ffi.new("VkPhysicalDevice16BitStorageFeatures*")
-        f16.sType = vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES
-        names = [e for e in ("VK_KHR_8bit_storage",) if e in self.extensions]
-        if names or vk.VK_VERSION_MINOR(self.props.apiVersion) >= 2:
-            f16.pNext = f8
-        features = ffi.new("VkPhysicalDeviceFeatures2*")
-        features.sType = vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
-        features.pNext = f16
-        vk.vkGetPhysicalDeviceFeatures2(self.physical, features)
-        features.features.robustBufferAccess = 0
-        priority = ffi.new("float[]", [1.0])
-        queue_info = vk.VkDeviceQueueCreateInfo(queueFamilyIndex=self.family, queueCount=1, pQueuePriorities=priority)
-        ext_names = [ffi.new("char[]", n.encode()) for n in names]
-        ext_array = ffi.new("char*[]", ext_names)
-        info = vk.VkDeviceCreateInfo(
-            pNext=features,
-            queueCreateInfoCount=1,
-            pQueueCreateInfos=[queue_info],
-            enabledExtensionCount=len(names),
-            ppEnabledExtensionNames=ext_array if names else None,
-        )
-        try:
-            return vk.vkCreateDevice(self.physical, info, None)
-        except vk.VkError as exc:
-            raise BackendUnavailable(f"cannot open {self.props.deviceName}: {type(exc).__name__}") from exc
-
-    def memory_type(self, bits: int, required: int, preferred: int = 0) -> int:
-        candidates = [
-            i
-            for i in range(self.memory.memoryTypeCount)
-            if bits & (1 << i) and self.memory.memoryTypes[i].propertyFlags & required == required
-        ]
-        if not candidates:
-            raise DeviceFailure(f"{self.props.deviceName} has no memory type with flags {required:#x}")
-        best = [i for i in candidates if self.memory.memoryTypes[i].propertyFlags & preferred == preferred]
-        return (best or candidates)[0]
-
-    def buffer(self, size: int, usage: int, host: bool) -> tuple[Any, Any]:
-        """A buffer bound to fresh memory: host-visible coherent (cached if possible) or device-local."""
-        vk = self.vk
-        info = vk.VkBufferCreateInfo(size=max(size, ALIGN), usage=usage, sharingMode=vk.VK_SHARING_MODE_EXCLUSIVE)
-        buf = vk.vkCreateBuffer(self.device, info, None)
-        req = vk.vkGetBufferMemoryRequirements(self.device, buf)
-        if host:
-            flags = vk.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | vk.VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
-            index = self.memory_type(req.memoryTypeBits, flags, vk.VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
-        else:
-            index = self.memory_type(req.memoryTypeBits, vk.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
-        try:
-            mem = vk.vkAllocateMemory(
-                self.device, vk.VkMemoryAllocateInfo(allocationSize=req.size, memoryTypeIndex=index), None
-            )
-        except vk.VkError as exc:
-            vk.vkDestroyBuffer(self.device, buf, None)
-            raise DeviceFailure(f"out of GPU memory allocating {size} bytes; use a smaller model or batch") from exc
-        vk.vkBindBufferMemory(self.device, buf, mem, 0)
-        return buf, mem
-
-    def free(self, buf: Any, mem: Any) -> None:
-        self.vk.vkDestroyBuffer(self.device, buf, None)
-        self.vk.vkFreeMemory(self.device, mem, None)
-
-    def command_buffer(self) -> Any:
-        info = self.vk.VkCommandBufferAllocateInfo(
-            commandPool=self.pool, level=self.vk.VK_COMMAND_BUFFER_LEVEL_PRIMARY, commandBufferCount=1
-        )
-        return self.vk.vkAllocateCommandBuffers(self.device, info)[0]
-
-    def submit(self, cmd: Any, fence: Any) -> None:
-        """Submit one recorded command buffer and wait for it (cffi releases the GIL while waiting)."""
-        vk = self.vk
-        cmds = vk.ffi.new("VkCommandBuffer[]", [cmd])
-        submit = vk.VkSubmitInfo(commandBufferCount=1, pCommandBuffers=cmds)
-        try:
-            vk.vkResetFences(self.device, 1, [fence])
-            vk.vkQueueSubmit(self.queue, 1, [submit], fence)
-            vk.vkWaitForFences(self.device, 1, [fence], vk.VK_TRUE, FENCE_TIMEOUT_NS)
-        except vk.VkError as exc:
-            raise DeviceFailure(
-                f"{self.props.deviceName} failed a submission ({type(exc).__name__}); reload the plan"
-            ) from exc
-
-    def upload(self, dst: Any, data: bytes) -> None:
-        """Copy bytes into a device-local buffer through a temporary staging buffer."""
-        vk = self.vk
-        staging, mem = self.buffer(len(data), vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT, host=True)
-        view = vk.vkMapMemory(self.device, mem, 0, len(data), 0)
-        view[:] = data
-        vk.vkUnmapMemory(self.device, mem)
-        cmd = self.command_buffer()
-        vk.vkBeginCommandBuffer(cmd, vk.VkCommandBufferBeginInfo(flags=vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT))
-        vk.vkCmdCopyBuffer(cmd, staging, dst, 1, [vk.VkBufferCopy(srcOffset=0, dstOffset=0, size=len(data))])
-        vk.vkEndCommandBuffer(cmd)
-        fence = vk.vkCreateFence(self.device, vk.VkFenceCreateInfo(), None)
-        try:
-            self.submit(cmd, fence)
-        finally:
-            vk.vkDestroyFence(self.device, fence, None)
-            vk.vkFreeCommandBuffers(self.device, self.pool, 1, [cmd])
-            self.free(staging, mem)
-
-    def close(self) -> None:
-        vk = self.vk
-        vk.vkDeviceWaitIdle(self.device)
-        vk.vkDestroyCommandPool(self.device, self.pool, None)
-        vk.vkDestroyDevice(self.device, None)
-        vk.vkDestroyInstance(self.instance, None)
+MAX_LEASED = 8  # staging sets per executable whose outputs may be out as views at once; beyond, outputs are copied
 
 
 class VulkanBackend(Backend):
-    """The GPU processor through Vulkan; `options`: "timestamps" (bool), "vulkan_device" (index or name)."""
+    """The GPU processor through Vulkan; `options`: "timestamps" (bool), "vulkan_device" (index or name),
+    "zero_copy" (bool; default RAGC_ZERO_COPY, else on)."""
 
     device = "gpu"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
-        self._ctx = _Context(_import_vulkan(), self.options.get("vulkan_device") or os.environ.get(DEVICE_ENV))
+        self._ctx = Context(import_vulkan(), self.options.get("vulkan_device") or os.environ.get(DEVICE_ENV))
         vk, ctx = self._ctx.vk, self._ctx
         both = vk.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | vk.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT
         heaps = ctx.memory.memoryHeaps
@@ -234,7 +52,8 @@ class VulkanBackend(Backend):
             and heaps[ctx.memory.memoryTypes[i].heapIndex].size > 2**30
             for i in range(ctx.memory.memoryTypeCount)
         )
-        self.has_external_memory_host = "VK_EXT_external_memory_host" in ctx.extensions
+        self.has_external_memory_host = EXTENSION in ctx.extensions
+        self.zero_copy = zero_copy_enabled(self.options)
         self.device_name = ctx.props.deviceName
         self.device_type = TYPE_NAMES.get(ctx.props.deviceType, "other")
         self._executables: list[_VulkanExecutable] = []
@@ -261,7 +80,9 @@ class VulkanBackend(Backend):
             program = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise BundleError(f"cannot read {path.name} ({exc}); recompile the bundle") from exc
-        exe = _VulkanExecutable(self._ctx, program, Path(bundle_dir), bool(self.options.get("timestamps")))
+        exe = _VulkanExecutable(
+            self._ctx, program, Path(bundle_dir), bool(self.options.get("timestamps")), self.zero_copy
+        )
         self._executables.append(exe)
         return exe
 
@@ -275,16 +96,23 @@ class VulkanBackend(Backend):
 
 
 class _VulkanExecutable(Executable):
-    def __init__(self, ctx: _Context, program: dict[str, Any], bundle_dir: Path, timestamps: bool) -> None:
+    def __init__(
+        self, ctx: Context, program: dict[str, Any], bundle_dir: Path, timestamps: bool, zero_copy: bool
+    ) -> None:
         self.ctx = ctx
         self.program = program
         self.tensors = program["tensors"]
         self.dispatches = program["dispatches"]
+        self.zero_copy = zero_copy
+        self.stats = CopyStats()
         self._timings: list[StepTiming] = []
         self._closed = False
         self.regions: dict[str, tuple[Any, Any]] = {}
         self.pipelines: dict[str, tuple[Any, Any, Any, Any]] = {}
-        self.io = self.desc_pool = self.query_pool = self.fence = self.cmd = None
+        self.io_sets: list[IoSet] = []  # io_sets[0] is private (its outputs are copied); the others are leased
+        self.desc_pool = self.query_pool = self.fence = self.cmd = self.upload_cmd = None
+        self.arena_view: np.ndarray | None = None  # the mapped arena, where device-local memory is host-visible
+        self.imports: HostImports | None = None
         try:
             self._build(bundle_dir, timestamps)
         except BaseException:
@@ -298,16 +126,16 @@ class _VulkanExecutable(Executable):
         regions = program["regions"]
         weights = self._read(bundle_dir, regions["weights"]["file"])
         self.regions["weights"] = ctx.buffer(len(weights), storage | xfer, host=False)
-        self.regions["arena"] = ctx.buffer(regions["arena"]["nbytes"], storage | xfer, host=False)
+        self._build_arena(regions["arena"]["nbytes"], storage | xfer)
         if weights:
             ctx.upload(self.regions["weights"][0], weights)
         self.io_offsets: dict[str, int] = {}
-        size = 0
+        self.io_size = 0
         for name in program["inputs"] + program["outputs"]:
-            self.io_offsets[name] = size
-            size += _align(self.tensors[name]["nbytes"])
-        self.io = ctx.buffer(size, xfer, host=True)
-        self.io_view = np.frombuffer(vk.vkMapMemory(ctx.device, self.io[1], 0, max(size, ALIGN), 0), np.uint8)
+            self.io_offsets[name] = self.io_size
+            self.io_size += align(self.tensors[name]["nbytes"])
+        if self.zero_copy and EXTENSION in ctx.extensions and program["inputs"]:
+            self.imports = HostImports(ctx)
         self._build_pipelines(bundle_dir)
         self._build_descriptors()
         if timestamps and ctx.timestamp_bits and self.dispatches:
@@ -316,6 +144,44 @@ class _VulkanExecutable(Executable):
         self.fence = vk.vkCreateFence(ctx.device, vk.VkFenceCreateInfo(), None)
         self.cmd = ctx.command_buffer()
         self._record()
+        self.io_sets.append(self._new_set())
+
+    def _build_arena(self, nbytes: int, usage: int) -> None:
+        """The arena in device-local memory; host-visible and mapped when the bridge is on and the device has such
+        memory (then inputs are written straight into it)."""
+        ctx = self.ctx
+        if self.zero_copy:
+            try:
+                self.regions["arena"] = ctx.buffer(nbytes, usage, host=False, shared=True)
+            except DeviceFailure:  # no device-local host-visible memory type, or its heap (a BAR window) is full
+                pass
+            else:
+                mapped = ctx.vk.vkMapMemory(ctx.device, self.regions["arena"][1], 0, max(nbytes, ALIGN), 0)
+                self.arena_view = np.frombuffer(mapped, np.uint8)
+                return
+        self.regions["arena"] = ctx.buffer(nbytes, usage, host=False)
+
+    def _new_set(self) -> IoSet:
+        """A staging buffer with its pre-recorded copy-in (only when inputs go through staging) and copy-out."""
+        ctx, vk = self.ctx, self.ctx.vk
+        xfer = vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT | vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT
+        buf, mem = ctx.buffer(self.io_size, xfer, host=True)
+        raw = np.frombuffer(vk.vkMapMemory(ctx.device, mem, 0, max(self.io_size, ALIGN), 0), np.uint8)
+        io = IoSet(buf, mem, raw, None, ctx.command_buffer())
+        vk.vkBeginCommandBuffer(io.copy_out, vk.VkCommandBufferBeginInfo())
+        self._copies(io.copy_out, buf, self.program["outputs"], to_device=False)
+        self._barrier(
+            io.copy_out,
+            (vk.VK_PIPELINE_STAGE_TRANSFER_BIT, vk.VK_ACCESS_TRANSFER_WRITE_BIT),
+            (vk.VK_PIPELINE_STAGE_HOST_BIT, vk.VK_ACCESS_HOST_READ_BIT),
+        )
+        vk.vkEndCommandBuffer(io.copy_out)
+        if self.arena_view is None and self.program["inputs"]:
+            io.copy_in = ctx.command_buffer()
+            vk.vkBeginCommandBuffer(io.copy_in, vk.VkCommandBufferBeginInfo())
+            self._copies(io.copy_in, buf, self.program["inputs"], to_device=True)
+            vk.vkEndCommandBuffer(io.copy_in)
+        return io
 
     @staticmethod
     def _read(bundle_dir: Path, name: str) -> bytes:
@@ -368,7 +234,7 @@ class _VulkanExecutable(Executable):
         self.desc_pool = vk.vkCreateDescriptorPool(
             dev, vk.VkDescriptorPoolCreateInfo(maxSets=n, poolSizeCount=1, pPoolSizes=sizes), None
         )
-        self.sets = []
+        self.descriptor_sets = []
         for d in self.dispatches:
             layouts = vk.ffi.new("VkDescriptorSetLayout[]", [self.pipelines[d["kernel"]][1]])
             alloc = vk.VkDescriptorSetAllocateInfo(
@@ -394,36 +260,41 @@ class _VulkanExecutable(Executable):
                 for i, info in enumerate(infos)
             ]
             vk.vkUpdateDescriptorSets(dev, len(writes), writes, 0, None)
-            self.sets.append(dset)
+            self.descriptor_sets.append(dset)
 
-    def _barrier(self, src_stage: int, src: int, dst_stage: int, dst: int) -> None:
+    def _barrier(self, cmd: Any, src: tuple[int, int], dst: tuple[int, int]) -> None:
+        """A global memory barrier from (stage, access) `src` to (stage, access) `dst`."""
         vk = self.ctx.vk
-        barrier = vk.VkMemoryBarrier(srcAccessMask=src, dstAccessMask=dst)
-        vk.vkCmdPipelineBarrier(self.cmd, src_stage, dst_stage, 0, 1, [barrier], 0, None, 0, None)
+        barrier = vk.VkMemoryBarrier(srcAccessMask=src[1], dstAccessMask=dst[1])
+        vk.vkCmdPipelineBarrier(cmd, src[0], dst[0], 0, 1, [barrier], 0, None, 0, None)
 
-    def _copies(self, names: list[str], to_device: bool) -> None:
+    def _copies(self, cmd: Any, io: Any, names: list[str], to_device: bool, sources: dict | None = None) -> None:
+        """Copy commands between staging buffer `io` and the arena; `sources` maps an input to an imported buffer
+        (offset 0) that replaces staging as its source."""
         vk = self.ctx.vk
         for name in names:
             t = self.tensors[name]
             device_buf = self.regions[t["region"]][0]
-            io_off, dev_off = self.io_offsets[name], t["offset"]
+            host_buf, io_off = (sources[name], 0) if sources and name in sources else (io, self.io_offsets[name])
+            dev_off = t["offset"]
             region = vk.VkBufferCopy(
                 srcOffset=io_off if to_device else dev_off, dstOffset=dev_off if to_device else io_off, size=t["nbytes"]
             )
-            src, dst = (self.io[0], device_buf) if to_device else (device_buf, self.io[0])
-            vk.vkCmdCopyBuffer(self.cmd, src, dst, 1, [region])
+            src, dst = (host_buf, device_buf) if to_device else (device_buf, host_buf)
+            vk.vkCmdCopyBuffer(cmd, src, dst, 1, [region])
 
     def _record(self) -> None:
-        """The one command buffer of this partition: copy in, dispatches separated by barriers, copy out."""
+        """The dispatches of this partition, separated by barriers; copies in and out are recorded per staging set
+        and submitted in the same batch, before and after it."""
         vk, cmd = self.ctx.vk, self.cmd
         compute, transfer = vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, vk.VK_PIPELINE_STAGE_TRANSFER_BIT
         read, write = vk.VK_ACCESS_SHADER_READ_BIT, vk.VK_ACCESS_SHADER_WRITE_BIT
         vk.vkBeginCommandBuffer(cmd, vk.VkCommandBufferBeginInfo())
         if self.query_pool is not None:
             vk.vkCmdResetQueryPool(cmd, self.query_pool, 0, 2 * len(self.dispatches))
-        self._copies(self.program["inputs"], to_device=True)
-        self._barrier(transfer, vk.VK_ACCESS_TRANSFER_WRITE_BIT, compute, read | write)
-        for i, (d, dset) in enumerate(zip(self.dispatches, self.sets, strict=True)):
+        after = (compute | transfer, read | write | vk.VK_ACCESS_TRANSFER_READ_BIT)
+        self._barrier(cmd, (transfer, vk.VK_ACCESS_TRANSFER_WRITE_BIT), after)
+        for i, (d, dset) in enumerate(zip(self.dispatches, self.descriptor_sets, strict=True)):
             _, _, layout, pipeline = self.pipelines[d["kernel"]]
             vk.vkCmdBindPipeline(cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, pipeline)
             sets = vk.ffi.new("VkDescriptorSet[]", [dset])
@@ -433,11 +304,7 @@ class _VulkanExecutable(Executable):
             vk.vkCmdDispatch(cmd, *d["groups"])
             if self.query_pool is not None:
                 vk.vkCmdWriteTimestamp(cmd, compute, self.query_pool, 2 * i + 1)
-            self._barrier(compute, write, compute | transfer, read | write | vk.VK_ACCESS_TRANSFER_READ_BIT)
-        self._copies(self.program["outputs"], to_device=False)
-        self._barrier(
-            transfer, vk.VK_ACCESS_TRANSFER_WRITE_BIT, vk.VK_PIPELINE_STAGE_HOST_BIT, vk.VK_ACCESS_HOST_READ_BIT
-        )
+            self._barrier(cmd, (compute, write), after)
         vk.vkEndCommandBuffer(cmd)
 
     def _check(self, feeds: dict[str, np.ndarray]) -> None:
@@ -455,19 +322,75 @@ class _VulkanExecutable(Executable):
         if self._closed:
             raise DeviceFailure("this Vulkan executable was closed; load the plan again")
         self._check(feeds)
-        for name in self.program["inputs"]:
-            off, n = self.io_offsets[name], self.tensors[name]["nbytes"]
-            self.io_view[off : off + n] = np.ascontiguousarray(feeds[name]).reshape(-1).view(np.uint8)
-        self.ctx.submit(self.cmd, self.fence)
-        outputs = {}
-        for name in self.program["outputs"]:
-            t = self.tensors[name]
-            off = self.io_offsets[name]
-            raw = self.io_view[off : off + t["nbytes"]].copy()
-            outputs[name] = raw.view(np.dtype(t["dtype"])).reshape(t["shape"])
+        io, leased = self._take_set()
+        cmds = [*self._send_inputs(feeds, io), self.cmd, io.copy_out]
+        self.ctx.submit(cmds, self.fence)
+        self.stats.runs += 1
+        layout = [(name, self.io_offsets[name], self.tensors[name]) for name in self.program["outputs"]]
+        for _, _, t in layout:
+            self.stats.count(1 if leased else 2, t["nbytes"], avoided=1 if leased else 0)
+        if leased:
+            outputs, io.lease = leased_views(io.raw, layout)
+        else:
+            outputs = {
+                name: io.raw[off : off + t["nbytes"]].copy().view(np.dtype(t["dtype"])).reshape(t["shape"])
+                for name, off, t in layout
+            }
         if self.query_pool is not None:
             self._timings = self._read_timestamps()
         return outputs
+
+    def _take_set(self) -> tuple[IoSet, bool]:
+        """A staging set no live output view points into (a new one while fewer than MAX_LEASED exist), and
+        whether its outputs may be handed out as views; else the private set, whose outputs are copied."""
+        if not self.zero_copy:
+            return self.io_sets[0], False
+        for io in self.io_sets[1:]:
+            if io.free():
+                return io, True
+        if len(self.io_sets) <= MAX_LEASED:
+            self.io_sets.append(self._new_set())
+            return self.io_sets[-1], True
+        return self.io_sets[0], False
+
+    def _send_inputs(self, feeds: dict[str, np.ndarray], io: IoSet) -> list[Any]:
+        """Put every input where the GPU reads it; returns the command buffers that must run before the dispatches.
+
+        Imported host memory is copied by the GPU straight from the caller's array; a mapped arena is written
+        directly; anything else goes through staging (host copy, then GPU copy)."""
+        imported, staged = {}, False
+        for name in self.program["inputs"]:
+            t, x = self.tensors[name], np.ascontiguousarray(feeds[name])
+            if self.imports is not None and (buf := self.imports.buffer(x)) is not None:
+                imported[name] = buf
+                self.stats.count(1, t["nbytes"], avoided=1)
+                continue
+            if self.arena_view is not None:
+                target, skipped = self.arena_view[t["offset"] : t["offset"] + t["nbytes"]], 1
+            else:
+                off = self.io_offsets[name]
+                target, skipped, staged = io.raw[off : off + t["nbytes"]], 0, True
+            target[:] = x.reshape(-1).view(np.uint8)
+            self.stats.count(2 - skipped, t["nbytes"], avoided=skipped)
+        if not imported:
+            return [io.copy_in] if staged else []
+        return [self._record_upload(io, imported, staged)]
+
+    def _record_upload(self, io: IoSet, imported: dict[str, Any], staged: bool) -> Any:
+        """This run's input copies: imported inputs from their own buffers, staged ones from the set."""
+        vk = self.ctx.vk
+        if self.upload_cmd is None:
+            self.upload_cmd = self.ctx.command_buffer()
+        vk.vkResetCommandBuffer(self.upload_cmd, 0)
+        once = vk.VkCommandBufferBeginInfo(flags=vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
+        vk.vkBeginCommandBuffer(self.upload_cmd, once)
+        names = [n for n in self.program["inputs"] if n in imported or staged]
+        self._copies(self.upload_cmd, io.buffer, names, to_device=True, sources=imported)
+        vk.vkEndCommandBuffer(self.upload_cmd)
+        return self.upload_cmd
+
+    def copy_stats(self) -> CopyStats:
+        return CopyStats(**vars(self.stats))
 
     def _read_timestamps(self) -> list[StepTiming]:
         vk = self.ctx.vk
@@ -499,8 +422,10 @@ class _VulkanExecutable(Executable):
         vk.vkDeviceWaitIdle(dev)
         if self.fence is not None:
             vk.vkDestroyFence(dev, self.fence, None)
-        if self.cmd is not None:
-            vk.vkFreeCommandBuffers(dev, self.ctx.pool, 1, [self.cmd])
+        cmds = [self.cmd, self.upload_cmd, *(c for io in self.io_sets for c in (io.copy_in, io.copy_out))]
+        for cmd in cmds:
+            if cmd is not None:
+                vk.vkFreeCommandBuffers(dev, self.ctx.pool, 1, [cmd])
         if self.query_pool is not None:
             vk.vkDestroyQueryPool(dev, self.query_pool, None)
         if self.desc_pool is not None:
@@ -510,7 +435,15 @@ class _VulkanExecutable(Executable):
             vk.vkDestroyPipelineLayout(dev, layout, None)
             vk.vkDestroyDescriptorSetLayout(dev, set_layout, None)
             vk.vkDestroyShaderModule(dev, module, None)
-        if self.io is not None:
-            vk.vkUnmapMemory(dev, self.io[1])
-        for buf, mem in [*self.regions.values(), *([self.io] if self.io is not None else [])]:
-            self.ctx.free(buf, mem)
+        if self.imports is not None:
+            self.imports.close()
+        for buf, mem in self.regions.values():
+            self.ctx.free(buf, mem)  # freeing mapped memory unmaps it
+        for io in self.io_sets:
+            lease = io.lease() if io.lease is not None else None
+            if lease is None:
+                self.ctx.free(io.buffer, io.memory)
+            else:  # the caller still holds outputs of this set: free it (and the device) when they are dropped
+                self.ctx.free_when_dead(lease, io.buffer, io.memory)
+            del lease
+        self.io_sets = []
