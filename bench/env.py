@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from typing import Any
@@ -35,6 +36,7 @@ def environment() -> dict[str, Any]:
         "nvidia_smi": _nvidia_smi(),
         "software_gpu": any(s in g["name"].lower() for g in facts["gpus"] for s in SOFTWARE_GPUS),
         "versions": {name: package_version(name) for name in PACKAGES},
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews timings
     }
 
 

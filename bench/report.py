@@ -54,6 +54,7 @@ def _machine(env: dict[str, Any]) -> str:
         f"- CPU: {cpu.get('model', '?')}, {cpu.get('cores', '?')} logical cores",
         f"- GPU (Vulkan): {gpus}",
         f"- NVIDIA driver: {env['nvidia_smi']}" if env.get("nvidia_smi") else "- NVIDIA driver: no nvidia-smi",
+        f"- Load average (1, 5, 15 min) when the run started: {env.get('load_average', '?')}",
         f"- Python {env.get('python', '?')} on {env.get('platform', '?')}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env.get("versions", {}).items()) if v),
     ]

@@ -223,6 +223,8 @@ def _read_inputs(specs: tuple[str, ...]) -> dict[str, np.ndarray]:
 def _add_profile_commands() -> None:
     from ragc.cli_profile import costmodel, profile
 
+    for command in (profile, costmodel.commands["eval"]):
+        command.callback = friendly_errors(command.callback)
     main.add_command(profile)
     main.add_command(costmodel)
 

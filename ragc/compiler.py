@@ -15,6 +15,7 @@ from ragc.bundle import dumps, write_bundle
 from ragc.errors import UsageError
 from ragc.forced import forced_devices, parse_rules
 from ragc.frontend import LoadedModel, load_model
+from ragc.fusion import build_units
 from ragc.partition import Partition, partition
 from ragc.personality.record import partition_op_stats
 from ragc.placement import Placement, PlacementProblem, build_problem, simulate, solve
@@ -124,11 +125,19 @@ def _place(graph: ir.Graph, chosen: list[str], rules, personality, solver: str, 
     devices = sorted(set(chosen) | {"cpu"} | set(forced.values()), key=DEVICES.index)
     runnable = {op.name: [d for d in chosen if unsupported_reason(graph, op, d) is None] for op in graph.ops}
 
-    def op_cost(g: ir.Graph, op: ir.Op, device: str) -> float:
-        allowed = [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"]
-        return predict(g, op, device) if device in allowed else math.inf
+    allowed = {op.name: [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"] for op in graph.ops}
+    for _, ops in build_units(graph):  # a fused unit runs whole on one processor: if its ops agree on none,
+        if not set.intersection(*(set(allowed[name]) for name in ops)):  # the CPU takes the unit
+            allowed.update({name: ["cpu"] for name in ops if name not in forced})
 
-    problem = build_problem(graph, devices, op_cost, personality.transfer_ms, personality.capacity_bytes)
+    def op_cost(g: ir.Graph, op: ir.Op, device: str) -> float:
+        return predict(g, op, device) if device in allowed[op.name] else math.inf
+
+    def transfer_ms(src: str, dst: str, nbytes: int) -> float:
+        """A tensor crossing processors also means the consumer starts a new partition: its launch is paid too."""
+        return personality.transfer_ms(src, dst, nbytes) + (personality.dispatch_ms(dst) if src != dst else 0.0)
+
+    problem = build_problem(graph, devices, op_cost, transfer_ms, personality.capacity_bytes)
     return problem, solve(problem, solver, objective, time_limit_s)
 
 

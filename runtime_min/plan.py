@@ -43,7 +43,9 @@ class Plan:
         self.outputs = [TensorSpec.from_json(s) for s in schedule["outputs"]]
         self.backends: dict[str, Backend] = {}
         self.fallbacks: dict[str, str] = {}  # processor -> why its partitions run on the CPU
-        self._options = options
+        # One partition: onnxruntime may spin its threads between runs. Several: spinning threads of one session
+        # would steal the cores another session or a GPU worker needs, so they sleep instead.
+        self._options = {"cpu_spinning": len(schedule["partitions"]) == 1, **options}
         self.steps: list[Step] = []
         self._executor: Executor | None = None
         self._last: Frame | None = None

@@ -62,7 +62,7 @@ def three_processor_plan(folder: Path) -> Path:
     """conv -> bn -> relu -> conv -> add on the GPU, pooling and flatten on the CPU, the final Gemm on the NPU."""
     folder.mkdir(parents=True, exist_ok=True)
     model = save(conv_bn_relu_model(), folder / "m.onnx")
-    place = ["Conv=gpu", "fc=npu"]
+    place = ["Conv=gpu", "gap=cpu", "flatten=cpu", "fc=npu"]
     return compile_model(model, folder / "plan", devices="cpu,gpu,npu", target=TARGET, place=place).bundle
 
 

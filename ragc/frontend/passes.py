@@ -41,6 +41,39 @@ def fold_batchnorm_into_conv(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def batchnorm_to_affine(graph: gs.Graph) -> gs.Graph:
+    """A BatchNormalization left unfolded (after a Concat, say) with constant statistics -> Mul and Add by
+    per-channel constants: the same numbers, in ops every processor runs."""
+    for bn in [n for n in graph.nodes if n.op == "BatchNormalization" and len(n.outputs) == 1]:
+        stats = [_constant(t) for t in bn.inputs[1:5]]
+        rank = len(bn.inputs[0].shape or [])
+        if any(s is None for s in stats) or rank < 2:
+            continue
+        scale, shift, mean, var = (s.astype(np.float64) for s in stats)
+        factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        per_channel = (-1, *([1] * (rank - 2)))
+        dtype = stats[0].dtype
+        scaled = gs.Variable(f"{bn.name}.scaled", dtype=bn.inputs[0].dtype, shape=bn.inputs[0].shape)
+        mul = gs.Node(
+            "Mul",
+            f"{bn.name}.mul",
+            inputs=[bn.inputs[0], gs.Constant(f"{bn.name}.factor", factor.reshape(per_channel).astype(dtype))],
+            outputs=[scaled],
+        )
+        add = gs.Node(
+            "Add",
+            f"{bn.name}.add",
+            inputs=[
+                scaled,
+                gs.Constant(f"{bn.name}.offset", (shift - mean * factor).reshape(per_channel).astype(dtype)),
+            ],
+            outputs=[bn.outputs[0]],
+        )
+        bn.outputs = []
+        graph.nodes += [mul, add]
+    return gs_bridge.cleanup(graph)
+
+
 def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
     """Dropout (inference) and Identity become plain edges, unless they feed a graph output directly."""
     for node in [n for n in graph.nodes if n.op in ("Dropout", "Identity")]:
@@ -56,6 +89,7 @@ def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
     gs_bridge.fold_constants,
     fold_batchnorm_into_conv,
+    batchnorm_to_affine,
     remove_inference_noops,
     gs_bridge.cleanup,
 ]

@@ -24,9 +24,10 @@ class CpuExecutable(Executable):
 class CpuBackend(Backend):
     device = "cpu"
 
-    def __init__(self, ort: Any, threads: int) -> None:
+    def __init__(self, ort: Any, threads: int, spinning: bool) -> None:
         self._ort = ort
         self._threads = threads
+        self._spinning = spinning
 
     @classmethod
     def open(cls, options: dict[str, Any]) -> CpuBackend:
@@ -35,7 +36,7 @@ class CpuBackend(Backend):
         except ImportError:
             raise BackendUnavailable("onnxruntime is not installed; `pip install onnxruntime`") from None
         onnxruntime.set_default_logger_severity(3)
-        return cls(onnxruntime, int(options.get("cpu_threads", 0)))
+        return cls(onnxruntime, int(options.get("cpu_threads", 0)), bool(options.get("cpu_spinning", True)))
 
     def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> CpuExecutable:
         from runtime_min.manifest import inside
@@ -47,6 +48,7 @@ class CpuBackend(Backend):
         opts.intra_op_num_threads = self._threads
         opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
         session = self._ort.InferenceSession(
             str(inside(bundle_dir, artifact["model"])), sess_options=opts, providers=["CPUExecutionProvider"]
         )
