@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := mesa-vulkan-drivers libvulkan1 glslc
 DEMO_MODEL := examples/tinynet.onnx
 DEMO_PLAN := out/demo-plan
+BENCH_ARGS ?= --models tinynet,squeezenet,resnet50 --runs 20
 
 .PHONY: demo test lint bench system-deps setup clean
 
@@ -22,7 +23,8 @@ lint: setup
 	$(BIN)/ruff format --check ragc codegen runtime_min tests bench examples
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 setup: system-deps $(STAMP)
 
