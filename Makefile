@@ -16,7 +16,7 @@ demo: setup
 	$(BIN)/ragc run $(DEMO_PLAN) --repeat 50
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 lint: setup
 	$(BIN)/ruff check ragc codegen runtime_min tests bench examples

@@ -49,8 +49,15 @@ class _Builder:
                 continue
             compute = flops / (GFLOPS[d] * 1e6) if kind in ("conv", "matmul") else 0.0
             costs[d] = DISPATCH_MS[d] + max(compute, moved / (GBPS[d] * 1e6))
-        self.units.append(Unit(name, [name], costs, mem_bytes=weight_bytes + out_bytes,
-                               host_in_bytes=out_bytes if not reads and not self.units else 0))
+        self.units.append(
+            Unit(
+                name,
+                [name],
+                costs,
+                mem_bytes=weight_bytes + out_bytes,
+                host_in_bytes=out_bytes if not reads and not self.units else 0,
+            )
+        )
         self.edges += [Edge(src, name, self.bytes_of[src]) for src in reads]
         self.bytes_of[name] = out_bytes
         return name
@@ -164,8 +171,10 @@ def main() -> None:
 
 def _row(name: str, problem: PlacementProblem, label: str, ms: float, seconds: float, gap: float | None) -> None:
     gap_text = "-" if gap is None else f"{100 * gap:.3f}%"
-    print(f"| {name} | {len(problem.units)} | {len(problem.edges)} | {label} | {ms:.3f} | {seconds:.2f} | {gap_text} |",
-          flush=True)
+    print(
+        f"| {name} | {len(problem.units)} | {len(problem.edges)} | {label} | {ms:.3f} | {seconds:.2f} | {gap_text} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

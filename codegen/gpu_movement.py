@@ -50,13 +50,24 @@ def _convert(src: str, dst: str) -> str:
     return f"float16_t(float({value}))" if dst == "float16" else f"{dst_t}({value})"
 
 
-def strided(dst: str, src: str, dtypes: tuple[str, str], sizes: Sequence[int], step: Sequence[int],
-            base: int = 0, scatter: bool = False) -> Dispatch:
+def strided(
+    dst: str,
+    src: str,
+    dtypes: tuple[str, str],
+    sizes: Sequence[int],
+    step: Sequence[int],
+    base: int = 0,
+    scatter: bool = False,
+) -> Dispatch:
     """A copy over `sizes` (row-major flat index i): dst[i] = src[base + i . step], or the reverse when scattering."""
     merged, (merged_step,) = merge_dims(sizes, step)
     params = {
-        "count": numel(sizes), "offset": offset_expr(merged, merged_step, "i", base), "scatter": scatter,
-        "dst_type": glsl_type(dtypes[1]), "src_type": glsl_type(dtypes[0]), "load": _convert(*dtypes),
+        "count": numel(sizes),
+        "offset": offset_expr(merged, merged_step, "i", base),
+        "scatter": scatter,
+        "dst_type": glsl_type(dtypes[1]),
+        "src_type": glsl_type(dtypes[0]),
+        "load": _convert(*dtypes),
     }
     return Dispatch("strided.comp.j2", params, (dst, src), grid(params["count"]))
 
@@ -137,8 +148,10 @@ def lower_split(graph: Graph, op: Op) -> list[Dispatch]:
     axis = attr(op, "axis", 0) % len(shape)
     st = row_strides(shape)
     offsets = _axis_offsets(graph, op.outputs, axis)
-    return [_copy(graph, op, graph.tensors[name].shape, st, offsets[k] * st[axis], out=k)
-            for k, name in enumerate(op.outputs)]
+    return [
+        _copy(graph, op, graph.tensors[name].shape, st, offsets[k] * st[axis], out=k)
+        for k, name in enumerate(op.outputs)
+    ]
 
 
 def _concat_reason(graph: Graph, op: Op) -> str | None:
@@ -151,8 +164,10 @@ def lower_concat(graph: Graph, op: Op) -> list[Dispatch]:
     axis = attr(op, "axis", 0) % len(out.shape)
     st = row_strides(out.shape)
     offsets = _axis_offsets(graph, op.inputs, axis)
-    return [strided(out.name, name, (out.dtype, out.dtype), graph.tensors[name].shape, st, off * st[axis], True)
-            for name, off in zip(op.inputs, offsets, strict=True)]
+    return [
+        strided(out.name, name, (out.dtype, out.dtype), graph.tensors[name].shape, st, off * st[axis], True)
+        for name, off in zip(op.inputs, offsets, strict=True)
+    ]
 
 
 def _gather_reason(graph: Graph, op: Op) -> str | None:
@@ -164,8 +179,11 @@ def lower_gather(graph: Graph, op: Op) -> list[Dispatch]:
     data, indices = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     axis = attr(op, "axis", 0) % len(data.shape)
     params = {
-        "count": numel(graph.tensors[op.outputs[0]].shape), "inner": numel(data.shape[axis + 1:]),
-        "positions": numel(indices.shape), "axis_len": data.shape[axis], "data_type": glsl_type(data.dtype),
+        "count": numel(graph.tensors[op.outputs[0]].shape),
+        "inner": numel(data.shape[axis + 1 :]),
+        "positions": numel(indices.shape),
+        "axis_len": data.shape[axis],
+        "data_type": glsl_type(data.dtype),
         "index_type": glsl_type(indices.dtype),
     }
     return [Dispatch("gather.comp.j2", params, (op.outputs[0], *op.inputs[:2]), grid(params["count"]))]
@@ -207,16 +225,29 @@ def lower_pad(graph: Graph, op: Op) -> list[Dispatch]:
     begin, end, value = pad_amounts(graph, op)
     # per axis: output size, size of the input window left after negative pads crop it, begin pad, input stride,
     # first input element of that window
-    dims = [(o, n - max(-b, 0) - max(-e, 0), max(b, 0), s, max(-b, 0))
-            for o, n, b, e, s in zip(out, shape, begin, end, row_strides(shape), strict=True)]
+    dims = [
+        (o, n - max(-b, 0) - max(-e, 0), max(b, 0), s, max(-b, 0))
+        for o, n, b, e, s in zip(out, shape, begin, end, row_strides(shape), strict=True)
+    ]
     dtype = graph.tensors[op.inputs[0]].dtype
-    params = {"count": numel(out), "dims": dims, "mode": attr(op, "mode", "constant"), "value": _literal(value, dtype),
-              "data_type": glsl_type(dtype)}
+    params = {
+        "count": numel(out),
+        "dims": dims,
+        "mode": attr(op, "mode", "constant"),
+        "value": _literal(value, dtype),
+        "data_type": glsl_type(dtype),
+    }
     return [Dispatch("pad.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))]
 
 
-RESIZE_COORDS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
-                 "tf_half_pixel_for_nn")
+RESIZE_COORDS = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+)
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
@@ -224,15 +255,20 @@ def _resize_reason(graph: Graph, op: Op) -> str | None:
     checks = [
         (graph.opset < 11, "Resize before opset 11 is not supported on the GPU"),
         (attr(op, "mode", "nearest") not in ("nearest", "linear"), "only nearest and linear Resize run on the GPU"),
-        (attr(op, "coordinate_transformation_mode", "half_pixel") not in RESIZE_COORDS,
-         f"coordinate_transformation_mode {attr(op, 'coordinate_transformation_mode', '')!r} is not supported"),
+        (
+            attr(op, "coordinate_transformation_mode", "half_pixel") not in RESIZE_COORDS,
+            f"coordinate_transformation_mode {attr(op, 'coordinate_transformation_mode', '')!r} is not supported",
+        ),
         (attr(op, "nearest_mode", "round_prefer_floor") not in NEAREST_MODES, "unsupported nearest_mode"),
         (attr(op, "mode", "nearest") == "linear" and attr(op, "antialias", 0), "antialiased Resize is not supported"),
         (not any((op.inputs + ["", "", ""])[2:4]), "Resize needs a scales or sizes input"),
     ]
     reason = next((why for bad, why in checks if bad), None)
-    reason = reason or constants_reason(graph, op, 1) or fp32_reason(graph, Op(op.name, op.op_type, op.inputs[:1],
-                                                                                  op.outputs))
+    reason = (
+        reason
+        or constants_reason(graph, op, 1)
+        or fp32_reason(graph, Op(op.name, op.op_type, op.inputs[:1], op.outputs))
+    )
     return reason or _fractional_length_reason(graph, op)
 
 

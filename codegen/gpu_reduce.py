@@ -25,8 +25,11 @@ from ragc.ir import Graph, Op
 
 GROUP_MIN = 64  # rows at least this long are reduced by a whole workgroup
 WIDE_MIN = 2048  # rows at least this long get 256 lanes instead of 64
-REDUCE_OPS = {"ReduceSum": ("ragc_plus", "0.0"), "ReduceMean": ("ragc_plus", "0.0"),
-              "ReduceMax": ("max", "uintBitsToFloat(0xff800000u)")}
+REDUCE_OPS = {
+    "ReduceSum": ("ragc_plus", "0.0"),
+    "ReduceMean": ("ragc_plus", "0.0"),
+    "ReduceMax": ("max", "uintBitsToFloat(0xff800000u)"),
+}
 
 
 def _rows(rows: int, n: int) -> tuple[dict[str, Any], tuple[int, int, int]]:
@@ -64,8 +67,9 @@ def reduced_axes(graph: Graph, op: Op) -> list[int]:
     return sorted({a % rank for a in axes})
 
 
-def _row_dispatch(template: str, params: dict[str, Any], grid_: tuple[int, int, int], buffers: tuple[str, ...],
-                  base: str, elem: str) -> Dispatch:
+def _row_dispatch(
+    template: str, params: dict[str, Any], grid_: tuple[int, int, int], buffers: tuple[str, ...], base: str, elem: str
+) -> Dispatch:
     return Dispatch(template, {**params, "base": base, "elem": elem}, buffers, grid_)
 
 
@@ -80,8 +84,16 @@ def lower_reduce(graph: Graph, op: Op) -> list[Dispatch]:
     params, groups = _rows(numel(kept_sizes), numel(red_sizes))
     combine, init = REDUCE_OPS[op.op_type]
     params.update(combine=combine, init=init, mean=op.op_type == "ReduceMean")
-    return [_row_dispatch("reduce.comp.j2", params, groups, (op.outputs[0], op.inputs[0]),
-                          offset_expr(kept_sizes, kept_strides, "row"), offset_expr(red_sizes, red_strides, "k"))]
+    return [
+        _row_dispatch(
+            "reduce.comp.j2",
+            params,
+            groups,
+            (op.outputs[0], op.inputs[0]),
+            offset_expr(kept_sizes, kept_strides, "row"),
+            offset_expr(red_sizes, red_strides, "k"),
+        )
+    ]
 
 
 @lowers("Softmax", check=fp32_reason)
@@ -90,11 +102,14 @@ def lower_softmax(graph: Graph, op: Op) -> list[Dispatch]:
     legacy = graph.opset < 13  # before opset 13 Softmax normalises the flattened dims [axis:] together
     axis = attr(op, "axis", 1 if legacy else -1) % len(shape)
     outer = numel(shape[:axis])
-    size, inner = (numel(shape[axis:]), 1) if legacy else (shape[axis], numel(shape[axis + 1:]))
+    size, inner = (numel(shape[axis:]), 1) if legacy else (shape[axis], numel(shape[axis + 1 :]))
     params, groups = _rows(outer * inner, size)
     base = offset_expr((outer, inner), (size * inner, 1), "row")
-    return [_row_dispatch("softmax.comp.j2", params, groups, (op.outputs[0], op.inputs[0]), base,
-                          offset_expr((size,), (inner,), "k"))]
+    return [
+        _row_dispatch(
+            "softmax.comp.j2", params, groups, (op.outputs[0], op.inputs[0]), base, offset_expr((size,), (inner,), "k")
+        )
+    ]
 
 
 def _layernorm_reason(graph: Graph, op: Op) -> str | None:
@@ -121,5 +136,5 @@ def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
         scale_index=broadcast_index(graph.tensors[op.inputs[1]].shape, norm_shape, "k"),
         bias_index=broadcast_index(graph.tensors[op.inputs[2]].shape, norm_shape, "k") if has_bias else "",
     )
-    buffers = (*outputs, *op.inputs[:3 if has_bias else 2])
+    buffers = (*outputs, *op.inputs[: 3 if has_bias else 2])
     return [Dispatch("layernorm.comp.j2", params, buffers, groups)]

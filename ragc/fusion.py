@@ -13,14 +13,76 @@ import heapq
 from ragc import ir
 
 METADATA = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
-ELEMENTWISE = frozenset({
-    "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitShift", "Cast", "Ceil", "Celu",
-    "Clip", "Cos", "Cosh", "Div", "Elu", "Equal", "Erf", "Exp", "FastGelu", "Floor", "Gelu", "Greater",
-    "GreaterOrEqual", "HardSigmoid", "HardSwish", "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max",
-    "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "QuickGelu", "Reciprocal", "Relu",
-    "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Sub", "Sum", "Swish",
-    "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor",
-})
+ELEMENTWISE = frozenset(
+    {
+        "Abs",
+        "Acos",
+        "Acosh",
+        "Add",
+        "And",
+        "Asin",
+        "Asinh",
+        "Atan",
+        "Atanh",
+        "BitShift",
+        "Cast",
+        "Ceil",
+        "Celu",
+        "Clip",
+        "Cos",
+        "Cosh",
+        "Div",
+        "Elu",
+        "Equal",
+        "Erf",
+        "Exp",
+        "FastGelu",
+        "Floor",
+        "Gelu",
+        "Greater",
+        "GreaterOrEqual",
+        "HardSigmoid",
+        "HardSwish",
+        "IsInf",
+        "IsNaN",
+        "LeakyRelu",
+        "Less",
+        "LessOrEqual",
+        "Log",
+        "Max",
+        "Mean",
+        "Min",
+        "Mish",
+        "Mod",
+        "Mul",
+        "Neg",
+        "Not",
+        "Or",
+        "Pow",
+        "PRelu",
+        "QuickGelu",
+        "Reciprocal",
+        "Relu",
+        "Round",
+        "Selu",
+        "Shrink",
+        "Sigmoid",
+        "Sign",
+        "Sin",
+        "Sinh",
+        "Softplus",
+        "Softsign",
+        "Sqrt",
+        "Sub",
+        "Sum",
+        "Swish",
+        "Tan",
+        "Tanh",
+        "ThresholdedRelu",
+        "Where",
+        "Xor",
+    }
+)
 
 
 def build_units(graph: ir.Graph) -> list[tuple[str, list[str]]]:
@@ -45,8 +107,14 @@ def build_units(graph: ir.Graph) -> list[tuple[str, list[str]]]:
     return [(members[u][0], members[u]) for u in order]
 
 
-def _host_unit(op: ir.Op, producers: dict[str, ir.Op], consumers: dict[str, list[ir.Op]], outputs: set[str],
-               unit_of: dict[str, int], reads: list[set[int]]) -> int | None:
+def _host_unit(
+    op: ir.Op,
+    producers: dict[str, ir.Op],
+    consumers: dict[str, list[ir.Op]],
+    outputs: set[str],
+    unit_of: dict[str, int],
+    reads: list[set[int]],
+) -> int | None:
     """The unit this op joins, or None when it starts one."""
     data = [n for n in op.inputs if n in producers]
     if op.op_type in METADATA:

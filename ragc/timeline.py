@@ -19,15 +19,20 @@ def write_timeline_svg(placement: Placement, problem: PlacementProblem, path: st
 def timeline_svg(placement: Placement, problem: PlacementProblem) -> str:
     """The SVG text: deterministic for the same placement and problem."""
     canvas = _Canvas(placement, list(problem.devices))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{LEFT + WIDTH + 20}" height="{canvas.height}" '
-             'font-family="sans-serif" font-size="11">',
-             '<defs><marker id="arrow" markerWidth="6" markerHeight="6" refX="6" refY="3" orient="auto">'
-             '<path d="M0,0 L6,3 L0,6 z" fill="#333"/></marker></defs>',
-             f'<text x="{LEFT}" y="16">{escape(placement.solver)}: {placement.predicted_ms:.3f} ms predicted</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{LEFT + WIDTH + 20}" height="{canvas.height}" '
+        'font-family="sans-serif" font-size="11">',
+        '<defs><marker id="arrow" markerWidth="6" markerHeight="6" refX="6" refY="3" orient="auto">'
+        '<path d="M0,0 L6,3 L0,6 z" fill="#333"/></marker></defs>',
+        f'<text x="{LEFT}" y="16">{escape(placement.solver)}: {placement.predicted_ms:.3f} ms predicted</text>',
+    ]
     parts += canvas.lanes()
     parts += [canvas.unit(u.name) for u in problem.units]
-    parts += [canvas.transfer(e.src, e.dst, e.nbytes, problem) for e in problem.edges
-              if placement.assignment[e.src] != placement.assignment[e.dst]]
+    parts += [
+        canvas.transfer(e.src, e.dst, e.nbytes, problem)
+        for e in problem.edges
+        if placement.assignment[e.src] != placement.assignment[e.dst]
+    ]
     parts += canvas.axis()
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
@@ -64,8 +69,10 @@ class _Canvas:
         y = TOP + self.lane[device] * LANE + 4
         w = max((finish - start) * self.scale, 0.5)
         color = COLORS[self.lane[device] % len(COLORS)]
-        box = (f'<rect x="{self.x(start):.2f}" y="{y}" width="{w:.2f}" height="{LANE - 12}" fill="{color}" '
-               f'stroke="#222" stroke-width="0.5"><title>{escape(name)}: {start:.3f}..{finish:.3f} ms</title></rect>')
+        box = (
+            f'<rect x="{self.x(start):.2f}" y="{y}" width="{w:.2f}" height="{LANE - 12}" fill="{color}" '
+            f'stroke="#222" stroke-width="0.5"><title>{escape(name)}: {start:.3f}..{finish:.3f} ms</title></rect>'
+        )
         if w <= 7 * len(name):
             return box
         return box + f'<text x="{self.x(start) + 2:.2f}" y="{y + 18}" fill="#fff">{escape(name)}</text>'
@@ -74,9 +81,11 @@ class _Canvas:
         a, b = self.placement.assignment[src], self.placement.assignment[dst]
         t0 = self.placement.finish_ms[src]
         t1 = t0 + problem.transfer_ms(a, b, nbytes)
-        return (f'<line x1="{self.x(t0):.2f}" y1="{self.mid(a):.1f}" x2="{self.x(t1):.2f}" y2="{self.mid(b):.1f}" '
-                f'stroke="#333" stroke-width="0.8" marker-end="url(#arrow)"><title>{escape(src)} -&gt; '
-                f'{escape(dst)}: {nbytes} B, {t1 - t0:.3f} ms</title></line>')
+        return (
+            f'<line x1="{self.x(t0):.2f}" y1="{self.mid(a):.1f}" x2="{self.x(t1):.2f}" y2="{self.mid(b):.1f}" '
+            f'stroke="#333" stroke-width="0.8" marker-end="url(#arrow)"><title>{escape(src)} -&gt; '
+            f"{escape(dst)}: {nbytes} B, {t1 - t0:.3f} ms</title></line>"
+        )
 
     def axis(self) -> list[str]:
         y = self.axis_y

@@ -31,14 +31,29 @@ def units(g: Graph) -> list[list[str]]:
 
 
 def test_conv_chain_fuses_its_activations() -> None:
-    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("bn", "Add", ["a", "wb"], ["b"]), ("r1", "Relu", ["b"], ["c"]),
-               ("c2", "Conv", ["c", "w2"], ["d"]), ("r2", "Clip", ["d"], ["y"])], ["y"])
+    g = graph(
+        [
+            ("c1", "Conv", ["x", "w1"], ["a"]),
+            ("bn", "Add", ["a", "wb"], ["b"]),
+            ("r1", "Relu", ["b"], ["c"]),
+            ("c2", "Conv", ["c", "w2"], ["d"]),
+            ("r2", "Clip", ["d"], ["y"]),
+        ],
+        ["y"],
+    )
     assert build_units(g) == [("c1", ["c1", "bn", "r1"]), ("c2", ["c2", "r2"])]
 
 
 def test_tensor_with_two_readers_ends_the_chain() -> None:
-    g = graph([("c", "Conv", ["x", "w"], ["a"]), ("r", "Relu", ["a"], ["b"]), ("s", "Sigmoid", ["a"], ["d"]),
-               ("m", "Mul", ["b", "d"], ["y"])], ["y"])
+    g = graph(
+        [
+            ("c", "Conv", ["x", "w"], ["a"]),
+            ("r", "Relu", ["a"], ["b"]),
+            ("s", "Sigmoid", ["a"], ["d"]),
+            ("m", "Mul", ["b", "d"], ["y"]),
+        ],
+        ["y"],
+    )
     assert units(g) == [["c"], ["r"], ["s", "m"]]  # the Mul joins the closer of its two producers
 
 
@@ -48,29 +63,59 @@ def test_graph_output_is_not_fused_through() -> None:
 
 
 def test_metadata_joins_its_producer_even_with_other_readers() -> None:
-    g = graph([("g", "Gemm", ["x", "w"], ["a"]), ("f", "Flatten", ["a"], ["b"]), ("r", "Relu", ["a"], ["c"]),
-               ("u", "Unsqueeze", ["b", "axes"], ["y"])], ["y", "c"], consts=("axes",))
+    g = graph(
+        [
+            ("g", "Gemm", ["x", "w"], ["a"]),
+            ("f", "Flatten", ["a"], ["b"]),
+            ("r", "Relu", ["a"], ["c"]),
+            ("u", "Unsqueeze", ["b", "axes"], ["y"]),
+        ],
+        ["y", "c"],
+        consts=("axes",),
+    )
     assert units(g) == [["g", "f", "u"], ["r"]]
 
 
 def test_residual_add_joins_the_closest_producer() -> None:
-    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("r1", "Relu", ["a"], ["b"]), ("c2", "Conv", ["b", "w2"], ["c"]),
-               ("c3", "Conv", ["b", "w3"], ["d"]), ("add", "Add", ["c", "d"], ["e"]), ("r", "Relu", ["e"], ["y"])],
-              ["y"])
+    g = graph(
+        [
+            ("c1", "Conv", ["x", "w1"], ["a"]),
+            ("r1", "Relu", ["a"], ["b"]),
+            ("c2", "Conv", ["b", "w2"], ["c"]),
+            ("c3", "Conv", ["b", "w3"], ["d"]),
+            ("add", "Add", ["c", "d"], ["e"]),
+            ("r", "Relu", ["e"], ["y"]),
+        ],
+        ["y"],
+    )
     assert units(g) == [["c1", "r1"], ["c2"], ["c3", "add", "r"]]
 
 
 def test_fusion_never_creates_a_cycle() -> None:
     # The Reshape joins the conv's unit and reads a tensor of the Split's unit; the Add may then join the conv's
     # unit but not the (closer) Split's, which would make the two units read each other.
-    g = graph([("c", "Conv", ["x", "w"], ["a"]), ("g", "Split", ["x2"], ["shape", "z"]),
-               ("r", "Reshape", ["a", "shape"], ["b"]), ("add", "Add", ["b", "z"], ["y"])], ["y"])
+    g = graph(
+        [
+            ("c", "Conv", ["x", "w"], ["a"]),
+            ("g", "Split", ["x2"], ["shape", "z"]),
+            ("r", "Reshape", ["a", "shape"], ["b"]),
+            ("add", "Add", ["b", "z"], ["y"]),
+        ],
+        ["y"],
+    )
     assert build_units(g) == [("g", ["g"]), ("c", ["c", "r", "add"])]
 
 
 def test_units_are_in_dependency_order_and_deterministic() -> None:
-    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("c2", "Conv", ["x", "w2"], ["b"]),
-               ("add", "Add", ["b", "a"], ["c"]), ("s", "Softmax", ["c"], ["y"])], ["y"])
+    g = graph(
+        [
+            ("c1", "Conv", ["x", "w1"], ["a"]),
+            ("c2", "Conv", ["x", "w2"], ["b"]),
+            ("add", "Add", ["b", "a"], ["c"]),
+            ("s", "Softmax", ["c"], ["y"]),
+        ],
+        ["y"],
+    )
     first = build_units(g)
     assert first == build_units(g)
     assert [name for name, _ in first] == ["c1", "c2", "s"]
@@ -78,8 +123,15 @@ def test_units_are_in_dependency_order_and_deterministic() -> None:
 
 
 def test_build_problem_costs_edges_and_host_bytes() -> None:
-    g = graph([("c1", "Conv", ["x", "w1"], ["a"]), ("r1", "Relu", ["a"], ["b"]), ("c2", "Conv", ["b", "w2"], ["c"]),
-               ("s", "Softmax", ["c"], ["y"])], ["y"])
+    g = graph(
+        [
+            ("c1", "Conv", ["x", "w1"], ["a"]),
+            ("r1", "Relu", ["a"], ["b"]),
+            ("c2", "Conv", ["b", "w2"], ["c"]),
+            ("s", "Softmax", ["c"], ["y"]),
+        ],
+        ["y"],
+    )
 
     def op_cost(_: Graph, op: Op, device: str) -> float:
         if device == "npu" and op.op_type == "Softmax":

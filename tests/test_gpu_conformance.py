@@ -31,8 +31,17 @@ GPU_OPS = (
 
 # inputs an op reads at compile time: a graph input feeding only these slots becomes an initializer
 COMPILE_TIME = {
-    "Reshape": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Resize": (1, 2, 3), "Expand": (1,), "Split": (1,),
-    "Squeeze": (1,), "Unsqueeze": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,),
+    "Reshape": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Pad": (1, 2, 3),
+    "Resize": (1, 2, 3),
+    "Expand": (1,),
+    "Split": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "ReduceMean": (1,),
+    "ReduceSum": (1,),
+    "ReduceMax": (1,),
 }
 
 # case name -> why it fails today (ops owned by another engineer); each runs as a strict xfail
@@ -136,8 +145,13 @@ def be():
 
 def _params() -> list:
     return [
-        pytest.param(case, id=case.name, marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[case.name], strict=True)]
-                     if case.name in KNOWN_FAILURES else [])
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[case.name], strict=True)]
+            if case.name in KNOWN_FAILURES
+            else [],
+        )
         for case in gpu_cases()
     ]
 

@@ -45,8 +45,16 @@ def _reduce_shape(shape, axes, keepdims):
 @pytest.mark.parametrize("op_type", ["ReduceSum", "ReduceMean", "ReduceMax"])
 @pytest.mark.parametrize(
     ("shape", "axes", "keepdims"),
-    [((3, 5, 7), [1], 1), ((3, 5, 7), [0, 2], 0), ((2, 3, 4, 5), [-1], 1), ((4, 300), [1], 0),
-     ((3, 70, 2), [1], 1), ((5, 6), [], 1), ((5, 6), [], 0), ((2, 3, 3000), [2], 0)],
+    [
+        ((3, 5, 7), [1], 1),
+        ((3, 5, 7), [0, 2], 0),
+        ((2, 3, 4, 5), [-1], 1),
+        ((4, 300), [1], 0),
+        ((3, 70, 2), [1], 1),
+        ((5, 6), [], 1),
+        ((5, 6), [], 0),
+        ((2, 3, 3000), [2], 0),
+    ],
 )
 def test_reduce_axes_input(be, op_type, shape, axes, keepdims):
     b = Builder()
@@ -69,8 +77,9 @@ def test_reduce_noop_with_empty_axes(be):
     check(b.graph([y]), be)
 
 
-@pytest.mark.parametrize(("shape", "axis"), [((2, 3, 17), -1), ((4, 100), 1), ((3, 5, 7), 1), ((6, 9), 0),
-                                             ((2, 3000), -1)])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((2, 3, 17), -1), ((4, 100), 1), ((3, 5, 7), 1), ((6, 9), 0), ((2, 3000), -1)]
+)
 def test_softmax(be, shape, axis):
     b = Builder()
     y = b.op("Softmax", [b.input("x", shape)], shape, axis=axis)
@@ -85,12 +94,13 @@ def test_softmax_legacy_flattens_trailing_dims(be):
     check(g, be)
 
 
-@pytest.mark.parametrize(("shape", "axis", "bias"), [((2, 5, 33), -1, True), ((3, 4, 5), 1, False),
-                                                     ((4, 200), -1, True), ((7, 3), 0, True)])
+@pytest.mark.parametrize(
+    ("shape", "axis", "bias"), [((2, 5, 33), -1, True), ((3, 4, 5), 1, False), ((4, 200), -1, True), ((7, 3), 0, True)]
+)
 def test_layernorm(be, shape, axis, bias):
     b = Builder()
     x = b.input("x", shape)
-    norm = shape[axis % len(shape):]
+    norm = shape[axis % len(shape) :]
     ins = [x, b.weight("scale", norm)] + ([b.weight("bias", norm)] if bias else [])
     y = b.op("LayerNormalization", ins, shape, axis=axis, epsilon=1e-3)
     check(b.graph([y]), be, atol=1e-4)
@@ -103,8 +113,10 @@ def test_layernorm_statistics_outputs(be):
     check(b.graph(outs), be, atol=1e-4)
 
 
-@pytest.mark.parametrize(("shape", "perm"), [((2, 3, 4), [2, 0, 1]), ((5, 7), None), ((2, 3, 4, 5), [0, 2, 3, 1]),
-                                             ((1, 6, 1, 9), [3, 1, 2, 0])])
+@pytest.mark.parametrize(
+    ("shape", "perm"),
+    [((2, 3, 4), [2, 0, 1]), ((5, 7), None), ((2, 3, 4, 5), [0, 2, 3, 1]), ((1, 6, 1, 9), [3, 1, 2, 0])],
+)
 def test_transpose(be, shape, perm):
     b = Builder()
     perm_ = perm or list(range(len(shape)))[::-1]
@@ -113,8 +125,9 @@ def test_transpose(be, shape, perm):
     check(b.graph([y]), be)
 
 
-@pytest.mark.parametrize(("shapes", "axis"), [([(2, 3), (2, 5), (2, 1)], 1), ([(1, 4, 3), (3, 4, 3)], 0),
-                                              ([(2, 3, 4), (2, 3, 7)], -1)])
+@pytest.mark.parametrize(
+    ("shapes", "axis"), [([(2, 3), (2, 5), (2, 1)], 1), ([(1, 4, 3), (3, 4, 3)], 0), ([(2, 3, 4), (2, 3, 7)], -1)]
+)
 def test_concat(be, shapes, axis):
     b = Builder()
     ins = [b.input(f"x{k}", s) for k, s in enumerate(shapes)]
@@ -136,8 +149,13 @@ def test_split(be, sizes, axis):
 
 @pytest.mark.parametrize(
     ("starts", "ends", "axes", "steps"),
-    [([1, 0], [3, 10], [0, 1], [1, 3]), ([-1], [-1000], [1], [-2]), ([2], [100], None, None),
-     ([0, 4, 1], [4, 0, 5], [0, 2, 1], [2, -1, 2]), ([-3, 9], [-1, -9], [-1, 1], [1, -3])],
+    [
+        ([1, 0], [3, 10], [0, 1], [1, 3]),
+        ([-1], [-1000], [1], [-2]),
+        ([2], [100], None, None),
+        ([0, 4, 1], [4, 0, 5], [0, 2, 1], [2, -1, 2]),
+        ([-3, 9], [-1, -9], [-1, 1], [1, -3]),
+    ],
 )
 def test_slice(be, starts, ends, axes, steps):
     b = Builder()
@@ -162,8 +180,10 @@ def test_expand(be, shape, out):
     check(b.graph([y]), be)
 
 
-@pytest.mark.parametrize(("axis", "indices", "dtype"), [(0, [[0, 2], [-1, 1]], "int64"), (1, [4, 0, 3], "int32"),
-                                                        (2, 1, "int64"), (-1, [2, 2, 0, 1, 3], "int64")])
+@pytest.mark.parametrize(
+    ("axis", "indices", "dtype"),
+    [(0, [[0, 2], [-1, 1]], "int64"), (1, [4, 0, 3], "int32"), (2, 1, "int64"), (-1, [2, 2, 0, 1, 3], "int64")],
+)
 @pytest.mark.parametrize("const", [True, False])
 def test_gather(be, axis, indices, dtype, const):
     b = Builder()
@@ -172,7 +192,7 @@ def test_gather(be, axis, indices, dtype, const):
     idx = np.array(indices, dtype)
     ind = b.const("idx", idx) if const else b.input("idx", idx.shape, dtype)
     ax = axis % 3
-    y = b.op("Gather", [x, ind], data_shape[:ax] + idx.shape + data_shape[ax + 1:], axis=axis)
+    y = b.op("Gather", [x, ind], data_shape[:ax] + idx.shape + data_shape[ax + 1 :], axis=axis)
     g = b.graph([y])
     feeds = random_feeds(g)
     if not const:
@@ -225,10 +245,23 @@ def test_resize(be, mode, coords, nearest, shape, scales, sizes):
     check(b.graph([y]), be)
 
 
-@pytest.mark.parametrize(("src", "dst"), [("float32", "int32"), ("float32", "int64"), ("int64", "float32"),
-                                          ("int32", "float32"), ("float32", "bool"), ("bool", "float32"),
-                                          ("int64", "int32"), ("bool", "int64"), ("float32", "float32"),
-                                          ("float32", "float16"), ("float16", "float32"), ("float16", "bool")])
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("float32", "int32"),
+        ("float32", "int64"),
+        ("int64", "float32"),
+        ("int32", "float32"),
+        ("float32", "bool"),
+        ("bool", "float32"),
+        ("int64", "int32"),
+        ("bool", "int64"),
+        ("float32", "float32"),
+        ("float32", "float16"),
+        ("float16", "float32"),
+        ("float16", "bool"),
+    ],
+)
 def test_cast(be, src, dst):
     b = Builder()
     to = helper.np_dtype_to_tensor_dtype(np.dtype(dst))
@@ -260,12 +293,24 @@ def test_movement_chain_with_fused_eltwise(be):
 
 
 REJECTED = [
-    ("Resize", lambda b: ["", b.const("scales", np.array([1, 1, 2], np.float32))], {"mode": "cubic"},
-     "nearest and linear"),
-    ("Resize", lambda b: ["", b.const("scales", np.array([1, 1, 2], np.float32))],
-     {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
-    ("Resize", lambda b: ["", b.const("scales", np.array([1, 1, 0.6], np.float32))],
-     {"coordinate_transformation_mode": "align_corners"}, "fractional length"),
+    (
+        "Resize",
+        lambda b: ["", b.const("scales", np.array([1, 1, 2], np.float32))],
+        {"mode": "cubic"},
+        "nearest and linear",
+    ),
+    (
+        "Resize",
+        lambda b: ["", b.const("scales", np.array([1, 1, 2], np.float32))],
+        {"coordinate_transformation_mode": "tf_crop_and_resize"},
+        "tf_crop_and_resize",
+    ),
+    (
+        "Resize",
+        lambda b: ["", b.const("scales", np.array([1, 1, 0.6], np.float32))],
+        {"coordinate_transformation_mode": "align_corners"},
+        "fractional length",
+    ),
     ("Pad", lambda b: [b.input("pads", (6,), "int64")], {}, "must be a constant"),
     ("Pad", lambda b: [b.const("pads", np.zeros(6, np.int64))], {"mode": "mirror"}, "mode"),
     ("Slice", lambda b: [b.input("starts", (1,), "int64"), b.const("ends", np.array([2]))], {}, "must be a constant"),

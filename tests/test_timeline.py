@@ -14,8 +14,12 @@ NS = {"svg": "http://www.w3.org/2000/svg"}
 def fork() -> PlacementProblem:
     """a -> (b, c) -> d with b and c as fast on either device, so the plan runs them side by side."""
     both = {"cpu": 2.0, "gpu": 2.0}
-    units = [Unit("a", ["a"], {"cpu": 1.0, "gpu": 3.0}), Unit("b", ["b"], dict(both)), Unit("c", ["c"], dict(both)),
-             Unit("d", ["d"], {"cpu": 1.0, "gpu": 3.0}, host_out_bytes=4)]
+    units = [
+        Unit("a", ["a"], {"cpu": 1.0, "gpu": 3.0}),
+        Unit("b", ["b"], dict(both)),
+        Unit("c", ["c"], dict(both)),
+        Unit("d", ["d"], {"cpu": 1.0, "gpu": 3.0}, host_out_bytes=4),
+    ]
     edges = [Edge("a", "b", 8), Edge("a", "c", 8), Edge("b", "d", 8), Edge("c", "d", 8)]
     return PlacementProblem(units, edges, ["cpu", "gpu"], lambda s, t, n: 0.0 if s == t else 0.25)
 

@@ -5,5 +5,16 @@ from ragc.placement.problem import HOST, Edge, Placement, PlacementProblem, Tran
 from ragc.placement.simulate import simulate
 from ragc.placement.solve import OBJECTIVES, SOLVERS, solve
 
-__all__ = ["HOST", "OBJECTIVES", "SOLVERS", "Edge", "Placement", "PlacementProblem", "TransferFn", "Unit",
-           "build_problem", "simulate", "solve"]
+__all__ = [
+    "HOST",
+    "OBJECTIVES",
+    "SOLVERS",
+    "Edge",
+    "Placement",
+    "PlacementProblem",
+    "TransferFn",
+    "Unit",
+    "build_problem",
+    "simulate",
+    "solve",
+]

@@ -12,8 +12,13 @@ from ragc.placement.problem import Edge, PlacementProblem, TransferFn, Unit
 OpCostFn = Callable[[ir.Graph, ir.Op, str], float]  # (graph, op, device) -> ms; inf where unsupported
 
 
-def build_problem(graph: ir.Graph, devices: list[str], op_cost_ms: OpCostFn, transfer_ms: TransferFn,
-                  capacity_bytes: dict[str, int] | None = None) -> PlacementProblem:
+def build_problem(
+    graph: ir.Graph,
+    devices: list[str],
+    op_cost_ms: OpCostFn,
+    transfer_ms: TransferFn,
+    capacity_bytes: dict[str, int] | None = None,
+) -> PlacementProblem:
     """A unit costs the sum of its ops' costs on a device (inf if any op is inf there); an edge carries the bytes
     of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written."""
     unit_ops = build_units(graph)
@@ -30,20 +35,27 @@ def build_problem(graph: ir.Graph, devices: list[str], op_cost_ms: OpCostFn, tra
             if tensor in producers and unit_of[producers[tensor].name] != name:
                 key = (unit_of[producers[tensor].name], name)
                 edge_bytes[key] = edge_bytes.get(key, 0) + graph.tensors[tensor].nbytes
-        units.append(Unit(
-            name=name,
-            ops=op_names,
-            cost_ms={d: _unit_cost(graph, ops, d, op_cost_ms) for d in devices},
-            mem_bytes=sum(graph.tensors[t].nbytes for t in read if graph.tensors[t].is_constant)
-            + sum(graph.tensors[t].nbytes for t in written),
-            host_in_bytes=sum(graph.tensors[t].nbytes for t in read if t in graph_inputs),
-            host_out_bytes=sum(graph.tensors[t].nbytes for t in written if t in graph_outputs),
-        ))
+        units.append(
+            Unit(
+                name=name,
+                ops=op_names,
+                cost_ms={d: _unit_cost(graph, ops, d, op_cost_ms) for d in devices},
+                mem_bytes=sum(graph.tensors[t].nbytes for t in read if graph.tensors[t].is_constant)
+                + sum(graph.tensors[t].nbytes for t in written),
+                host_in_bytes=sum(graph.tensors[t].nbytes for t in read if t in graph_inputs),
+                host_out_bytes=sum(graph.tensors[t].nbytes for t in written if t in graph_outputs),
+            )
+        )
     order = {name: k for k, (name, _) in enumerate(unit_ops)}
     pairs = sorted(edge_bytes, key=lambda pair: (order[pair[0]], order[pair[1]]))
     edges = [Edge(s, t, edge_bytes[(s, t)]) for s, t in pairs]
-    return PlacementProblem(units=units, edges=edges, devices=list(devices), transfer_ms=transfer_ms,
-                            capacity_bytes=dict(capacity_bytes or {}))
+    return PlacementProblem(
+        units=units,
+        edges=edges,
+        devices=list(devices),
+        transfer_ms=transfer_ms,
+        capacity_bytes=dict(capacity_bytes or {}),
+    )
 
 
 def _unit_cost(graph: ir.Graph, ops: list[ir.Op], device: str, op_cost_ms: OpCostFn) -> float:

@@ -28,8 +28,10 @@ def solve_heft(model: Model) -> Placement:
         for d in model.allowed(i):
             if used[d] + model.mem[i] > model.capacity[d]:
                 continue
-            ready = max([model.host_in[i, d]] + [finish[s] + model.edge_delay[e, dev[s], d]
-                                                 for e in model.preds[i] for s in [model.edges[e][0]]])
+            ready = max(
+                [model.host_in[i, d]]
+                + [finish[s] + model.edge_delay[e, dev[s], d] for e in model.preds[i] for s in [model.edges[e][0]]]
+            )
             begin = _earliest_gap(busy[d], ready, model.cost[i, d])
             key = (begin + model.cost[i, d] + model.host_out[i, d], d)
             if best is None or key < best[0]:

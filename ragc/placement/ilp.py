@@ -30,8 +30,12 @@ LP_SHARE = 0.25  # of the time limit the LP relaxation may take at most
 # plan satisfies it), or, rarer, it proves a suboptimal plan optimal. So an optimum is solved for twice, with
 # different settings, and the better plan kept; failed runs are retried with the next settings; should all
 # fail, the heuristic plan stands.
-HIGHS_ATTEMPTS = ({"mip_feasibility_tolerance": 1e-8}, {"mip_feasibility_tolerance": 1e-7, "random_seed": 1},
-                  {"mip_feasibility_tolerance": 1e-9, "random_seed": 2}, {"random_seed": 3})
+HIGHS_ATTEMPTS = (
+    {"mip_feasibility_tolerance": 1e-8},
+    {"mip_feasibility_tolerance": 1e-7, "random_seed": 1},
+    {"mip_feasibility_tolerance": 1e-9, "random_seed": 2},
+    {"random_seed": 3},
+)
 CONFIRMATIONS = 2
 HIGHS_FAILURES = (2, 4)  # scipy.optimize.milp's statuses for "infeasible" and "solve error"
 UPPER_SLACK = 1e-6  # relative and absolute: the span is bounded by the heuristic plan's makespan plus this
@@ -235,12 +239,12 @@ def _reachability(model: Model) -> tuple[list[int], list[int]]:
 def _unordered_pairs(model: Model, ancestors: list[int]) -> list[tuple[int, int]]:
     """Pairs (u < v) with no dependency path between them that share at least one device."""
     allowed = [set(model.allowed(i)) for i in range(model.n)]
-    return [(u, v) for v in range(model.n) for u in range(v)
-            if not (ancestors[v] >> u) & 1 and allowed[u] & allowed[v]]
+    return [(u, v) for v in range(model.n) for u in range(v) if not (ancestors[v] >> u) & 1 and allowed[u] & allowed[v]]
 
 
-def _windows(pairs: list[tuple[int, int]], ancestors: list[int], descendants: list[int],
-             n: int) -> dict[tuple[int | None, int | None], list[int]]:
+def _windows(
+    pairs: list[tuple[int, int]], ancestors: list[int], descendants: list[int], n: int
+) -> dict[tuple[int | None, int | None], list[int]]:
     """Fork-join windows around parallel units: (latest common ancestor or None, earliest common descendant or
     None) -> the units strictly between them, which must share each device one at a time."""
     everything = (1 << n) - 1

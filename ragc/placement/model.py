@@ -60,8 +60,10 @@ def build_model(problem: PlacementProblem) -> Model:
     cost[mem[:, None] > capacity[None, :]] = math.inf
     for i, row in enumerate(cost):
         if not np.isfinite(row).any():
-            raise PlacementError(f"unit {names[i]!r} can run on none of {devices} (unsupported or over capacity); "
-                                 "add a device that supports it or raise capacity_bytes")
+            raise PlacementError(
+                f"unit {names[i]!r} can run on none of {devices} (unsupported or over capacity); "
+                "add a device that supports it or raise capacity_bytes"
+            )
     nbytes = _merged_edges(problem, index)
     edges = sorted(nbytes)
     edge_delay = np.zeros((len(edges), len(devices), len(devices)))

@@ -87,8 +87,9 @@ def list_order(model: Model, dev: list[int], priority: np.ndarray) -> list[list[
     return order
 
 
-def placement_from(model: Model, dev: list[int], priority: np.ndarray, solver: str, started: float,
-                   gap: float | None = None) -> Placement:
+def placement_from(
+    model: Model, dev: list[int], priority: np.ndarray, solver: str, started: float, gap: float | None = None
+) -> Placement:
     """Order by priority, simulate, and package the result as a Placement timed from `started` (perf_counter)."""
     if not model.fits(dev):
         raise PlacementError(f"{solver}: the plan exceeds a device's capacity_bytes; raise it or use solver 'ilp'")
@@ -96,8 +97,16 @@ def placement_from(model: Model, dev: list[int], priority: np.ndarray, solver: s
     return _placement(model, dev, start, finish, makespan, solver, gap, time.perf_counter() - started)
 
 
-def _placement(model: Model, dev: list[int], start: np.ndarray, finish: np.ndarray, makespan: float, solver: str,
-               gap: float | None, solve_s: float) -> Placement:
+def _placement(
+    model: Model,
+    dev: list[int],
+    start: np.ndarray,
+    finish: np.ndarray,
+    makespan: float,
+    solver: str,
+    gap: float | None,
+    solve_s: float,
+) -> Placement:
     return Placement(
         assignment={n: model.devices[dev[i]] for i, n in enumerate(model.names)},
         predicted_ms=makespan,

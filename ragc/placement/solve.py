@@ -16,8 +16,9 @@ SOLVERS = ("auto", "ilp", "heft", "greedy", "single")
 OBJECTIVES = ("latency", "throughput")
 
 
-def solve(problem: PlacementProblem, solver: str = "auto", objective: str = "latency",
-          time_limit_s: float = 5.0) -> Placement:
+def solve(
+    problem: PlacementProblem, solver: str = "auto", objective: str = "latency", time_limit_s: float = 5.0
+) -> Placement:
     """Place every unit. latency: minimise one request's makespan; throughput: minimise the slowest pipeline
     stage (exact, whatever the solver). `auto` takes the ILP's plan when it proves optimality within the time
     limit, else the best plan found, and is never predicted slower than the best single processor."""
