@@ -98,7 +98,7 @@ def compile_cmd(
         target=target,
         time_limit_s=time_limit,
     )
-    print_partitions(result.bundle)
+    print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
     click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
 

@@ -126,7 +126,8 @@ def _place(graph: ir.Graph, chosen: list[str], rules, personality, solver: str, 
     runnable = {op.name: [d for d in chosen if unsupported_reason(graph, op, d) is None] for op in graph.ops}
 
     allowed = {op.name: [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"] for op in graph.ops}
-    for _, ops in build_units(graph):  # a fused unit runs whole on one processor: if its ops agree on none,
+    units = build_units(graph)
+    for _, ops in units:  # a fused unit runs whole on one processor: if its ops agree on none,
         if not set.intersection(*(set(allowed[name]) for name in ops)):  # the CPU takes the unit
             allowed.update({name: ["cpu"] for name in ops if name not in forced})
 
@@ -137,7 +138,7 @@ def _place(graph: ir.Graph, chosen: list[str], rules, personality, solver: str, 
         """A tensor crossing processors also means the consumer starts a new partition: its launch is paid too."""
         return personality.transfer_ms(src, dst, nbytes) + (personality.dispatch_ms(dst) if src != dst else 0.0)
 
-    problem = build_problem(graph, devices, op_cost, transfer_ms, personality.capacity_bytes)
+    problem = build_problem(graph, devices, op_cost, transfer_ms, personality.capacity_bytes, units)
     return problem, solve(problem, solver, objective, time_limit_s)
 
 

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 
-def plan_summary(plan_dir: str | Path) -> dict[str, Any]:
+def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
     """The stable `ragc inspect --json` view; tools rely on these keys."""
     from runtime_min.manifest import read_bundle
 
-    _, manifest, schedule = read_bundle(plan_dir)
+    _, manifest, schedule = read_bundle(plan_dir, verify_hashes)
     return {
         "predicted_ms": manifest.get("predicted_ms"),
         "solver": manifest.get("solver"),
@@ -30,8 +30,8 @@ def plan_summary(plan_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def print_partitions(plan_dir: str | Path, console: Console | None = None) -> None:
-    summary = plan_summary(plan_dir)
+def print_partitions(plan_dir: str | Path, console: Console | None = None, verify_hashes: bool = True) -> None:
+    summary = plan_summary(plan_dir, verify_hashes)
     table = Table(title=f"plan {plan_dir} (solver {summary['solver']})")
     for column in ("partition", "processor", "ops", "first op", "predicted ms"):
         table.add_column(column, justify="right" if column in ("ops", "predicted ms") else "left")

@@ -18,10 +18,11 @@ def build_problem(
     op_cost_ms: OpCostFn,
     transfer_ms: TransferFn,
     capacity_bytes: dict[str, int] | None = None,
+    units: list[tuple[str, list[str]]] | None = None,
 ) -> PlacementProblem:
     """A unit costs the sum of its ops' costs on a device (inf if any op is inf there); an edge carries the bytes
     of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written."""
-    unit_ops = build_units(graph)
+    unit_ops = build_units(graph) if units is None else units
     unit_of = {op: name for name, ops in unit_ops for op in ops}
     producers = graph.producers()
     graph_inputs, graph_outputs = set(graph.inputs), set(graph.outputs)
