@@ -88,23 +88,44 @@ def costmodel() -> None:
 
 @costmodel.command("eval")
 @click.option("--models", help="Comma-separated model names [default: the light zoo plus generated models].")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
-@click.option("--budget", default=1.0, show_default=True, type=float, help="Seconds of repeats per timing.")
-def evaluate(models: str | None, as_json: bool, budget: float) -> None:
-    """Leave-one-model-out accuracy of the cost model on this chip's CPU (op level and end to end)."""
-    from ragc.costmodel.evaluate import leave_one_model_out, measure_models
+@click.option(
+    "--devices",
+    default="cpu,gpu",
+    show_default=True,
+    help="Processors to evaluate; the GPU runs each model as one ragc GPU partition (models it cannot run whole "
+    "are listed as skipped).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON (device -> report) instead of tables.")
+@click.option("--budget", default=2.0, show_default=True, type=float, help="Seconds of timing per model and device.")
+def evaluate(models: str | None, devices: str, as_json: bool, budget: float) -> None:
+    """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end)."""
+    from ragc.costmodel.evaluate import ROUNDS, leave_one_model_out, measure_models
+    from ragc.costmodel.measure_gpu import measure_gpu_models
     from ragc.costmodel.zoo import model_set
+    from ragc.personality.errors import PersonalityError
     from ragc.personality.store import load_personality
 
     console = Console(stderr=as_json)
     personality = load_personality(None, quick=True)
+    chosen = [d.strip() for d in devices.split(",") if d.strip()]
+    unknown = sorted(set(chosen) - {"cpu", "gpu"})
+    if unknown:
+        raise PersonalityError(f"costmodel eval measures cpu and gpu, not {', '.join(unknown)}; pass --devices cpu,gpu")
     graphs = model_set(models.split(",") if models else None)
-    timings = measure_models(graphs, personality, budget, console)
-    report = leave_one_model_out(personality, timings)
+    reports = {}
+    if "cpu" in chosen:
+        reports["cpu"] = leave_one_model_out(personality, measure_models(graphs, personality, budget, console=console))
+    if "gpu" in chosen:
+        if "gpu" not in personality.devices:
+            console.print("ragc: this chip's personality has no GPU (none found when profiling); skipping the GPU")
+        else:
+            timings, skipped = measure_gpu_models(graphs, budget, ROUNDS, console)
+            reports["gpu"] = leave_one_model_out(personality, timings, "gpu") | {"skipped": skipped}
     if as_json:
-        click.echo(json.dumps(report, indent=1, sort_keys=True))
+        click.echo(json.dumps(reports, indent=1, sort_keys=True))
     else:
-        render_report(report, console)
+        for report in reports.values():
+            render_report(report, console)
 
 
 def render_report(report: dict, console: Console) -> None:
@@ -116,7 +137,8 @@ def render_report(report: dict, console: Console) -> None:
         "error %",
         "op MAPE %",
         "ops within 10 %",
-        title=f"cost model, leave one model out, {report['device']} of {report['chip_id']}",
+        "measured ops sum error %",
+        title=f"cost model, leave one model out, {report['device']} ({report['device_name']}) of {report['chip_id']}",
     )
     for r in report["models"]:
         style = "green" if abs(r["error_pct"]) <= 10 else "red"
@@ -128,6 +150,7 @@ def render_report(report: dict, console: Console) -> None:
             f"[{style}]{r['error_pct']:+.1f}[/]",
             f"{r['op_mape_pct']:.1f}",
             f"{r['op_within_10_pct']:.1f}",
+            f"{r['measured_ops_error_pct']:+.1f}",
         )
     console.print(table)
     ops = report["ops"]
@@ -136,3 +159,5 @@ def render_report(report: dict, console: Console) -> None:
         f"{ops['within_10_pct']:.1f}% within +-10%; models within +-10% end to end: "
         f"{report['models_within_10']}/{len(report['models'])}"
     )
+    if report.get("skipped"):
+        console.print(f"{report['device']}: not run whole there, skipped: {', '.join(report['skipped'])}")

@@ -21,8 +21,8 @@ def small_specs():
 
 def measured_personality() -> Personality:
     facts = chip_facts()
-    dispatch, per_op, bias = cpu_overheads(0.05)
-    samples = measure_samples(small_specs(), 0.02, bias, lambda label: None)
+    dispatch, per_op, bias = cpu_overheads(0.05, 1)
+    samples = measure_samples(list(small_specs()), 0.02, 1, bias, lambda: None)
     cpu = device_entry("test cpu", samples, dispatch, per_op, 2**34, profiler_bias_ms=bias)
     return Personality(
         {

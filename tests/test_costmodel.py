@@ -182,11 +182,11 @@ def test_cli_eval_json(personality, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     save_personality(personality, store_path(personality.chip_id))
     result = CliRunner().invoke(
-        costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--json", "--budget", "0.05"]
+        costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--devices", "cpu", "--json", "--budget", "0.05"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert [r["model"] for r in report["models"]] == ["cnn_plain_96", "cnn_dw_224"]
+    assert [r["model"] for r in report["cpu"]["models"]] == ["cnn_plain_96", "cnn_dw_224"]
 
 
 def test_broadcast_and_alignment_features():
@@ -207,3 +207,32 @@ def test_epilogue_chains():
     g.ops.insert(2, Op("scale", "Mul", ["r", "k"], ["m"]))
     g.ops[3].inputs[0] = "m"
     assert epilogue_ops(g) == {"relu", "scale"}
+
+
+def test_gpu_absorbs_elementwise_trees_cpu_only_epilogues(tmp_path):
+    import onnx
+
+    from ragc.costmodel import absorbed_ops
+    from ragc.costmodel.zoo import transformer
+    from ragc.frontend import load_model
+
+    onnx.save(transformer(16, 32, 2, 1), tmp_path / "t.onnx")
+    graph = load_model(tmp_path / "t.onnx").graph
+    gelu = {op.name for op in graph.ops if op.op_type == "Erf"}
+    assert gelu <= absorbed_ops(graph, "gpu")  # the erf-GELU tree is one GPU kernel ...
+    assert not gelu & absorbed_ops(graph, "cpu")  # ... but separate onnxruntime kernels
+
+
+def test_gpu_eval_on_vulkan(personality):
+    pytest.importorskip("vulkan")
+    from ragc.costmodel.measure_gpu import measure_gpu_models
+
+    graphs = model_set(["cnn_plain_96", "cnn_dw_224"])
+    timings, skipped = measure_gpu_models(graphs, 0.05, 2)
+    if not timings and skipped == list(graphs):
+        pytest.skip("no Vulkan device")
+    assert [t.name for t in timings] == ["cnn_plain_96", "cnn_dw_224"] and skipped == []
+    for t in timings:
+        kernels = sum(s["ms"] for s in t.samples)
+        assert 0 < kernels <= t.measured_ms  # dispatches' GPU time is inside the run's wall time
+        assert {s["op_type"] for s in t.samples} >= {"Conv", "Gemm"}

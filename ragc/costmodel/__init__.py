@@ -45,13 +45,24 @@ class CostModel:
     def graph_ms(self, graph: Graph, device: str) -> dict[str, float]:
         """Ms of every op of the graph on `device` inside a partition: kernel plus the per-op overhead; epilogues
         (folded into their producer's kernel) and metadata ops cost nothing."""
-        fused = epilogue_ops(graph)
+        fused = absorbed_ops(graph, device)
         feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
         overhead = float(self.personality.device(device).get("op_overhead_ms", 0.0))
         kernels = self.predict(device, [feats[name] for name in live])
         times = {name: k + overhead for name, k in zip(live, kernels, strict=True)}
         return {op.name: times.get(op.name, 0.0) for op in graph.ops}
+
+
+def absorbed_ops(graph: Graph, device: str) -> set[str]:
+    """Ops that run inside another op's kernel on `device` and so cost nothing of their own: ragc's GPU codegen
+    fuses elementwise trees and conv/gemm epilogues; onnxruntime (and the NPU) fold conv/gemm epilogues."""
+    if device == "gpu":
+        from codegen.gpu_fuse import fuse
+
+        kernels = {op.name for op in fuse(graph).ops}
+        return {op.name for op in graph.ops if op.name not in kernels}
+    return epilogue_ops(graph)
 
 
 def cost_fn(personality: Personality) -> CostFn:

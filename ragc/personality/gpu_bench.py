@@ -38,6 +38,16 @@ class GpuTimer:
         self.backend = backend
 
     def __call__(self, graph: Graph, budget_s: float) -> tuple[float, float] | None:
+        exe = self.prepare(graph)
+        if exe is None:
+            return None
+        try:
+            return _time_runs(exe, random_feeds(graph), budget_s)
+        finally:
+            exe.close()
+
+    def prepare(self, graph: Graph) -> Any | None:
+        """The graph as one GPU partition, ready to run; None when the GPU cannot run every op of it."""
         from codegen.gpu import emit, unsupported_reason
         from codegen.gpu_lowering import LoweringError
 
@@ -55,11 +65,7 @@ class GpuTimer:
                 "device": "gpu",
                 "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
             }
-            exe = self.backend.prepare(partition, Path(tmp))
-        try:
-            return _time_runs(exe, random_feeds(graph), budget_s)
-        finally:
-            exe.close()
+            return self.backend.prepare(partition, Path(tmp))
 
 
 def _time_runs(exe: Any, feeds: dict[str, np.ndarray], budget_s: float) -> tuple[float, float]:

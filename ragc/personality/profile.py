@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -13,7 +13,7 @@ from ragc.ir import Graph, Op, Tensor
 from ragc.opstats import family_of_features, op_features
 from ragc.personality import gpu_bench
 from ragc.personality.chip import chip_facts, chip_id
-from ragc.personality.oneop import node_ms, op_ms, time_graph
+from ragc.personality.oneop import GraphTimer, attribute_nodes, time_interleaved
 from ragc.personality.specs import cpu_specs, unary
 from ragc.personality.store import SCHEMA, Personality
 
@@ -30,24 +30,27 @@ def chain(n: int) -> Graph:
     return graph
 
 
-def cpu_overheads(budget_s: float) -> tuple[float, float, float]:
+def cpu_overheads(budget_s: float, rounds: int) -> tuple[float, float, float]:
     """(dispatch_ms per launch, op_overhead_ms per op inside a launch, profiler_bias_ms: what onnxruntime's profiler
     adds to each node it times), from one tiny op and a chain of 32, timed plain and profiled."""
-    one, many = time_graph(chain(1), budget_s), time_graph(chain(32), budget_s)
-    per_op = max(0.0, (many - one) / 31)
-    traced_one, traced_many = (sum(node_ms(chain(n), budget_s)[0].values()) for n in (1, 32))
-    return max(MIN_MS, one - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
+    one, many = GraphTimer(chain(1), profiled=True), GraphTimer(chain(32), profiled=True)
+    time_interleaved([one, many], budget_s, rounds)
+    per_op = max(0.0, (many.wall_ms() - one.wall_ms()) / 31)
+    traced_one, traced_many = (sum(t.node_ms()[0].values()) for t in (one, many))
+    return max(MIN_MS, one.wall_ms() - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
 
 
 def measure_samples(
-    specs: Iterable[tuple[str, Graph]], budget_s: float, bias_ms: float, advance: Callable[[str], None]
+    specs: list[tuple[str, Graph]], budget_s: float, rounds: int, bias_ms: float, advance: Callable[[], None]
 ) -> list[dict[str, Any]]:
-    """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out)."""
+    """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out),
+    the graphs timed round robin (see GraphTimer)."""
+    timers = [GraphTimer(graph, profiled=True) for _, graph in specs]
+    time_interleaved(timers, budget_s, rounds, advance)
     samples = []
-    for label, graph in specs:
-        advance(label)
+    for (label, graph), timer in zip(specs, timers, strict=True):
         op = graph.ops[0]
-        ms = op_ms(graph, budget_s, bias_ms).get(op.name)
+        ms = attribute_nodes(graph, timer.node_ms(), bias_ms).get(op.name)
         if ms is not None:
             samples.append(
                 {
@@ -115,17 +118,18 @@ def _host_memory() -> int:
 def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:
     """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it)."""
     facts = chip_facts()
-    budget_s = 0.2 if quick else 1.0
+    budget_s, rounds = (0.2, 2) if quick else (1.0, 4)
     with progress_bar(console) as bar:
         task = bar.add_task("preparing", total=None, label="")
         specs = list(cpu_specs(quick))
-        bar.update(task, description="cpu", total=len(specs), completed=0)
+        dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds)
+        bar.update(task, description="cpu", total=len(specs) * rounds, completed=0)
+        labels = iter([label for _ in range(rounds) for label, _ in specs])
 
-        def advance(label: str) -> None:
-            bar.update(task, advance=1, label=label)
+        def advance() -> None:
+            bar.update(task, advance=1, label=next(labels))
 
-        dispatch, per_op, bias = cpu_overheads(4 * budget_s)
-        samples = measure_samples(specs, budget_s, bias, advance)
+        samples = measure_samples(specs, budget_s, rounds, bias, advance)
         devices = {
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }
@@ -138,7 +142,7 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         "devices": devices,
         "transfers": {},
         "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
-        "profile": {"quick": quick, "budget_s": budget_s},
+        "profile": {"quick": quick, "budget_s": budget_s, "rounds": rounds},
     }
     if gpu is not None:
         devices["gpu"] = gpu.device

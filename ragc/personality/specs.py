@@ -93,6 +93,11 @@ GEMM = [(1, 9216, 4096), (1, 4096, 1000), (1, 1024, 1000), (1, 2048, 1000), (1, 
         (128, 768, 3072), (128, 3072, 768), (197, 384, 1152), (64, 256, 256), (32, 128, 512)]
 MATMUL = [((12, 128, 64), (12, 64, 128)), ((12, 128, 128), (12, 128, 64)), ((6, 197, 64), (6, 64, 197)),
           ((4, 64, 64), (4, 64, 64))]
+# (rows, in, out) of transformer projections: activations (1, rows, in) times a constant (in, out) weight
+PROJECTION = [(128, 768, 2304), (128, 3072, 768), (197, 384, 1536), (64, 512, 2048), (256, 1024, 1024),
+              (128, 256, 768), (197, 1536, 384), (64, 2048, 512), (128, 1024, 4096), (32, 768, 768)]
+# (channels, size): per-channel scale and shift of unfolded batch norms (densenet's after-concat norms)
+CHANNEL_AFFINE = [(64, 112), (128, 56), (256, 28), (512, 14), (1024, 7), (96, 56), (480, 28)]
 # fmt: on
 ELEMENTWISE_SIZES = [1_000, 30_000, 200_000, 800_000, 3_200_000]
 
@@ -110,6 +115,11 @@ def cpu_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
         yield f"gemm {m}x{k}x{n}", gemm(m, k, n)
     for a, b in MATMUL[:: 2 if quick else 1]:
         yield f"matmul {a}x{b}", matmul(a, b, b_const=False)
+    for rows, k, n in PROJECTION[:: 2 if quick else 1]:
+        yield f"projection {rows}x{k}->{n}", matmul((1, rows, k), (k, n))
+    for c, hw in CHANNEL_AFFINE[:: 2 if quick else 1]:
+        for op in ("Mul", "Add"):
+            yield f"{op}-channel {c}x{hw}", bench_graph(op, [((1, c, hw, hw), False), ((c, 1, 1), True)])
     for n in ELEMENTWISE_SIZES[:: 2 if quick else 1]:
         for op in ("Relu", "Sigmoid", "Erf") if quick else ("Relu", "Sigmoid", "Erf", "Tanh", "Exp", "Sqrt"):
             yield f"{op} {n}", unary(op, n)
