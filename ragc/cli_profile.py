@@ -99,7 +99,7 @@ def costmodel() -> None:
 @click.option("--budget", default=2.0, show_default=True, type=float, help="Seconds of timing per model and device.")
 def evaluate(models: str | None, devices: str, as_json: bool, budget: float) -> None:
     """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end)."""
-    from ragc.costmodel.evaluate import ROUNDS, leave_one_model_out, measure_models
+    from ragc.costmodel.evaluate import ROUNDS, leave_one_model_out, measure_models, reference_gate
     from ragc.costmodel.measure_gpu import measure_gpu_models
     from ragc.costmodel.zoo import model_set
     from ragc.personality.errors import PersonalityError
@@ -112,15 +112,19 @@ def evaluate(models: str | None, devices: str, as_json: bool, budget: float) -> 
     if unknown:
         raise PersonalityError(f"costmodel eval measures cpu and gpu, not {', '.join(unknown)}; pass --devices cpu,gpu")
     graphs = model_set(models.split(",") if models else None)
+    gate = reference_gate(personality)
     reports = {}
     if "cpu" in chosen:
-        reports["cpu"] = leave_one_model_out(personality, measure_models(graphs, personality, budget, console=console))
+        timings, steadiness = measure_models(graphs, personality, budget, gate=gate, console=console)
+        reports["cpu"] = leave_one_model_out(personality, timings) | {"steadiness": steadiness.to_dict()}
     if "gpu" in chosen:
         if "gpu" not in personality.devices:
             console.print("ragc: this chip's personality has no GPU (none found when profiling); skipping the GPU")
         else:
-            timings, skipped = measure_gpu_models(graphs, budget, ROUNDS, console)
+            timings, skipped, steadiness = measure_gpu_models(graphs, budget, ROUNDS, gate, console)
             reports["gpu"] = leave_one_model_out(personality, timings, "gpu") | {"skipped": skipped}
+            if steadiness is not None:
+                reports["gpu"]["steadiness"] = steadiness.to_dict()
     if as_json:
         click.echo(json.dumps(reports, indent=1, sort_keys=True))
     else:
@@ -161,3 +165,10 @@ def render_report(report: dict, console: Console) -> None:
     )
     if report.get("skipped"):
         console.print(f"{report['device']}: not run whole there, skipped: {', '.join(report['skipped'])}")
+    steady = report.get("steadiness")
+    if steady:
+        never = f"; {steady['unmatched']} models never did (less certain)" if steady["unmatched"] else ""
+        console.print(
+            f"{report['device']}: {steady['counted']} of {steady['blocks']} timing blocks ran in the machine state "
+            f"the personality was profiled in{never}"
+        )

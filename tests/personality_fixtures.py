@@ -6,6 +6,7 @@ from __future__ import annotations
 from ragc.personality.chip import chip_facts, chip_id
 from ragc.personality.profile import cpu_overheads, device_entry, measure_samples
 from ragc.personality.specs import binary, conv, gemm, layernorm, pool, unary
+from ragc.personality.steady import Gate
 from ragc.personality.store import SCHEMA, Personality
 
 
@@ -21,8 +22,9 @@ def small_specs():
 
 def measured_personality() -> Personality:
     facts = chip_facts()
-    dispatch, per_op, bias = cpu_overheads(0.05, 1)
-    samples = measure_samples(list(small_specs()), 0.02, 1, bias, lambda: None)
+    gate = Gate(extra_s=0.0)
+    dispatch, per_op, bias = cpu_overheads(0.05, 1, gate)
+    samples, _ = measure_samples(list(small_specs()), 0.02, 1, bias, gate=gate)
     cpu = device_entry("test cpu", samples, dispatch, per_op, 2**34, profiler_bias_ms=bias)
     return Personality(
         {

@@ -21,6 +21,7 @@ from ragc.ir import Graph, Op, Tensor
 from ragc.opstats import FAMILIES, epilogue_ops, op_family, op_features
 from ragc.personality.errors import PersonalityError
 from ragc.personality.specs import bench_graph, conv, gemm, matmul, unary
+from ragc.personality.steady import Gate
 from ragc.personality.store import save_personality, store_path
 
 
@@ -161,7 +162,9 @@ def test_generated_models_are_valid_onnx():
 @pytest.fixture(scope="module")
 def small_eval(personality):
     graphs = model_set(["cnn_plain_96", "cnn_dw_224", "vit_s197_d384"])
-    return leave_one_model_out(personality, measure_models(graphs, personality, 0.05))
+    timings, steadiness = measure_models(graphs, personality, 0.05, gate=Gate(extra_s=0.0))
+    assert steadiness.blocks >= steadiness.counted and steadiness.reference
+    return leave_one_model_out(personality, timings)
 
 
 def test_leave_one_model_out_report(small_eval):
@@ -228,7 +231,7 @@ def test_gpu_eval_on_vulkan(personality):
     from ragc.costmodel.measure_gpu import measure_gpu_models
 
     graphs = model_set(["cnn_plain_96", "cnn_dw_224"])
-    timings, skipped = measure_gpu_models(graphs, 0.05, 2)
+    timings, skipped, _ = measure_gpu_models(graphs, 0.05, 2, Gate(extra_s=0.0))
     if not timings and skipped == list(graphs):
         pytest.skip("no Vulkan device")
     assert [t.name for t in timings] == ["cnn_plain_96", "cnn_dw_224"] and skipped == []

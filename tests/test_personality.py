@@ -17,6 +17,7 @@ from ragc.personality.gpu_bench import fit_transfer
 from ragc.personality.profile import chain, peak_rates
 from ragc.personality.record import partition_op_stats, record_run, sample_sources
 from ragc.personality.specs import conv, unary
+from ragc.personality.steady import Gate, time_interleaved
 from ragc.personality.store import (
     SCHEMA,
     Personality,
@@ -121,7 +122,7 @@ def test_fit_transfer_recovers_latency_and_bandwidth():
 
 def test_gpu_timer_on_vulkan():
     pytest.importorskip("vulkan")
-    from ragc.personality.gpu_bench import GpuTimer
+    from ragc.personality.gpu_bench import GpuGraphTimer, prepare_gpu
     from runtime_min.backends.vulkan import VulkanBackend
     from runtime_min.errors import BackendUnavailable
 
@@ -130,10 +131,14 @@ def test_gpu_timer_on_vulkan():
     except BackendUnavailable as exc:
         pytest.skip(f"no Vulkan device: {exc}")
     try:
-        timer = GpuTimer(backend)
-        wall, kernel = timer(unary("Relu", 4096), 0.05)
+        graph = unary("Relu", 4096)
+        timer = GpuGraphTimer(prepare_gpu(backend, graph), graph)
+        time_interleaved([timer], 0.05, 2, gate=Gate(extra_s=0.0))
+        assert len(timer.blocks) >= 2 and len(timer.kept) == len(timer.blocks)
+        wall, kernel = timer.fastest()[0], timer.kernel_ms()
         assert wall > 0 and 0 <= kernel <= wall
-        assert timer(chain(4), 0.05) is not None
+        timer.exe.close()
+        assert prepare_gpu(backend, chain(4)) is not None
     finally:
         backend.close()
 
@@ -169,7 +174,7 @@ def test_cli_show(cache, measured):
 
 
 def test_in_context_op_times_credit_real_ops():
-    from ragc.personality.oneop import op_ms
+    from ragc.personality.timers import op_ms
 
     graph = conv(16, 28, 16, 3)
     out = graph.outputs[0]

@@ -19,9 +19,11 @@ from rich.console import Console
 from ragc.costmodel import CostModel
 from ragc.ir import Graph
 from ragc.opstats import family_of_features, op_features
-from ragc.personality.oneop import GraphTimer, attribute_nodes, time_interleaved
-from ragc.personality.profile import MIN_MS, progress_bar
+from ragc.personality.oneop import attribute_nodes
+from ragc.personality.profile import MIN_MS, bar_advance, progress_bar
+from ragc.personality.steady import Gate, Steadiness, time_interleaved
 from ragc.personality.store import Personality
+from ragc.personality.timers import GraphTimer
 
 ROUNDS = 5  # blocks per model, round robin: catches each model in the machine's fast phases
 MIN_SCORED_MS = 0.005  # op-level errors leave out ops timed under 5 us: the profiler's resolution is 1 us, its bias ~6
@@ -40,10 +42,11 @@ def measure_models(
     personality: Personality,
     budget_s: float,
     rounds: int = ROUNDS,
+    gate: Gate | None = None,
     console: Console | None = None,
-) -> list[ModelTiming]:
+) -> tuple[list[ModelTiming], Steadiness]:
     """Time every model of the set whole and each of its (non-metadata) ops in context, `budget_s` seconds per
-    model, round robin over the models (see GraphTimer), with a progress bar."""
+    model, round robin over the models in the gate's reference state (see steady), with a progress bar."""
     bias = float(personality.device("cpu").get("profiler_bias_ms", 0.0))
     with progress_bar(console) as bar:
         task = bar.add_task("preparing", total=len(graphs), label="")
@@ -51,15 +54,20 @@ def measure_models(
         for name, graph in graphs.items():
             bar.update(task, advance=1, label=name)
             timers.append(GraphTimer(graph, profiled=True))
-        names = iter([name for _ in range(rounds) for name in graphs])
         bar.update(task, description="measuring", total=len(graphs) * rounds, completed=0)
-        time_interleaved(timers, budget_s, rounds, lambda: bar.update(task, advance=1, label=next(names)))
-    return [
+        steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task, list(graphs)), gate)
+    timings = [
         ModelTiming(
             name, graph, in_context_samples(name, graph, attribute_nodes(graph, t.node_ms(), bias, True)), t.wall_ms()
         )
         for (name, graph), t in zip(graphs.items(), timers, strict=True)
     ]
+    return timings, steadiness
+
+
+def reference_gate(personality: Personality) -> Gate:
+    """A gate for the state the personality was profiled in (the state now, for personalities that do not say)."""
+    return Gate(personality.data.get("profile", {}).get("steadiness", {}).get("probe_ms"))
 
 
 def in_context_samples(model: str, graph: Graph, times: dict[str, float]) -> list[dict[str, Any]]:

@@ -20,8 +20,10 @@ import numpy as np
 from ragc.ir import Graph
 from ragc.opstats import op_features
 from ragc.personality.oneop import random_feeds
+from ragc.personality.steady import BlockTimer, Gate, time_interleaved
 
 MIN_MS = 1e-4
+MAX_REPEATS = 200
 
 
 @dataclass
@@ -31,54 +33,60 @@ class GpuProfile:
     unified: bool
 
 
-class GpuTimer:
-    """Runs one-op graphs as GPU partitions: (wall ms, GPU kernel ms) medians, or None when the GPU cannot run it."""
+def prepare_gpu(backend: Any, graph: Graph) -> Any | None:
+    """The graph as one GPU partition, ready to run on `backend`; None when the GPU cannot run every op of it."""
+    from codegen.gpu import emit, unsupported_reason
+    from codegen.gpu_lowering import LoweringError
 
-    def __init__(self, backend: Any):
-        self.backend = backend
-
-    def __call__(self, graph: Graph, budget_s: float) -> tuple[float, float] | None:
-        exe = self.prepare(graph)
-        if exe is None:
-            return None
-        try:
-            return _time_runs(exe, random_feeds(graph), budget_s)
-        finally:
-            exe.close()
-
-    def prepare(self, graph: Graph) -> Any | None:
-        """The graph as one GPU partition, ready to run; None when the GPU cannot run every op of it."""
-        from codegen.gpu import emit, unsupported_reason
-        from codegen.gpu_lowering import LoweringError
-
-        if any(unsupported_reason(graph, op) for op in graph.ops):
-            return None
-        try:
-            artifact = emit(graph, "bench")
-        except LoweringError:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, data in artifact.files.items():
-                (Path(tmp) / name).write_bytes(data)
-            partition = {
-                "id": "bench",
-                "device": "gpu",
-                "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
-            }
-            return self.backend.prepare(partition, Path(tmp))
+    if any(unsupported_reason(graph, op) for op in graph.ops):
+        return None
+    try:
+        artifact = emit(graph, "bench")
+    except LoweringError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in artifact.files.items():
+            (Path(tmp) / name).write_bytes(data)
+        partition = {
+            "id": "bench",
+            "device": "gpu",
+            "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
+        }
+        return backend.prepare(partition, Path(tmp))
 
 
-def _time_runs(exe: Any, feeds: dict[str, np.ndarray], budget_s: float) -> tuple[float, float]:
-    start = time.perf_counter()
-    exe.run(feeds)
-    repeats = max(3, min(200, int(budget_s / max(time.perf_counter() - start, 1e-6))))
-    walls, kernels = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        exe.run(feeds)
-        walls.append((time.perf_counter_ns() - t0) / 1e6)
-        kernels.append(sum(t.duration_ns for t in exe.timings()) / 1e6)
-    return statistics.median(walls), statistics.median(kernels)
+class GpuGraphTimer(BlockTimer):
+    """One prepared GPU partition timed in blocks (see steady.time_interleaved): per block the median wall ms of a
+    run (inputs copied in, outputs copied out) and, per dispatch label, the median of its GPU timestamps."""
+
+    def __init__(self, exe: Any, graph: Graph):
+        super().__init__()
+        self.exe, self.feeds = exe, random_feeds(graph)
+        self.blocks: list[tuple[float, dict[str, float]]] = []
+
+    def block(self, budget_s: float) -> None:
+        start = time.perf_counter()
+        self.exe.run(self.feeds)  # warm-up
+        repeats = max(3, min(MAX_REPEATS, int(budget_s / max(time.perf_counter() - start, 1e-6))))
+        walls, kernels = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter_ns()
+            self.exe.run(self.feeds)
+            walls.append((time.perf_counter_ns() - t0) / 1e6)
+            per_label: dict[str, float] = {}
+            for t in self.exe.timings():
+                per_label[t.label] = per_label.get(t.label, 0.0) + t.duration_ns / 1e6
+            kernels.append(per_label)
+        labels = kernels[0].keys()
+        self.blocks.append((statistics.median(walls), {k: statistics.median(r[k] for r in kernels) for k in labels}))
+
+    def fastest(self) -> tuple[float, dict[str, float]]:
+        """(wall ms, label -> kernel ms) of the fastest counted block."""
+        return min(self.counted(self.blocks), key=lambda b: b[0])
+
+    def kernel_ms(self) -> float:
+        """Summed GPU time of all dispatches in the fastest counted block."""
+        return sum(self.fastest()[1].values())
 
 
 def fit_transfer(points: list[tuple[float, float]]) -> dict[str, float]:
@@ -90,7 +98,7 @@ def fit_transfer(points: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def profile_gpu(
-    facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s: float, bar: Any, task: Any
+    facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s: float, rounds: int, bar: Any, task: Any, gate: Gate
 ) -> GpuProfile | None:
     """None when there is no Vulkan device, or codegen.gpu / the Vulkan backend are missing or cannot start; a
     device failure while profiling is reported and the GPU left out (the CPU's profile still counts)."""
@@ -106,7 +114,8 @@ def profile_gpu(
     except BackendUnavailable:
         return None
     try:
-        return _profile(backend, _heap_bytes(facts, str(backend.device_name)), specs, budget_s, bar, task)
+        heap = _heap_bytes(facts, str(backend.device_name))
+        return _profile(backend, heap, specs, budget_s, rounds, bar, task, gate)
     except RuntimeMinError as exc:
         bar.console.print(f"ragc: the GPU failed while profiling ({exc}); profiled the CPU only")
         return None
@@ -121,34 +130,42 @@ def _heap_bytes(facts: dict[str, Any], name: str) -> int:
 
 
 def _profile(
-    backend: Any, heap: int, specs: list[tuple[str, Graph]], budget_s: float, bar: Any, task: Any
+    backend: Any,
+    heap: int,
+    specs: list[tuple[str, Graph]],
+    budget_s: float,
+    rounds: int,
+    bar: Any,
+    task: Any,
+    gate: Gate,
 ) -> GpuProfile:
-    from ragc.personality.profile import chain, device_entry
+    from ragc.personality.profile import bar_advance, chain, device_entry
 
-    timer = GpuTimer(backend)
-    bar.update(task, description="gpu", total=len(specs), completed=0)
-    one = timer(chain(1), 4 * budget_s)
-    many = timer(chain(32), 4 * budget_s)
-    dispatch = max(MIN_MS, one[0] - one[1]) if one else 0.0
-    per_op = max(0.0, (many[1] - one[1]) / 31) if one and many else 0.0
-    samples, copies = [], []
-    for label, graph in specs:
+    bar.update(task, description="gpu codegen", total=len(specs), completed=0)
+    prepared: list[tuple[str, Graph, GpuGraphTimer]] = []
+    for label, graph in [("chain 1", chain(1)), ("chain 32", chain(32)), *specs]:
         bar.update(task, advance=1, label=label)
-        measured = timer(graph, budget_s)
-        if measured is None:
-            continue
-        wall, kernel = measured
+        exe = prepare_gpu(backend, graph)
+        if exe is not None:
+            prepared.append((label, graph, GpuGraphTimer(exe, graph)))
+    bar.update(task, description="gpu", total=len(prepared) * rounds, completed=0)
+    timers = [t for _, _, t in prepared]
+    try:
+        time_interleaved(timers, budget_s, rounds, bar_advance(bar, task, [p[0] for p in prepared]), gate)
+    finally:
+        for t in timers:
+            t.exe.close()
+    chains = {label: timer for label, _, timer in prepared if label.startswith("chain ")}
+    one, many = chains.get("chain 1"), chains.get("chain 32")
+    dispatch = max(MIN_MS, one.fastest()[0] - one.kernel_ms()) if one else 0.0
+    per_op = max(0.0, (many.kernel_ms() - one.kernel_ms()) / 31) if one and many else 0.0
+    samples, copies = [], []
+    for label, graph, timer in prepared[len(chains) :]:
+        wall, kernel = timer.fastest()[0], timer.kernel_ms()
         op = graph.ops[0]
         features = op_features(graph, op)
-        samples.append(
-            {
-                "op_type": op.op_type,
-                "label": label,
-                "features": features,
-                "ms": max(MIN_MS, kernel),
-                "source": "profile",
-            }
-        )
+        sample = {"op_type": op.op_type, "label": label, "features": features, "ms": max(MIN_MS, kernel)}
+        samples.append(sample | {"source": "profile"})
         copied = features["bytes_in"] - features["weight_bytes"] + features["bytes_out"]
         copies.append((copied, wall - kernel - dispatch))
     link = fit_transfer(copies)

@@ -1,10 +1,8 @@
-"""Time ir.Graphs on the CPU as onnxruntime sessions, with the session options runtime_min's CPU backend uses."""
+"""ir.Graphs as onnxruntime CPU sessions (the session options runtime_min's CPU backend uses), their timed runs,
+and the attribution of onnxruntime's per-node profile to ir ops."""
 
 from __future__ import annotations
 
-import json
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ def session_options() -> ort.SessionOptions:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
 
 
@@ -88,92 +87,25 @@ def make_session(model: onnx.ModelProto, trace_dir: str | None = None) -> ort.In
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _repeat(session: ort.InferenceSession, feeds: dict[str, np.ndarray], budget_s: float) -> list[float]:
-    """Wall ms of `session.run`, after 2 warm-up runs, repeated for about `budget_s` (3 to MAX_REPEATS runs)."""
+def timed_runs(
+    session: ort.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    budget_s: float,
+    min_runs: int = 3,
+    max_runs: int = MAX_REPEATS,
+) -> list[float]:
+    """Wall ms of `session.run`, after 2 warm-up runs, repeated for about `budget_s` (min_runs to max_runs)."""
     start = time.perf_counter()
     session.run(None, feeds)
     session.run(None, feeds)
     first = (time.perf_counter() - start) / 2
-    repeats = max(3, min(MAX_REPEATS, int(budget_s / max(first, 1e-6))))
+    repeats = max(min_runs, min(max_runs, int(budget_s / max(first, 1e-6))))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
         session.run(None, feeds)
         times.append((time.perf_counter_ns() - t0) / 1e6)
     return times
-
-
-class GraphTimer:
-    """One graph's onnxruntime session (and a profiled one, if asked), timed in blocks that callers interleave
-    with other graphs' blocks. Shared hosts change speed for seconds at a time (this project's 2-core CI machine
-    swings by 1.6x), so each result is the graph's *fastest block*: the block median for the wall time, the
-    per-node medians of the profiled block whose runs were fastest for the op times. Interleaving gives every
-    graph the same chances of a fast phase, so whole-model and per-op times of different graphs agree."""
-
-    def __init__(self, graph: Graph, profiled: bool = False):
-        self.feeds = random_feeds(graph)
-        self.session = make_session(graph_model(graph))
-        self._trace_dir = tempfile.TemporaryDirectory() if profiled else None
-        self.traced = make_session(graph_model(graph), self._trace_dir.name) if self._trace_dir else None
-        self.block_medians: list[float] = []
-        self.traced_blocks: list[int] = []  # runs of each profiled block, its 2 warm-up runs included
-
-    def block(self, budget_s: float) -> None:
-        """Time one block of about `budget_s` (shared with the profiled session when there is one)."""
-        share = budget_s / (2 if self.traced else 1)
-        self.block_medians.append(statistics.median(_repeat(self.session, self.feeds, share)))
-        if self.traced is not None:
-            self.traced_blocks.append(2 + len(_repeat(self.traced, self.feeds, share)))
-
-    def wall_ms(self) -> float:
-        """Median ms of one run (launch overhead included) in the fastest block."""
-        return min(self.block_medians)
-
-    def node_ms(self) -> tuple[dict[str, float], onnx.GraphProto]:
-        """Median ms of each node onnxruntime ran (its own node names, after its fusions) over the fastest
-        profiled block, and the optimized graph it ran. Ends the profiled session."""
-        assert self.traced is not None and self._trace_dir is not None, "GraphTimer(profiled=True) times nodes"
-        events = json.loads(Path(self.traced.end_profiling()).read_text())
-        optimized = onnx.load(str(Path(self._trace_dir.name) / "optimized.onnx"), load_external_data=False).graph
-        self._trace_dir.cleanup()
-        runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
-        runs = runs[-sum(self.traced_blocks) :]
-        blocks, first = [], 0
-        for count in self.traced_blocks:
-            blocks.append(runs[first + 2 : first + count])  # warm-up runs left out
-            first += count
-        fastest = min(blocks, key=lambda b: statistics.median(end - start for start, end in b))
-        lo, hi = fastest[0][0], fastest[-1][1]
-        per_node: dict[str, list[float]] = {}
-        for e in events:
-            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and lo <= e["ts"] <= hi:
-                per_node.setdefault(e["name"].removesuffix("_kernel_time"), []).append(e["dur"] / 1e3)
-        return {name: statistics.median(ds) for name, ds in sorted(per_node.items())}, optimized
-
-
-def time_interleaved(
-    timers: list[GraphTimer], budget_s: float, rounds: int, advance: Callable[[], None] | None = None
-) -> None:
-    """Give each timer `rounds` blocks of `budget_s / rounds`, round robin (see GraphTimer)."""
-    for _ in range(rounds):
-        for timer in timers:
-            timer.block(budget_s / rounds)
-            if advance is not None:
-                advance()
-
-
-def time_graph(graph: Graph, budget_s: float, rounds: int = 1) -> float:
-    """Median ms of one run of the whole graph in an onnxruntime CPU session (launch overhead included)."""
-    timer = GraphTimer(graph)
-    time_interleaved([timer], budget_s, rounds)
-    return timer.wall_ms()
-
-
-def node_ms(graph: Graph, budget_s: float, rounds: int = 1) -> tuple[dict[str, float], onnx.GraphProto]:
-    """Per-node ms and the optimized graph of a profiled session of the graph (see GraphTimer.node_ms)."""
-    timer = GraphTimer(graph, profiled=True)
-    time_interleaved([timer], 2 * budget_s, rounds)
-    return timer.node_ms()
 
 
 def _layout_owners(optimized: onnx.GraphProto) -> dict[str, str]:
@@ -208,11 +140,6 @@ def source_ops(graph: Graph) -> Callable[[str], str | None]:
         return op.name if op is not None else None
 
     return source
-
-
-def op_ms(graph: Graph, budget_s: float, node_bias_ms: float = 0.0, layouts: bool = False) -> dict[str, float]:
-    """In-context ms of each op of the graph, from one profiled session of the whole graph (see attribute_nodes)."""
-    return attribute_nodes(graph, node_ms(graph, budget_s), node_bias_ms, layouts)
 
 
 def attribute_nodes(

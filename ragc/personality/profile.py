@@ -9,44 +9,46 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ragc.ir import Graph, Op, Tensor
+from ragc.ir import Graph
 from ragc.opstats import family_of_features, op_features
 from ragc.personality import gpu_bench
 from ragc.personality.chip import chip_facts, chip_id
-from ragc.personality.oneop import GraphTimer, attribute_nodes, time_interleaved
-from ragc.personality.specs import cpu_specs, unary
+from ragc.personality.oneop import attribute_nodes
+from ragc.personality.specs import chained, cpu_specs, unary
+from ragc.personality.steady import Gate, Steadiness, time_interleaved
 from ragc.personality.store import SCHEMA, Personality
+from ragc.personality.timers import GraphTimer
 
 MIN_MS = 1e-4
 
 
 def chain(n: int) -> Graph:
     """n tiny Softmax ops in a row (nothing fuses them): their time minus one's is n-1 in-graph per-op overheads."""
-    graph = unary("Softmax", 1, axis=-1)
-    for i in range(1, n):
-        graph.ops.append(Op(f"op{i}", "Softmax", [graph.ops[-1].outputs[0]], [f"chain{i}"], {"axis": -1}))
-        graph.tensors[f"chain{i}"] = Tensor(f"chain{i}", (1, 1), "float32")
-    graph.outputs = [graph.ops[-1].outputs[0]]
-    return graph
+    return chained(unary("Softmax", 1, axis=-1), n)
 
 
-def cpu_overheads(budget_s: float, rounds: int) -> tuple[float, float, float]:
+def cpu_overheads(budget_s: float, rounds: int, gate: Gate) -> tuple[float, float, float]:
     """(dispatch_ms per launch, op_overhead_ms per op inside a launch, profiler_bias_ms: what onnxruntime's profiler
     adds to each node it times), from one tiny op and a chain of 32, timed plain and profiled."""
     one, many = GraphTimer(chain(1), profiled=True), GraphTimer(chain(32), profiled=True)
-    time_interleaved([one, many], budget_s, rounds)
+    time_interleaved([one, many], budget_s, rounds, gate=gate)
     per_op = max(0.0, (many.wall_ms() - one.wall_ms()) / 31)
     traced_one, traced_many = (sum(t.node_ms()[0].values()) for t in (one, many))
     return max(MIN_MS, one.wall_ms() - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
 
 
 def measure_samples(
-    specs: list[tuple[str, Graph]], budget_s: float, rounds: int, bias_ms: float, advance: Callable[[], None]
-) -> list[dict[str, Any]]:
+    specs: list[tuple[str, Graph]],
+    budget_s: float,
+    rounds: int,
+    bias_ms: float,
+    advance: Callable[[int, bool], None] | None = None,
+    gate: Gate | None = None,
+) -> tuple[list[dict[str, Any]], Steadiness]:
     """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out),
-    the graphs timed round robin (see GraphTimer)."""
+    the graphs timed round robin in the gate's reference state (see steady.time_interleaved)."""
     timers = [GraphTimer(graph, profiled=True) for _, graph in specs]
-    time_interleaved(timers, budget_s, rounds, advance)
+    steadiness = time_interleaved(timers, budget_s, rounds, advance, gate)
     samples = []
     for (label, graph), timer in zip(specs, timers, strict=True):
         op = graph.ops[0]
@@ -61,7 +63,7 @@ def measure_samples(
                     "source": "profile",
                 }
             )
-    return samples
+    return samples, steadiness
 
 
 def peak_rates(samples: list[dict[str, Any]]) -> tuple[float, float]:
@@ -98,9 +100,18 @@ def device_entry(
     }
 
 
+class ManualProgress(Progress):
+    """A progress bar redrawn only when updated: rich's refresh thread would take the GIL in the middle of timed
+    runs (on 2 cores it added 0.4 ms to a 0.5 ms probe)."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.refresh()
+
+
 def progress_bar(console: Console | None = None) -> Progress:
-    """The rich progress bar of profiling and evaluation (on stderr unless told otherwise)."""
-    return Progress(
+    """The progress bar of profiling and evaluation (on stderr unless told otherwise)."""
+    return ManualProgress(
         TextColumn("[bold]{task.description:<12}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -108,6 +119,7 @@ def progress_bar(console: Console | None = None) -> Progress:
         TimeElapsedColumn(),
         console=console or Console(stderr=True),
         transient=True,
+        auto_refresh=False,
     )
 
 
@@ -115,25 +127,33 @@ def _host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def bar_advance(bar: Progress, task: Any, labels: list[str]) -> Callable[[int, bool], None]:
+    """A time_interleaved callback that moves the bar on counted blocks and names the timer of each block."""
+
+    def advance(i: int, counted: bool) -> None:
+        note = "" if counted else " [yellow](retaking: the machine changed state)[/]"
+        bar.update(task, advance=int(counted), label=labels[i] + note)
+
+    return advance
+
+
 def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:
-    """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it)."""
+    """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it), every
+    block timed in the state the machine was in when profiling started (see steady)."""
     facts = chip_facts()
     budget_s, rounds = (0.2, 2) if quick else (1.0, 4)
     with progress_bar(console) as bar:
         task = bar.add_task("preparing", total=None, label="")
+        gate = Gate()
         specs = list(cpu_specs(quick))
-        dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds)
+        dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds, gate)
         bar.update(task, description="cpu", total=len(specs) * rounds, completed=0)
-        labels = iter([label for _ in range(rounds) for label, _ in specs])
-
-        def advance() -> None:
-            bar.update(task, advance=1, label=next(labels))
-
-        samples = measure_samples(specs, budget_s, rounds, bias, advance)
+        labels = [label for label, _ in specs]
+        samples, steadiness = measure_samples(specs, budget_s, rounds, bias, bar_advance(bar, task, labels), gate)
         devices = {
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }
-        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, budget_s, bar, task)
+        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, budget_s, rounds, bar, task, gate)
     data: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "personality",
@@ -142,7 +162,7 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         "devices": devices,
         "transfers": {},
         "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
-        "profile": {"quick": quick, "budget_s": budget_s, "rounds": rounds},
+        "profile": {"quick": quick, "budget_s": budget_s, "rounds": rounds, "steadiness": steadiness.to_dict()},
     }
     if gpu is not None:
         devices["gpu"] = gpu.device

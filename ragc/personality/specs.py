@@ -41,6 +41,19 @@ def bench_graph(
     return graph
 
 
+def chained(graph: Graph, n: int) -> Graph:
+    """n copies of a one-op graph's op in a row, each reading the one before (its first input; the others shared);
+    the op must keep its first input's shape."""
+    op = graph.ops[0]
+    chain = Graph([op], dict(graph.tensors), list(graph.inputs), list(op.outputs), graph.opset)
+    for i in range(1, n):
+        out = f"{op.outputs[0]}_{i}"
+        chain.ops.append(Op(f"{op.name}_{i}", op.op_type, [chain.outputs[0], *op.inputs[1:]], [out], dict(op.attrs)))
+        chain.tensors[out] = graph.tensors[op.outputs[0]]
+        chain.outputs = [out]
+    return chain
+
+
 def conv(c: int, hw: int, k: int, kernel: int, stride: int = 1, group: int = 1) -> Graph:
     pad = kernel // 2
     return bench_graph(

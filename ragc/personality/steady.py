@@ -1,0 +1,165 @@
+"""Timing in blocks, each labelled with the machine state it ran in, so that results come from one state.
+
+Shared hosts switch between states for seconds to minutes at a time, and a state is not simply faster or slower:
+on this project's 2-core CI machine one state runs thread-synchronising work (many small parallel ops) 2x slower
+and streams memory 1.7x faster than the other. A profile taken in one state and models timed in the other disagree
+by more than any cost model errs. So a probe is read after every block (two tiny onnxruntime sessions: a chain of
+small 1x1 convs, which synchronises threads, and a large elementwise add, which streams memory) and a block's
+state is the mean of the readings before and after it. A block *counts* when its state is within TOLERANCE of the
+reference state: the state the personality was profiled in (stored with it), or, for a new profile, the median
+state of all its readings (the machine's usual state). Timers short of counted blocks get more, round robin, for
+at most PATIENCE times the planned time; a timer that never counted uses its block nearest the reference, and the
+result says how many did.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ragc.personality.oneop import graph_model, make_session, random_feeds, timed_runs
+from ragc.personality.specs import binary, chained, conv
+
+T = TypeVar("T")
+State = dict[str, float]  # probe kind -> ms
+
+TOLERANCE = {"sync": 0.08, "memory": 0.25}  # relative distance from the reference that still counts
+PATIENCE = 2.0  # retakes stop after this many times the planned time ...
+EXTRA_S = 15.0  # ... plus this much, so that short measurements can wait out one change of state
+PROBE_RUNS = 7
+WARM_S = 1.5  # of probe runs first: a machine that was idle runs thread handoffs slowly for its first second or
+#              so of work (seen here: the sync probe at 0.92 ms, then 0.50 ms)
+
+
+class BlockTimer:
+    """Something timed in blocks (see time_interleaved): `block` times one; `states` holds each block's machine
+    state and `kept` which blocks count, both filled by time_interleaved."""
+
+    def __init__(self) -> None:
+        self.states: list[State] = []
+        self.kept: list[bool] = []
+
+    def block(self, budget_s: float) -> None:
+        raise NotImplementedError
+
+    def counted(self, blocks: Sequence[T]) -> list[T]:
+        """The blocks that count (all of them when time_interleaved has not judged them)."""
+        if len(self.kept) != len(blocks):
+            return list(blocks)
+        return [b for b, keep in zip(blocks, self.kept, strict=True) if keep]
+
+
+class Probe:
+    """Reads the machine's state: median ms of a sync-bound and a memory-bound onnxruntime session."""
+
+    def __init__(self) -> None:
+        graphs = {"sync": chained(conv(64, 28, 64, 1), 16), "memory": binary("Add", (1, 4_000_000), (1, 4_000_000))}
+        self._sessions = {k: (make_session(graph_model(g)), random_feeds(g)) for k, g in graphs.items()}
+
+    def read(self) -> State:
+        """Median ms of PROBE_RUNS runs of each session (after its warm-up runs)."""
+        return {
+            kind: statistics.median(timed_runs(session, feeds, 0.0, PROBE_RUNS))
+            for kind, (session, feeds) in self._sessions.items()
+        }
+
+    def warm(self) -> None:
+        until = time.monotonic() + WARM_S
+        while time.monotonic() < until:
+            self.read()
+
+
+class Gate:
+    """Judges block states against a reference state (given, or the median of the states seen)."""
+
+    def __init__(
+        self,
+        reference: State | None = None,
+        extra_s: float = EXTRA_S,
+        tolerance: dict[str, float] | None = None,
+    ) -> None:
+        self.probe = Probe()
+        self.given = dict(reference) if reference else None
+        self.seen: list[State] = []
+        self.extra_s = extra_s  # see EXTRA_S
+        self.tolerance = tolerance or TOLERANCE
+
+    def reference(self) -> State:
+        if self.given is not None:
+            return self.given
+        return {k: statistics.median(s[k] for s in self.seen) for k in self.seen[0]}
+
+    def distance(self, state: State) -> float:
+        """How far a state is from the reference, in units of each probe's tolerance (<= 1: it counts)."""
+        reference = self.reference()
+        return max(
+            abs(math.log(state[k] / reference[k])) / math.log1p(tol)
+            for k, tol in self.tolerance.items()
+            if k in state and k in reference
+        )
+
+    def judge(self, timer: BlockTimer) -> None:
+        """Mark the timer's blocks within tolerance as kept, or else the one nearest the reference."""
+        distances = [self.distance(s) for s in timer.states]
+        timer.kept = [d <= 1.0 for d in distances]
+        if distances and not any(timer.kept):
+            timer.kept[distances.index(min(distances))] = True
+
+
+@dataclass
+class Steadiness:
+    """What time_interleaved saw: the reference state, blocks taken, blocks that counted, timers never counted."""
+
+    reference: State
+    blocks: int = 0
+    counted: int = 0
+    unmatched: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probe_ms": self.reference, "blocks": self.blocks, "counted": self.counted, "unmatched": self.unmatched}
+
+
+def _mean_state(a: State, b: State) -> State:
+    return {k: math.sqrt(a[k] * b[k]) for k in a}
+
+
+def time_interleaved(
+    timers: Sequence[BlockTimer],
+    budget_s: float,
+    rounds: int,
+    advance: Callable[[int, bool], None] | None = None,
+    gate: Gate | None = None,
+) -> Steadiness:
+    """Give each timer `rounds` counted blocks of `budget_s / rounds`, round robin: `rounds` passes over all
+    timers, then passes over those still short of counted blocks until the deadline (see the module docstring).
+    `advance(i, counted)` is called after each block of timer i."""
+    gate = gate or Gate()
+    gate.probe.warm()
+    share = budget_s / rounds
+    deadline = time.monotonic() + PATIENCE * budget_s * len(timers) + gate.extra_s
+    before = gate.probe.read()
+    passes = 0
+    while passes < rounds or time.monotonic() < deadline:
+        pending = [i for i, t in enumerate(timers) if sum(gate.distance(s) <= 1.0 for s in t.states) < rounds]
+        if not pending:
+            break
+        for i in pending:
+            timers[i].block(share)
+            after = gate.probe.read()
+            state = _mean_state(before, after)
+            timers[i].states.append(state)
+            gate.seen.append(state)
+            before = after
+            if advance is not None:
+                advance(i, gate.distance(state) <= 1.0)
+        passes += 1
+    for timer in timers:
+        gate.judge(timer)
+    stats = Steadiness(gate.reference(), blocks=sum(len(t.states) for t in timers))
+    stats.counted = sum(gate.distance(s) <= 1.0 for t in timers for s in t.states)
+    stats.unmatched = sum(not any(gate.distance(s) <= 1.0 for s in t.states) for t in timers)
+    return stats
