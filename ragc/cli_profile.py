@@ -97,10 +97,18 @@ def costmodel() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON (device -> report) instead of tables.")
 @click.option("--budget", default=2.0, show_default=True, type=float, help="Seconds of timing per model and device.")
-def evaluate(models: str | None, devices: str, as_json: bool, budget: float) -> None:
+@click.option("--save-timings", type=click.Path(dir_okay=False, path_type=Path), help="Also write the measurements.")
+@click.option(
+    "--timings",
+    "saved",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Evaluate measurements saved by --save-timings instead of measuring (e.g. after changing the cost model).",
+)
+def evaluate(
+    models: str | None, devices: str, as_json: bool, budget: float, save_timings: Path | None, saved: Path | None
+) -> None:
     """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end)."""
-    from ragc.costmodel.evaluate import ROUNDS, leave_one_model_out, measure_models, reference_gate
-    from ragc.costmodel.measure_gpu import measure_gpu_models
+    from ragc.costmodel.evaluate import device_report, load_measurements, measure_devices
     from ragc.costmodel.zoo import model_set
     from ragc.personality.errors import PersonalityError
     from ragc.personality.store import load_personality
@@ -111,20 +119,17 @@ def evaluate(models: str | None, devices: str, as_json: bool, budget: float) -> 
     unknown = sorted(set(chosen) - {"cpu", "gpu"})
     if unknown:
         raise PersonalityError(f"costmodel eval measures cpu and gpu, not {', '.join(unknown)}; pass --devices cpu,gpu")
-    graphs = model_set(models.split(",") if models else None)
-    gate = reference_gate(personality)
-    reports = {}
-    if "cpu" in chosen:
-        timings, steadiness = measure_models(graphs, personality, budget, gate=gate, console=console)
-        reports["cpu"] = leave_one_model_out(personality, timings) | {"steadiness": steadiness.to_dict()}
-    if "gpu" in chosen:
-        if "gpu" not in personality.devices:
-            console.print("ragc: this chip's personality has no GPU (none found when profiling); skipping the GPU")
-        else:
-            timings, skipped, steadiness = measure_gpu_models(graphs, budget, ROUNDS, gate, console)
-            reports["gpu"] = leave_one_model_out(personality, timings, "gpu") | {"skipped": skipped}
-            if steadiness is not None:
-                reports["gpu"]["steadiness"] = steadiness.to_dict()
+    if saved is not None:
+        if models:
+            raise click.UsageError("--timings evaluates the models it holds; leave out --models")
+        measured = {d: m for d, m in load_measurements(saved, personality.chip_id).items() if d in chosen}
+    else:
+        measured = measure_devices(
+            personality, model_set(models.split(",") if models else None), chosen, budget, console
+        )
+    if save_timings is not None:
+        save_timings.write_text(json.dumps({"chip_id": personality.chip_id, "devices": measured}, sort_keys=True))
+    reports = {device: device_report(personality, device, m) for device, m in measured.items()}
     if as_json:
         click.echo(json.dumps(reports, indent=1, sort_keys=True))
     else:

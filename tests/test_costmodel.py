@@ -190,6 +190,26 @@ def test_cli_eval_json(personality, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [r["model"] for r in report["cpu"]["models"]] == ["cnn_plain_96", "cnn_dw_224"]
+    assert report["cpu"]["steadiness"]["blocks"] >= 2 * 5  # ROUNDS blocks per model at least
+
+
+def test_cli_eval_saved_timings_give_the_same_report(personality, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    save_personality(personality, store_path(personality.chip_id))
+    saved = tmp_path / "timings.json"
+    runner = CliRunner()
+    args = ["eval", "--devices", "cpu", "--json"]
+    first = runner.invoke(
+        costmodel, [*args, "--models", "cnn_plain_96,cnn_dw_224", "--budget", "0.05", "--save-timings", str(saved)]
+    )
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(costmodel, [*args, "--timings", str(saved)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    data = json.loads(saved.read_text())
+    saved.write_text(json.dumps(data | {"chip_id": "another-chip"}))
+    refused = runner.invoke(costmodel, [*args, "--timings", str(saved)])
+    assert refused.exit_code != 0 and "measured on chip another-chip" in str(refused.exception)
 
 
 def test_broadcast_and_alignment_features():

@@ -11,21 +11,25 @@ metadata free), every op counted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from ragc.costmodel import CostModel
+from ragc.costmodel.zoo import model_set
 from ragc.ir import Graph
 from ragc.opstats import family_of_features, op_features
+from ragc.personality.errors import PersonalityError
 from ragc.personality.oneop import attribute_nodes
 from ragc.personality.profile import MIN_MS, bar_advance, progress_bar
 from ragc.personality.steady import Gate, Steadiness, time_interleaved
 from ragc.personality.store import Personality
 from ragc.personality.timers import GraphTimer
 
-ROUNDS = 5  # blocks per model, round robin: catches each model in the machine's fast phases
+ROUNDS = 5  # blocks per model, round robin (see steady)
 MIN_SCORED_MS = 0.005  # op-level errors leave out ops timed under 5 us: the profiler's resolution is 1 us, its bias ~6
 
 
@@ -35,6 +39,16 @@ class ModelTiming:
     graph: Graph
     samples: list[dict[str, Any]]  # one per timed non-metadata op: {"op", "op_type", "features", "ms", "source"}
     measured_ms: float  # whole model, one session run
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the graph (model_set rebuilds it from the name)."""
+        return {"name": self.name, "samples": self.samples, "measured_ms": self.measured_ms}
+
+
+def timings_from_dicts(rows: list[dict[str, Any]]) -> list[ModelTiming]:
+    """ModelTimings saved with to_dict, their graphs rebuilt from the evaluation set."""
+    graphs = model_set([r["name"] for r in rows])
+    return [ModelTiming(r["name"], graphs[r["name"]], r["samples"], float(r["measured_ms"])) for r in rows]
 
 
 def measure_models(
@@ -53,9 +67,9 @@ def measure_models(
         timers = []
         for name, graph in graphs.items():
             bar.update(task, advance=1, label=name)
-            timers.append(GraphTimer(graph, profiled=True))
+            timers.append(GraphTimer(graph, profiled=True, label=name))
         bar.update(task, description="measuring", total=len(graphs) * rounds, completed=0)
-        steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task, list(graphs)), gate)
+        steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
     timings = [
         ModelTiming(
             name, graph, in_context_samples(name, graph, attribute_nodes(graph, t.node_ms(), bias, True)), t.wall_ms()
@@ -160,3 +174,48 @@ def _mape(pairs: list[tuple[float, float]]) -> float:
 
 def _share_within(pairs: list[tuple[float, float]]) -> float:
     return 100 * sum(_within(p, t) for p, t in pairs) / max(1, len(pairs))
+
+
+def measure_devices(
+    personality: Personality, graphs: dict[str, Graph], devices: list[str], budget: float, console: Console
+) -> dict[str, dict[str, Any]]:
+    """Device -> {"timings": [ModelTiming.to_dict()], "skipped", "steadiness"}: the models measured on each device
+    (JSON-ready, for --save-timings)."""
+    from ragc.costmodel.measure_gpu import measure_gpu_models
+
+    gate = reference_gate(personality)
+    measured: dict[str, dict[str, Any]] = {}
+    if "cpu" in devices:
+        timings, steadiness = measure_models(graphs, personality, budget, gate=gate, console=console)
+        measured["cpu"] = {"timings": [t.to_dict() for t in timings], "skipped": [], "steadiness": steadiness.to_dict()}
+    if "gpu" in devices:
+        if "gpu" not in personality.devices:
+            console.print("ragc: this chip's personality has no GPU (none found when profiling); skipping the GPU")
+        else:
+            timings, skipped, steadiness = measure_gpu_models(graphs, budget, ROUNDS, gate, console)
+            measured["gpu"] = {
+                "timings": [t.to_dict() for t in timings],
+                "skipped": skipped,
+                "steadiness": steadiness.to_dict() if steadiness else None,
+            }
+    return measured
+
+
+def load_measurements(path: Path, chip: str) -> dict[str, dict[str, Any]]:
+    """What measure_devices returned, from a file --save-timings wrote on this chip."""
+    try:
+        data = json.loads(path.read_text())
+        devices = data["devices"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PersonalityError(f"{path} is not a file of `ragc costmodel eval --save-timings` ({exc})") from None
+    if data.get("chip_id") != chip:
+        raise PersonalityError(
+            f"{path} was measured on chip {data.get('chip_id')}, this chip is {chip}; evaluate it on that chip"
+        )
+    return devices
+
+
+def device_report(personality: Personality, device: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """The leave-one-model-out report of one device's measurements, with what the measurement saw."""
+    report = leave_one_model_out(personality, timings_from_dicts(measured["timings"]), device)
+    return report | {"skipped": measured["skipped"], "steadiness": measured["steadiness"]}

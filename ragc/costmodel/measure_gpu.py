@@ -36,11 +36,11 @@ def measure_gpu_models(
                 if exe is None:
                     skipped.append(name)
                 else:
-                    prepared[name] = GpuGraphTimer(exe, graph)
+                    prepared[name] = GpuGraphTimer(exe, graph, name)
             bar.update(task, description="gpu timing", total=len(prepared) * rounds, completed=0)
             timers = list(prepared.values())
             try:
-                steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task, list(prepared)), gate)
+                steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
             finally:
                 for timer in timers:
                     timer.exe.close()

@@ -15,7 +15,7 @@ from ragc.personality import gpu_bench
 from ragc.personality.chip import chip_facts, chip_id
 from ragc.personality.oneop import attribute_nodes
 from ragc.personality.specs import chained, cpu_specs, unary
-from ragc.personality.steady import Gate, Steadiness, time_interleaved
+from ragc.personality.steady import BlockTimer, Gate, Steadiness, chunks, time_interleaved
 from ragc.personality.store import SCHEMA, Personality
 from ragc.personality.timers import GraphTimer
 
@@ -42,27 +42,30 @@ def measure_samples(
     budget_s: float,
     rounds: int,
     bias_ms: float,
-    advance: Callable[[int, bool], None] | None = None,
+    advance: Callable[[BlockTimer, bool], None] | None = None,
     gate: Gate | None = None,
 ) -> tuple[list[dict[str, Any]], Steadiness]:
     """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out),
     the graphs timed round robin in the gate's reference state (see steady.time_interleaved)."""
-    timers = [GraphTimer(graph, profiled=True) for _, graph in specs]
-    steadiness = time_interleaved(timers, budget_s, rounds, advance, gate)
-    samples = []
-    for (label, graph), timer in zip(specs, timers, strict=True):
-        op = graph.ops[0]
-        ms = attribute_nodes(graph, timer.node_ms(), bias_ms).get(op.name)
-        if ms is not None:
-            samples.append(
-                {
-                    "op_type": op.op_type,
-                    "label": label,
-                    "features": op_features(graph, op),
-                    "ms": max(MIN_MS, ms),
-                    "source": "profile",
-                }
-            )
+    samples, steadiness = [], None
+    for chunk in chunks(specs):
+        timers = [GraphTimer(graph, profiled=True, label=label) for label, graph in chunk]
+        step = time_interleaved(timers, budget_s, rounds, advance, gate)
+        steadiness = step if steadiness is None else steadiness + step
+        for (label, graph), timer in zip(chunk, timers, strict=True):
+            op = graph.ops[0]
+            ms = attribute_nodes(graph, timer.node_ms(), bias_ms).get(op.name)
+            if ms is not None:
+                samples.append(
+                    {
+                        "op_type": op.op_type,
+                        "label": label,
+                        "features": op_features(graph, op),
+                        "ms": max(MIN_MS, ms),
+                        "source": "profile",
+                    }
+                )
+    assert steadiness is not None, "no specs to measure"
     return samples, steadiness
 
 
@@ -127,12 +130,12 @@ def _host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def bar_advance(bar: Progress, task: Any, labels: list[str]) -> Callable[[int, bool], None]:
-    """A time_interleaved callback that moves the bar on counted blocks and names the timer of each block."""
+def bar_advance(bar: Progress, task: Any) -> Callable[[BlockTimer, bool], None]:
+    """A time_interleaved callback that moves the bar and names the timer of each block."""
 
-    def advance(i: int, counted: bool) -> None:
-        note = "" if counted else " [yellow](retaking: the machine changed state)[/]"
-        bar.update(task, advance=int(counted), label=labels[i] + note)
+    def advance(timer: BlockTimer, counted: bool) -> None:
+        note = "" if counted else " [yellow](the machine changed state: may retake)[/]"
+        bar.update(task, advance=1, label=timer.label + note)
 
     return advance
 
@@ -148,8 +151,7 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         specs = list(cpu_specs(quick))
         dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds, gate)
         bar.update(task, description="cpu", total=len(specs) * rounds, completed=0)
-        labels = [label for label, _ in specs]
-        samples, steadiness = measure_samples(specs, budget_s, rounds, bias, bar_advance(bar, task, labels), gate)
+        samples, steadiness = measure_samples(specs, budget_s, rounds, bias, bar_advance(bar, task), gate)
         devices = {
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }

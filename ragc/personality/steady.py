@@ -7,9 +7,9 @@ by more than any cost model errs. So a probe is read after every block (two tiny
 small 1x1 convs, which synchronises threads, and a large elementwise add, which streams memory) and a block's
 state is the mean of the readings before and after it. A block *counts* when its state is within TOLERANCE of the
 reference state: the state the personality was profiled in (stored with it), or, for a new profile, the median
-state of all its readings (the machine's usual state). Timers short of counted blocks get more, round robin, for
-at most PATIENCE times the planned time; a timer that never counted uses its block nearest the reference, and the
-result says how many did.
+state of all its readings (the machine's usual state). Timers left without a counted block get more, round robin,
+for at most PATIENCE times the planned time; a timer that never counted uses its block nearest the reference, and
+the result says how many did.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ T = TypeVar("T")
 State = dict[str, float]  # probe kind -> ms
 
 TOLERANCE = {"sync": 0.08, "memory": 0.25}  # relative distance from the reference that still counts
-PATIENCE = 2.0  # retakes stop after this many times the planned time ...
-EXTRA_S = 15.0  # ... plus this much, so that short measurements can wait out one change of state
+PATIENCE = 0.5  # retakes stop after this share of the planned time ...
+EXTRA_S = 5.0  # ... plus this much, so that short measurements can wait out one change of state
 PROBE_RUNS = 7
+CHUNK = 40  # graphs interleaved at once when profiling
 WARM_S = 1.5  # of probe runs first: a machine that was idle runs thread handoffs slowly for its first second or
 #              so of work (seen here: the sync probe at 0.92 ms, then 0.50 ms)
 
@@ -39,7 +40,8 @@ class BlockTimer:
     """Something timed in blocks (see time_interleaved): `block` times one; `states` holds each block's machine
     state and `kept` which blocks count, both filled by time_interleaved."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "") -> None:
+        self.label = label  # what progress bars call it
         self.states: list[State] = []
         self.kept: list[bool] = []
 
@@ -122,6 +124,17 @@ class Steadiness:
     def to_dict(self) -> dict[str, Any]:
         return {"probe_ms": self.reference, "blocks": self.blocks, "counted": self.counted, "unmatched": self.unmatched}
 
+    def __add__(self, other: Steadiness) -> Steadiness:
+        """Both measurements together (the later one's reference)."""
+        return Steadiness(
+            other.reference, self.blocks + other.blocks, self.counted + other.counted, self.unmatched + other.unmatched
+        )
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
+    """`items` in runs of `size`: what is interleaved at once (all of them would hold every session in memory)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
 
 def _mean_state(a: State, b: State) -> State:
     return {k: math.sqrt(a[k] * b[k]) for k in a}
@@ -131,23 +144,30 @@ def time_interleaved(
     timers: Sequence[BlockTimer],
     budget_s: float,
     rounds: int,
-    advance: Callable[[int, bool], None] | None = None,
+    advance: Callable[[BlockTimer, bool], None] | None = None,
     gate: Gate | None = None,
 ) -> Steadiness:
-    """Give each timer `rounds` counted blocks of `budget_s / rounds`, round robin: `rounds` passes over all
-    timers, then passes over those still short of counted blocks until the deadline (see the module docstring).
-    `advance(i, counted)` is called after each block of timer i."""
+    """Give each timer `rounds` blocks of `budget_s / rounds`, round robin, then more blocks to the timers with
+    none that counted, until the deadline (see the module docstring). `advance(timer, counted)` is called after
+    each block."""
     gate = gate or Gate()
+    if not timers:
+        return Steadiness(dict(gate.given or {}))
     gate.probe.warm()
     share = budget_s / rounds
-    deadline = time.monotonic() + PATIENCE * budget_s * len(timers) + gate.extra_s
     before = gate.probe.read()
-    passes = 0
+    passes, deadline = 0, math.inf
     while passes < rounds or time.monotonic() < deadline:
-        pending = [i for i, t in enumerate(timers) if sum(gate.distance(s) <= 1.0 for s in t.states) < rounds]
+        if passes == rounds:
+            deadline = time.monotonic() + PATIENCE * budget_s * len(timers) + gate.extra_s
+        pending = [
+            i for i, t in enumerate(timers) if passes < rounds or not any(gate.distance(s) <= 1.0 for s in t.states)
+        ]
         if not pending:
             break
         for i in pending:
+            if passes >= rounds and time.monotonic() >= deadline:
+                break
             timers[i].block(share)
             after = gate.probe.read()
             state = _mean_state(before, after)
@@ -155,7 +175,7 @@ def time_interleaved(
             gate.seen.append(state)
             before = after
             if advance is not None:
-                advance(i, gate.distance(state) <= 1.0)
+                advance(timers[i], gate.distance(state) <= 1.0)
         passes += 1
     for timer in timers:
         gate.judge(timer)

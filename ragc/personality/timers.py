@@ -18,12 +18,12 @@ TRACE_EVENTS_PER_BLOCK = 10_000  # onnxruntime's profiler stops recording after 
 
 
 class GraphTimer(BlockTimer):
-    """One graph's onnxruntime session (and a profiled one, if asked), timed in blocks. Each result is the graph's
-    *fastest counted block*: the block median for the wall time, the per-node medians of the profiled block whose
-    runs were fastest for the op times."""
+    """One graph's onnxruntime session (and a profiled one, if asked), timed in blocks. Results come from the
+    graph's *fastest counted block* (by its plain runs' median): that median is the wall time, and the per-node
+    medians of the same block's profiled runs are the op times, so both saw the same machine state."""
 
-    def __init__(self, graph: Graph, profiled: bool = False):
-        super().__init__()
+    def __init__(self, graph: Graph, profiled: bool = False, label: str = ""):
+        super().__init__(label)
         self.feeds = random_feeds(graph)
         self.session = make_session(graph_model(graph))
         self._trace_dir = tempfile.TemporaryDirectory() if profiled else None
@@ -40,13 +40,18 @@ class GraphTimer(BlockTimer):
             runs = timed_runs(self.traced, self.feeds, share, max_runs=self._traced_runs)
             self.traced_blocks.append(WARMUP_RUNS + len(runs))
 
+    def _ranked(self) -> list[int]:
+        """Indices of the counted blocks, fastest first."""
+        return sorted(self.counted(range(len(self.block_medians))), key=lambda i: self.block_medians[i])
+
     def wall_ms(self) -> float:
         """Median ms of one run (launch overhead included) in the fastest counted block."""
-        return min(self.counted(self.block_medians))
+        return self.block_medians[self._ranked()[0]]
 
     def node_ms(self) -> tuple[dict[str, float], onnx.GraphProto]:
-        """Median ms of each node onnxruntime ran (its own node names, after its fusions) over the fastest counted
-        profiled block, and the optimized graph it ran. Ends the profiled session."""
+        """Median ms of each node onnxruntime ran (its own node names, after its fusions) over the profiled runs of
+        the fastest counted block (the next one where the profiler had stopped), and the optimized graph it ran.
+        Ends the profiled session."""
         assert self.traced is not None and self._trace_dir is not None, "GraphTimer(profiled=True) times nodes"
         events = json.loads(Path(self.traced.end_profiling()).read_text())
         optimized = onnx.load(str(Path(self._trace_dir.name) / "optimized.onnx"), load_external_data=False).graph
@@ -57,9 +62,8 @@ class GraphTimer(BlockTimer):
             block = runs[first + WARMUP_RUNS : first + count]
             blocks.append(block if len(block) == count - WARMUP_RUNS else [])  # [] where the profiler stopped
             first += count
-        recorded = [b for b in self.counted(blocks) if b] or [b for b in blocks if b]
-        fastest = min(recorded, key=lambda b: statistics.median(end - start for start, end in b))
-        lo, hi = fastest[0][0], fastest[-1][1]
+        recorded = [blocks[i] for i in self._ranked() if blocks[i]] or [b for b in blocks if b]
+        lo, hi = recorded[0][0][0], recorded[0][-1][1]
         per_node: dict[str, list[float]] = {}
         for e in events:
             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and lo <= e["ts"] <= hi:
