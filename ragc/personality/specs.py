@@ -109,6 +109,8 @@ MATMUL = [((12, 128, 64), (12, 64, 128)), ((12, 128, 128), (12, 128, 64)), ((6, 
 # (rows, in, out) of transformer projections: activations (1, rows, in) times a constant (in, out) weight
 PROJECTION = [(128, 768, 2304), (128, 3072, 768), (197, 384, 1536), (64, 512, 2048), (256, 1024, 1024),
               (128, 256, 768), (197, 1536, 384), (64, 2048, 512), (128, 1024, 4096), (32, 768, 768)]
+# (channels, size) of typical CNN stages, from mobile to classic widths: 1x1, 3x3 and depthwise convs at each
+STAGES = [(16, 112), (32, 112), (32, 56), (64, 56), (128, 28), (256, 14), (512, 7)]
 # (channels, size): per-channel scale and shift of unfolded batch norms (densenet's after-concat norms)
 CHANNEL_AFFINE = [(64, 112), (128, 56), (256, 28), (512, 14), (1024, 7), (96, 56), (480, 28)]
 # fmt: on
@@ -122,6 +124,10 @@ def cpu_specs(quick: bool) -> Iterator[tuple[str, Graph]]:
         yield f"conv {c}x{hw}->{k} k{kernel}s{stride}", conv(c, hw, k, kernel, stride)
     for c, hw, kernel, stride in CONV_DW[::step]:
         yield f"conv_dw {c}x{hw} k{kernel}s{stride}", conv(c, hw, c, kernel, stride, group=c)
+    for i, (c, hw) in enumerate(STAGES):
+        for kernel, stride, group in ((1, 1, 1), (3, 1, 1), (3, 1, c), (3, 2, c)):
+            if not quick or (i + kernel + stride) % 2 == 0:
+                yield f"stage conv {c}x{hw} k{kernel}s{stride} g{group}", conv(c, hw, c, kernel, stride, group)
     for c, hw, k, kernel, group in GROUPED:
         yield f"conv grouped {c}x{hw}->{k} k{kernel} g{group}", conv(c, hw, k, kernel, 1, group=group)
     for m, k, n in GEMM[:: 2 if quick else 1]:
