@@ -13,8 +13,8 @@ from ragc.cli_profile import profile
 from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
 from ragc.personality.errors import PersonalityError
-from ragc.personality.gpu_bench import fit_transfer
-from ragc.personality.profile import chain, peak_rates
+from ragc.personality.gpu_bench import calibration_graphs, fit_launch, fit_transfer
+from ragc.personality.profile import peak_rates
 from ragc.personality.record import partition_op_stats, record_run, sample_sources
 from ragc.personality.specs import conv, unary
 from ragc.personality.steady import Gate, time_interleaved
@@ -120,6 +120,14 @@ def test_fit_transfer_recovers_latency_and_bandwidth():
     assert link["latency_ms"] == pytest.approx(0.05) and link["gbps"] == pytest.approx(4.0)
 
 
+def test_fit_launch_recovers_dispatch_overhead_and_scale():
+    points = [(n, k, 0.2 + n * 0.004 + 1.06 * k) for n, k in [(1, 0.01), (32, 0.2), (8, 3.0), (16, 0.5), (3, 9.0)]]
+    dispatch, overhead, scale = fit_launch(points)
+    assert dispatch == pytest.approx(0.2, rel=1e-3) and overhead == pytest.approx(0.004, rel=1e-2)
+    assert scale == pytest.approx(1.06, rel=1e-3)
+    assert fit_launch([(1, 1.0, 0.1), (2, 2.0, 0.2), (3, 3.0, 0.3)])[2] == pytest.approx(0.8)  # scale stays bounded
+
+
 def test_gpu_timer_on_vulkan():
     pytest.importorskip("vulkan")
     from ragc.personality.gpu_bench import GpuGraphTimer, prepare_gpu
@@ -138,7 +146,10 @@ def test_gpu_timer_on_vulkan():
         wall, kernel = timer.fastest()[0], timer.kernel_ms()
         assert wall > 0 and 0 <= kernel <= wall
         timer.exe.close()
-        assert prepare_gpu(backend, chain(4)) is not None
+        for label, graph in calibration_graphs():
+            exe = prepare_gpu(backend, graph)
+            assert exe is not None, label
+            exe.close()
     finally:
         backend.close()
 

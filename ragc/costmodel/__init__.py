@@ -43,14 +43,13 @@ class CostModel:
         return model.predict(features)
 
     def graph_ms(self, graph: Graph, device: str) -> dict[str, float]:
-        """Ms of every op of the graph on `device` inside a partition: kernel plus the per-op overhead; epilogues
-        (folded into their producer's kernel) and metadata ops cost nothing."""
+        """Ms of every op of the graph on `device` inside a partition (Personality.op_ms of its kernel); epilogues
+        and fused elementwise ops (inside another op's kernel) and metadata ops cost nothing."""
         fused = absorbed_ops(graph, device)
         feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
-        overhead = float(self.personality.device(device).get("op_overhead_ms", 0.0))
         kernels = self.predict(device, [feats[name] for name in live])
-        times = {name: k + overhead for name, k in zip(live, kernels, strict=True)}
+        times = {name: self.personality.op_ms(device, k) for name, k in zip(live, kernels, strict=True)}
         return {op.name: times.get(op.name, 0.0) for op in graph.ops}
 
 

@@ -1,12 +1,14 @@
-"""`ragc costmodel eval`: leave-one-model-out accuracy of the cost model on this chip's CPU.
+"""`ragc costmodel eval`: leave-one-model-out accuracy of the cost model on this chip's processors.
 
-Every model of the set is run whole in one onnxruntime session with the runtime's session options: timed plain
-(the measured end-to-end latency) and through onnxruntime's per-node profiler, which gives each op its time in
-context (what it costs inside a real model, fused epilogues and layouts included; profiler bias taken out). Then,
-per held-out model, a cost model is trained on the personality's profile samples plus the op samples of every
-*other* model, and asked for the held-out model's ops (op-level error, over ops timed at 5 us or more) and its
-end-to-end latency: one launch overhead plus the predicted ops (kernel + per-op overhead; epilogues folded,
-metadata free), every op counted.
+CPU: every model of the set is run whole in one onnxruntime session with the runtime's session options, timed
+plain (the measured end-to-end latency) and through onnxruntime's per-node profiler, which gives each op its share
+of that time in context (fused epilogues and layouts included; see to_wall). GPU: every model runs as one ragc GPU
+partition (measure_gpu), its dispatches' timestamps giving the ops' times. Both are timed round robin in the
+personality's machine state (personality.steady). Then, per held-out model, a cost model is trained on the
+personality's profile samples plus the op samples of every *other* model, and asked for the held-out model's ops
+(op-level error, over ops timed at 5 us or more) and its end-to-end latency: one launch plus the predicted ops
+(kernel + per-op overhead; epilogues and fused elementwise ops folded, metadata free), plus, off the CPU, the
+copies of its inputs and outputs.
 """
 
 from __future__ import annotations
@@ -70,18 +72,31 @@ def measure_models(
             timers.append(GraphTimer(graph, profiled=True, label=name))
         bar.update(task, description="measuring", total=len(graphs) * rounds, completed=0)
         steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
-    timings = [
-        ModelTiming(
-            name, graph, in_context_samples(name, graph, attribute_nodes(graph, t.node_ms(), bias, True)), t.wall_ms()
+    timings = []
+    for (name, graph), timer in zip(graphs.items(), timers, strict=True):
+        times = attribute_nodes(graph, timer.node_ms(), bias, True)
+        wall = timer.wall_ms()
+        timings.append(
+            ModelTiming(name, graph, in_context_samples(name, graph, to_wall(times, wall, personality)), wall)
         )
-        for (name, graph), t in zip(graphs.items(), timers, strict=True)
-    ]
     return timings, steadiness
 
 
 def reference_gate(personality: Personality) -> Gate:
     """A gate for the state the personality was profiled in (the state now, for personalities that do not say)."""
     return Gate(personality.data.get("profile", {}).get("steadiness", {}).get("probe_ms"))
+
+
+def to_wall(times: dict[str, float], wall_ms: float, personality: Personality) -> dict[str, float]:
+    """Per-op CPU times scaled so that one launch, the per-op overheads and the ops add up to the measured wall
+    time: onnxruntime's per-node profiler overstates nodes that many threads run (by 5-12% on a 16-core Xeon),
+    but its proportions hold. The same rule shares recorded runs among their ops (personality.record)."""
+    overhead = personality.op_ms("cpu", 0.0)
+    spare = wall_ms - personality.dispatch_ms("cpu") - len(times) * overhead  # what the kernels took in the run
+    added = sum(personality.op_ms("cpu", ms) - overhead for ms in times.values())  # ... and what they add as timed
+    if added <= 0 or spare <= 0:
+        return times
+    return {op: ms * spare / added for op, ms in times.items()}
 
 
 def in_context_samples(model: str, graph: Graph, times: dict[str, float]) -> list[dict[str, Any]]:
@@ -138,8 +153,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
         pairs = _op_errors(model, held, device)
         all_pairs += pairs
         predicted = end_to_end_ms(personality, held.graph, device, model.graph_ms(held.graph, device))
-        overhead = float(personality.device(device).get("op_overhead_ms", 0.0))
-        measured_ops = {s["op"]: s["ms"] + overhead for s in held.samples}
+        measured_ops = {s["op"]: personality.op_ms(device, s["ms"]) for s in held.samples}
         composed = end_to_end_ms(personality, held.graph, device, measured_ops)
         rows.append(
             {

@@ -1,8 +1,9 @@
 """GPU side of `ragc profile`: the CPU's one-op graphs through codegen.gpu.emit and runtime_min's Vulkan backend.
 
-Op samples are the GPU's own timestamps (sum of the op's dispatches); the launch overhead is a tiny op's wall time
-minus its kernel time; what remains of each wall time is the copy of its inputs in and outputs out, fitted to
-latency + bytes / bandwidth for the cpu<->gpu transfer figures.
+Op samples are the GPU's own timestamps (sum of the op's dispatches). What remains of each one-op run's wall time
+after its kernel and a tiny op's launch is the copy of its inputs in and outputs out, fitted to latency + bytes /
+bandwidth for the cpu<->gpu transfer figures. The launch overhead, the per-op overhead and the kernel scale come
+from one fit over every run, multi-op calibration graphs included (fit_launch).
 """
 
 from __future__ import annotations
@@ -130,6 +131,37 @@ def _heap_bytes(facts: dict[str, Any], name: str) -> int:
     return max((h["bytes"] for h in gpu["heaps"] if h["device_local"]), default=0)
 
 
+def calibration_graphs() -> list[tuple[str, Graph]]:
+    """Multi-op graphs whose runs calibrate what a partition adds around its kernels (see fit_launch): 1 to 32
+    kernels of microseconds to milliseconds each (chains of ops that GPU codegen does not fuse)."""
+    from ragc.personality.profile import chain
+    from ragc.personality.specs import bench_graph, chained, conv, matmul
+
+    softmax = bench_graph("Softmax", [((8, 128, 128), False)], {"axis": -1})
+    return [
+        ("launch 1", chain(1)),
+        ("launch 32", chain(32)),
+        ("launch conv3x3 x8", chained(conv(32, 56, 32, 3), 8)),
+        ("launch conv1x1 x16", chained(conv(64, 28, 64, 1), 16)),
+        ("launch depthwise x24", chained(conv(16, 112, 16, 3, 1, 16), 24)),
+        ("launch matmul x12", chained(matmul((1, 128, 256), (256, 256)), 12)),
+        ("launch softmax x8", chained(softmax, 8)),
+    ]
+
+
+def fit_launch(points: list[tuple[int, float, float]]) -> tuple[float, float, float]:
+    """(dispatch_ms, op_overhead_ms, kernel_scale) that best explain runs from (kernels, summed kernel ms, wall ms
+    with the copies' bandwidth part taken out) as wall = dispatch + kernels * overhead + scale * kernel ms, in
+    relative terms (every run counts alike); the scale stays within 0.8..1.25 of the timestamps."""
+    from scipy.optimize import lsq_linear
+
+    a = np.array([[1.0, n, k] for n, k, _ in points])
+    y = np.array([w for _, _, w in points])
+    fit = lsq_linear(a / y[:, None], np.ones(len(y)), bounds=([0.0, 0.0, 0.8], [np.inf, np.inf, 1.25]))
+    dispatch, overhead, scale = (float(v) for v in fit.x)
+    return dispatch, overhead, scale
+
+
 def _profile(
     backend: Any,
     heap: int,
@@ -140,11 +172,12 @@ def _profile(
     task: Any,
     gate: Gate,
 ) -> GpuProfile:
-    from ragc.personality.profile import bar_advance, chain, device_entry
+    from ragc.personality.profile import bar_advance, device_entry
 
-    bar.update(task, description="gpu", total=(len(specs) + 2) * rounds, completed=0)
+    calibration = calibration_graphs()
+    bar.update(task, description="gpu", total=(len(specs) + len(calibration)) * rounds, completed=0)
     timed: list[tuple[Graph, GpuGraphTimer]] = []
-    for chunk in chunks([("chain 1", chain(1)), ("chain 32", chain(32)), *specs]):
+    for chunk in chunks([*calibration, *specs]):
         timers = []
         for label, graph in chunk:
             exe = prepare_gpu(backend, graph)
@@ -156,22 +189,29 @@ def _profile(
         finally:
             for t in timers:
                 t.exe.close()
-    chains = {t.label: t for _, t in timed if t.label.startswith("chain ")}
-    one, many = chains.get("chain 1"), chains.get("chain 32")
-    dispatch = max(MIN_MS, one.fastest()[0] - one.kernel_ms()) if one else 0.0
-    per_op = max(0.0, (many.kernel_ms() - one.kernel_ms()) / 31) if one and many else 0.0
+    launches = {t.label: t for _, t in timed if t.label.startswith("launch ")}
+    one = launches.get("launch 1")
+    first_dispatch = max(MIN_MS, one.fastest()[0] - one.kernel_ms()) if one else 0.0
     samples, copies = [], []
-    for graph, timer in timed[len(chains) :]:
+    for graph, timer in timed[len(launches) :]:
         wall, kernel = timer.fastest()[0], timer.kernel_ms()
         op = graph.ops[0]
         features = op_features(graph, op)
         sample = {"op_type": op.op_type, "label": timer.label, "features": features, "ms": max(MIN_MS, kernel)}
         samples.append(sample | {"source": "profile"})
-        copied = features["bytes_in"] - features["weight_bytes"] + features["bytes_out"]
-        copies.append((copied, wall - kernel - dispatch))
+        copies.append((_copied_bytes(graph), wall - kernel - first_dispatch))
     link = fit_transfer(copies)
+    points = [
+        (len(t.fastest()[1]), t.kernel_ms(), t.fastest()[0] - _copied_bytes(g) / (link["gbps"] * 1e6)) for g, t in timed
+    ]
+    dispatch, per_op, scale = fit_launch(points)
     return GpuProfile(
-        device=device_entry(str(backend.device_name), samples, dispatch, per_op, heap),
+        device=device_entry(str(backend.device_name), samples, dispatch, per_op, heap, kernel_scale=scale),
         transfers={"cpu->gpu": link, "gpu->cpu": dict(link)},
         unified=bool(backend.unified_memory),
     )
+
+
+def _copied_bytes(graph: Graph) -> int:
+    """What a run of the graph as a GPU partition copies: its inputs in and its outputs out."""
+    return sum(graph.tensors[n].nbytes for n in (*graph.inputs, *graph.outputs))

@@ -60,12 +60,13 @@ def run_samples(personality: Personality, samples: list[dict[str, Any]]) -> dict
             continue
         predicted = model.predict(device, [o["features"] for o in ops])
         total = sum(predicted)
-        overheads = personality.dispatch_ms(device) + len(ops) * float(personality.device(device)["op_overhead_ms"])
+        overheads = personality.dispatch_ms(device) + len(ops) * personality.op_ms(device, 0.0)
         budget = max(0.0, float(sample["ms"]) - overheads)
         for op, pred in zip(ops, predicted, strict=True):
             share = pred / total if total > 0 else 1.0 / len(ops)
+            ms = personality.kernel_ms(device, personality.op_ms(device, 0.0) + budget * share)
             out.setdefault(device, []).append(
-                {"op_type": op["op_type"], "features": op["features"], "ms": max(1e-4, budget * share), "source": "run"}
+                {"op_type": op["op_type"], "features": op["features"], "ms": max(1e-4, ms), "source": "run"}
             )
     return out
 

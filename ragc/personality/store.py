@@ -5,7 +5,9 @@ Layout of a personality (and of a target file, which is one without samples):
      "devices": {dev: {"name", "peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes",
                        "samples": [{"op_type", "features": {...}, "ms", "source": "profile"|"run", "model"?}]}},
      "transfers": {"src->dst": {"latency_ms", "gbps"}}, "chip": {facts}, "npu": {...}?, "sources": {...}?}
-`dispatch_ms` is paid once per partition launch; `op_overhead_ms` once per op inside a partition.
+`dispatch_ms` is paid once per partition launch; `op_overhead_ms` once per op (kernel) inside a partition;
+`kernel_scale` (default 1) turns the kernel times samples hold into what they add to a run's wall time (GPU
+timestamps leave out a few percent; see gpu_bench.fit_launch).
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ class Personality:
 
     def dispatch_ms(self, device: str) -> float:
         return float(self.device(device).get("dispatch_ms", 0.0))
+
+    def op_ms(self, device: str, kernel_ms: float) -> float:
+        """What one op whose kernel takes `kernel_ms` adds to a run of a partition on `device`."""
+        spec = self.device(device)
+        return float(spec.get("kernel_scale", 1.0)) * kernel_ms + float(spec.get("op_overhead_ms", 0.0))
+
+    def kernel_ms(self, device: str, op_ms: float) -> float:
+        """The inverse of op_ms: the kernel time of an op that added `op_ms` to a run."""
+        spec = self.device(device)
+        return (op_ms - float(spec.get("op_overhead_ms", 0.0))) / float(spec.get("kernel_scale", 1.0))
 
     @property
     def capacity_bytes(self) -> dict[str, int]:
