@@ -259,3 +259,20 @@ def test_gpu_eval_on_vulkan(personality):
         kernels = sum(s["ms"] for s in t.samples)
         assert 0 < kernels <= t.measured_ms  # dispatches' GPU time is inside the run's wall time
         assert {s["op_type"] for s in t.samples} >= {"Conv", "Gemm"}
+
+
+def test_gpu_kernel_features_follow_codegen_tiling():
+    from ragc.costmodel.gpu_features import KEYS, gemm_shape, gpu_kernel_features
+
+    square = op_features(gemm(128, 256, 256), gemm(128, 256, 256).ops[0])
+    ragged = op_features(gemm(100, 256, 100), gemm(100, 256, 100).ops[0])
+    assert gemm_shape(square) == (128, 256, 256, 1)
+    full = dict(zip(KEYS, gpu_kernel_features(square), strict=True))
+    padded = dict(zip(KEYS, gpu_kernel_features(ragged), strict=True))
+    assert full["gpu_padding"] == 0.0 and 0.3 < padded["gpu_padding"] < 0.5  # 100 of 128 rows and columns used
+    g = conv(32, 28, 64, 3)
+    assert gemm_shape(op_features(g, g.ops[0])) == (64, 28 * 28, 32 * 9, 1)  # implicit GEMM: out channels x pixels
+    dw = conv(32, 28, 32, 3, group=32)
+    assert gpu_kernel_features(op_features(dw, dw.ops[0]))[0] == 1.0  # depthwise runs as a direct kernel
+    relu = unary("Relu", 1000)
+    assert gpu_kernel_features(op_features(relu, relu.ops[0])) == [0.0] * len(KEYS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
 from ragc.costmodel.roofline import roofline_ms
 from ragc.ir import Graph, Op
@@ -12,6 +13,7 @@ from ragc.opstats import epilogue_ops, family_of_features, op_features
 from ragc.personality.store import Personality
 
 CostFn = Callable[[Graph, Op, str], float]
+DEVICE_FEATURES = {"gpu": gpu_kernel_features}  # a device's own features of an op (see learned.design_row)
 
 
 class CostModel:
@@ -24,7 +26,7 @@ class CostModel:
             samples = personality.samples(device) + (extra_samples or {}).get(device, [])
             spec = personality.device(device)
             if len(samples) >= MIN_SAMPLES:
-                self.models[device] = DeviceModel(samples, spec)
+                self.models[device] = DeviceModel(samples, spec, DEVICE_FEATURES.get(device))
             else:
                 self.models[device] = None
                 if not personality.is_target:

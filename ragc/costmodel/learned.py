@@ -12,12 +12,15 @@ measured time and the roofline time, over log-scaled op features (FLOPs, bytes, 
   are asked for inside a model, so run timings correct the profile wherever they exist.
 - Samples weigh by the square root of their time: the ops that make most of a model's latency count more,
   without letting the few largest decide alone.
+- A device may add features of its own: the GPU's say which tile ragc's codegen picks for a conv or gemm, how much
+  of the tiled work is padding and how many workgroups run (costmodel.gpu_features).
 Deterministic (fixed seed).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,8 +35,14 @@ MIN_SAMPLES = 12  # fewer than this and the device falls back to the roofline
 IN_CONTEXT = ("run", "eval")  # sample sources timed inside whole models, not alone
 
 
-def design_row(features: dict[str, float], spec: dict[str, Any], in_context: bool = True) -> list[float]:
-    """Model inputs: log features, family flags, roofline terms, and whether the time was taken inside a model."""
+Extra = Callable[[dict[str, float]], list[float]]  # a device's own features of an op
+
+
+def design_row(
+    features: dict[str, float], spec: dict[str, Any], in_context: bool = True, extra: Extra | None = None
+) -> list[float]:
+    """Model inputs: log features, family flags, roofline terms, whether the time was taken inside a model, and
+    the device's own features."""
     compute, memory = roofline_parts(features, spec)
     roof = roofline_ms(features, spec)
     fams = [features.get(f"fam_{f}", 0.0) for f in FAMILIES]
@@ -41,16 +50,17 @@ def design_row(features: dict[str, float], spec: dict[str, Any], in_context: boo
         log_features(features, NUMERIC_KEYS)
         + fams
         + [math.log(max(roof, 1e-6)), math.log1p(compute * 1e3), math.log1p(memory * 1e3), float(in_context)]
+        + (extra(features) if extra else [])
     )
 
 
 class DeviceModel:
     """Predicts op ms on one device from its samples (each {"features", "ms"}) and its peak-rate spec."""
 
-    def __init__(self, samples: list[dict[str, Any]], spec: dict[str, Any]):
-        self.spec = spec
+    def __init__(self, samples: list[dict[str, Any]], spec: dict[str, Any], extra: Extra | None = None):
+        self.spec, self.extra = spec, extra
         kept = [s for s in samples if roofline_ms(s["features"], spec) > 0]
-        x = np.array([design_row(s["features"], spec, s.get("source") in IN_CONTEXT) for s in kept])
+        x = np.array([design_row(s["features"], spec, s.get("source") in IN_CONTEXT, extra) for s in kept])
         y = np.array([math.log(s["ms"] / roofline_ms(s["features"], spec)) for s in kept])
         weights = np.sqrt([s["ms"] for s in kept])
         self.regressor = GradientBoostingRegressor(
@@ -64,6 +74,7 @@ class DeviceModel:
         out = np.zeros(len(features))
         live = roofs > 0
         if live.any():
-            x = np.array([design_row(f, self.spec) for f, keep in zip(features, live, strict=True) if keep])
+            rows = [design_row(f, self.spec, True, self.extra) for f, keep in zip(features, live, strict=True) if keep]
+            x = np.array(rows)
             out[live] = roofs[live] * np.exp(self.regressor.predict(x))
         return [float(v) for v in out]
