@@ -236,8 +236,8 @@ def test_gpu_absorbs_elementwise_trees_cpu_only_epilogues(tmp_path):
     import onnx
 
     from ragc.costmodel import absorbed_ops
-    from ragc.costmodel.zoo import transformer
     from ragc.frontend import load_model
+    from ragc.modelgen import transformer
 
     onnx.save(transformer(16, 32, 2, 1), tmp_path / "t.onnx")
     graph = load_model(tmp_path / "t.onnx").graph

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ragc.personality.specs import chained, conv, unary
 from ragc.personality.steady import BlockTimer, Gate, Probe, time_interleaved
 
@@ -56,3 +58,18 @@ def test_chained_repeats_an_op():
     assert [op.op_type for op in chain.ops] == ["Conv"] * 4
     assert chain.ops[1].inputs[0] == chain.ops[0].outputs[0] and chain.outputs == [chain.ops[-1].outputs[0]]
     assert len(chained(unary("Relu", 16), 1).ops) == 1
+
+
+def test_context_samples_add_up_to_the_wall_time():
+    from ragc.personality.context import context_graphs, cpu_samples, to_wall
+    from ragc.personality.timers import GraphTimer
+
+    assert to_wall({"a": 1.0, "b": 3.0}, 5.0, 0.5, 0.25) == {"a": 1.0, "b": 3.0}  # 0.5 + 2 * 0.25 + 4 = 5
+    assert to_wall({"a": 1.0, "b": 3.0}, 2.5, 0.5, 0.0) == {"a": 0.5, "b": 1.5}
+    name, graph = context_graphs(quick=True)[0]
+    timer = GraphTimer(graph, profiled=True, label=name)
+    time_interleaved([timer], 0.1, 1, gate=Gate(extra_s=0.0))
+    samples = cpu_samples(name, graph, timer, 0.0, 0.01, 0.001, "context")
+    assert samples and {s["source"] for s in samples} == {"context"}
+    total = 0.01 + len(samples) * 0.001 + sum(s["ms"] for s in samples)
+    assert total == pytest.approx(timer.wall_ms(), rel=1e-6)

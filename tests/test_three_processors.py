@@ -13,7 +13,7 @@ from npu_fixtures import assert_close_bf16
 
 import runtime_min
 from ragc.compiler import compile_model
-from ragc.costmodel.zoo import transformer
+from ragc.modelgen import transformer
 
 TARGET = "ryzen-ai-9-hx-370"
 

@@ -23,10 +23,9 @@ from rich.console import Console
 from ragc.costmodel import CostModel
 from ragc.costmodel.zoo import model_set
 from ragc.ir import Graph
-from ragc.opstats import family_of_features, op_features
+from ragc.personality.context import cpu_samples
 from ragc.personality.errors import PersonalityError
-from ragc.personality.oneop import attribute_nodes
-from ragc.personality.profile import MIN_MS, bar_advance, progress_bar
+from ragc.personality.profile import bar_advance, progress_bar
 from ragc.personality.steady import Gate, Steadiness, time_interleaved
 from ragc.personality.store import Personality
 from ragc.personality.timers import GraphTimer
@@ -72,50 +71,17 @@ def measure_models(
             timers.append(GraphTimer(graph, profiled=True, label=name))
         bar.update(task, description="measuring", total=len(graphs) * rounds, completed=0)
         steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
-    timings = []
-    for (name, graph), timer in zip(graphs.items(), timers, strict=True):
-        times = attribute_nodes(graph, timer.node_ms(), bias, True)
-        wall = timer.wall_ms()
-        timings.append(
-            ModelTiming(name, graph, in_context_samples(name, graph, to_wall(times, wall, personality)), wall)
-        )
+    dispatch, overhead = personality.dispatch_ms("cpu"), personality.op_ms("cpu", 0.0)
+    timings = [
+        ModelTiming(name, graph, cpu_samples(name, graph, timer, bias, dispatch, overhead, "eval"), timer.wall_ms())
+        for (name, graph), timer in zip(graphs.items(), timers, strict=True)
+    ]
     return timings, steadiness
 
 
 def reference_gate(personality: Personality) -> Gate:
     """A gate for the state the personality was profiled in (the state now, for personalities that do not say)."""
     return Gate(personality.data.get("profile", {}).get("steadiness", {}).get("probe_ms"))
-
-
-def to_wall(times: dict[str, float], wall_ms: float, personality: Personality) -> dict[str, float]:
-    """Per-op CPU times scaled so that one launch, the per-op overheads and the ops add up to the measured wall
-    time: onnxruntime's per-node profiler overstates nodes that many threads run (by 5-12% on a 16-core Xeon),
-    but its proportions hold. The same rule shares recorded runs among their ops (personality.record)."""
-    overhead = personality.op_ms("cpu", 0.0)
-    spare = wall_ms - personality.dispatch_ms("cpu") - len(times) * overhead  # what the kernels took in the run
-    added = sum(personality.op_ms("cpu", ms) - overhead for ms in times.values())  # ... and what they add as timed
-    if added <= 0 or spare <= 0:
-        return times
-    return {op: ms * spare / added for op, ms in times.items()}
-
-
-def in_context_samples(model: str, graph: Graph, times: dict[str, float]) -> list[dict[str, Any]]:
-    """Op samples (source "eval") of the graph's timed, non-metadata ops from op name -> in-context ms."""
-    samples = []
-    for op in graph.ops:
-        features = op_features(graph, op)
-        if op.name in times and family_of_features(features) != "metadata":
-            samples.append(
-                {
-                    "op": op.name,
-                    "op_type": op.op_type,
-                    "features": features,
-                    "ms": max(MIN_MS, times[op.name]),
-                    "source": "eval",
-                    "model": model,
-                }
-            )
-    return samples
 
 
 def _within(pred: float, true: float, tol: float = 0.10) -> bool:

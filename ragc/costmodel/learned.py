@@ -32,7 +32,7 @@ from ragc.opstats import FAMILIES, NUMERIC_KEYS, log_features
 MIN_SAMPLES = 12  # fewer than this and the device falls back to the roofline
 
 
-IN_CONTEXT = ("run", "eval")  # sample sources timed inside whole models, not alone
+IN_CONTEXT = ("context", "run", "eval")  # sample sources timed inside whole models, not alone
 
 
 Extra = Callable[[dict[str, float]], list[float]]  # a device's own features of an op
@@ -64,7 +64,7 @@ class DeviceModel:
         y = np.array([math.log(s["ms"] / roofline_ms(s["features"], spec)) for s in kept])
         weights = np.sqrt([s["ms"] for s in kept])
         self.regressor = GradientBoostingRegressor(
-            n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8, min_samples_leaf=2, random_state=0
+            n_estimators=600, max_depth=5, learning_rate=0.03, subsample=0.8, min_samples_leaf=3, random_state=0
         )
         self.regressor.fit(x, y, sample_weight=weights)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from ragc.costmodel.evaluate import ModelTiming, in_context_samples
+from ragc.costmodel.evaluate import ModelTiming
 from ragc.ir import Graph
+from ragc.personality.context import in_context_samples
 from ragc.personality.gpu_bench import GpuGraphTimer, prepare_gpu
 from ragc.personality.profile import bar_advance, progress_bar
 from ragc.personality.steady import Gate, Steadiness, time_interleaved
@@ -47,7 +48,8 @@ def measure_gpu_models(
         timings = []
         for name, timer in prepared.items():
             wall, per_label = timer.fastest()
-            timings.append(ModelTiming(name, graphs[name], in_context_samples(name, graphs[name], per_label), wall))
+            samples = in_context_samples(name, graphs[name], per_label, "eval")
+            timings.append(ModelTiming(name, graphs[name], samples, wall))
         return timings, skipped, steadiness
     finally:
         backend.close()

@@ -20,6 +20,7 @@ import numpy as np
 
 from ragc.ir import Graph
 from ragc.opstats import op_features
+from ragc.personality.context import in_context_samples
 from ragc.personality.oneop import random_feeds
 from ragc.personality.steady import BlockTimer, Gate, chunks, time_interleaved
 
@@ -100,7 +101,14 @@ def fit_transfer(points: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def profile_gpu(
-    facts: dict[str, Any], specs: list[tuple[str, Graph]], budget_s: float, rounds: int, bar: Any, task: Any, gate: Gate
+    facts: dict[str, Any],
+    specs: list[tuple[str, Graph]],
+    models: list[tuple[str, Graph]],
+    budget_s: float,
+    rounds: int,
+    bar: Any,
+    task: Any,
+    gate: Gate,
 ) -> GpuProfile | None:
     """None when there is no Vulkan device, or codegen.gpu / the Vulkan backend are missing or cannot start; a
     device failure while profiling is reported and the GPU left out (the CPU's profile still counts)."""
@@ -117,7 +125,7 @@ def profile_gpu(
         return None
     try:
         heap = _heap_bytes(facts, str(backend.device_name))
-        return _profile(backend, heap, specs, budget_s, rounds, bar, task, gate)
+        return _profile(backend, heap, specs, models, budget_s, rounds, bar, task, gate)
     except RuntimeMinError as exc:
         bar.console.print(f"ragc: the GPU failed while profiling ({exc}); profiled the CPU only")
         return None
@@ -166,6 +174,7 @@ def _profile(
     backend: Any,
     heap: int,
     specs: list[tuple[str, Graph]],
+    models: list[tuple[str, Graph]],
     budget_s: float,
     rounds: int,
     bar: Any,
@@ -175,9 +184,9 @@ def _profile(
     from ragc.personality.profile import bar_advance, device_entry
 
     calibration = calibration_graphs()
-    bar.update(task, description="gpu", total=(len(specs) + len(calibration)) * rounds, completed=0)
+    bar.update(task, description="gpu", total=(len(calibration) + len(specs) + len(models)) * rounds, completed=0)
     timed: list[tuple[Graph, GpuGraphTimer]] = []
-    for chunk in chunks([*calibration, *specs]):
+    for chunk in chunks([*calibration, *specs, *models]):
         timers = []
         for label, graph in chunk:
             exe = prepare_gpu(backend, graph)
@@ -193,7 +202,11 @@ def _profile(
     one = launches.get("launch 1")
     first_dispatch = max(MIN_MS, one.fastest()[0] - one.kernel_ms()) if one else 0.0
     samples, copies = [], []
+    whole = {name for name, _ in models}
     for graph, timer in timed[len(launches) :]:
+        if timer.label in whole:
+            samples += in_context_samples(timer.label, graph, timer.fastest()[1], "context")
+            continue
         wall, kernel = timer.fastest()[0], timer.kernel_ms()
         op = graph.ops[0]
         features = op_features(graph, op)

@@ -13,6 +13,7 @@ from ragc.ir import Graph
 from ragc.opstats import family_of_features, op_features
 from ragc.personality import gpu_bench
 from ragc.personality.chip import chip_facts, chip_id
+from ragc.personality.context import context_graphs, cpu_samples
 from ragc.personality.oneop import attribute_nodes
 from ragc.personality.specs import chained, cpu_specs, unary
 from ragc.personality.steady import BlockTimer, Gate, Steadiness, chunks, time_interleaved
@@ -152,10 +153,16 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds, gate)
         bar.update(task, description="cpu", total=len(specs) * rounds, completed=0)
         samples, steadiness = measure_samples(specs, budget_s, rounds, bias, bar_advance(bar, task), gate)
+        models = context_graphs(quick)
+        bar.update(task, description="cpu models", total=len(models) * rounds, completed=0)
+        timers = [GraphTimer(graph, profiled=True, label=name) for name, graph in models]
+        time_interleaved(timers, 2 * budget_s, rounds, bar_advance(bar, task), gate)
+        for (name, graph), timer in zip(models, timers, strict=True):
+            samples += cpu_samples(name, graph, timer, bias, dispatch, per_op, "context")
         devices = {
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }
-        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, budget_s, rounds, bar, task, gate)
+        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, models, budget_s, rounds, bar, task, gate)
     data: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "personality",
