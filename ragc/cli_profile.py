@@ -139,16 +139,12 @@ def evaluate(
 
 def render_report(report: dict, console: Console) -> None:
     table = Table(
-        "model",
-        "ops",
-        "measured ms",
-        "predicted ms",
-        "error %",
-        "op MAPE %",
-        "ops within 10 %",
-        "measured ops sum error %",
         title=f"cost model, leave one model out, {report['device']} ({report['device_name']}) of {report['chip_id']}",
+        caption="ops-sum: the error of the same sum made of the measured op times; noise: spread of repeated timings",
     )
+    table.add_column("model", no_wrap=True)
+    for header in ("ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops ±10% %", "ops-sum %", "noise %"):
+        table.add_column(header, justify="right")
     for r in report["models"]:
         style = "green" if abs(r["error_pct"]) <= 10 else "red"
         table.add_row(
@@ -160,6 +156,7 @@ def render_report(report: dict, console: Console) -> None:
             f"{r['op_mape_pct']:.1f}",
             f"{r['op_within_10_pct']:.1f}",
             f"{r['measured_ops_error_pct']:+.1f}",
+            f"{r['noise_pct']:.1f}",
         )
     console.print(table)
     ops = report["ops"]

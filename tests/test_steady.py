@@ -21,6 +21,9 @@ class Sleeper(BlockTimer):
         time.sleep(budget_s)
         self.blocks.append(budget_s)
 
+    def walls(self) -> list[float]:
+        return [1000 * b * (1 + i) for i, b in enumerate(self.blocks)]  # each block slower than the last
+
 
 def test_probe_reads_both_kinds():
     reading = Probe().read()
@@ -51,6 +54,7 @@ def test_steady_machine_needs_no_retakes():
     assert stats.blocks == stats.counted == 6 and stats.unmatched == 0
     assert all(t.kept == [True, True] for t in timers)
     assert set(stats.reference) == {"sync", "memory"}
+    assert timers[0].spread_pct() == pytest.approx(100.0)  # 10 ms and 20 ms
 
 
 def test_chained_repeats_an_op():

@@ -40,16 +40,25 @@ class ModelTiming:
     graph: Graph
     samples: list[dict[str, Any]]  # one per timed non-metadata op: {"op", "op_type", "features", "ms", "source"}
     measured_ms: float  # whole model, one session run
+    noise_pct: float = 0.0  # how far apart the counted blocks' wall times were (BlockTimer.spread_pct)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the graph (model_set rebuilds it from the name)."""
-        return {"name": self.name, "samples": self.samples, "measured_ms": self.measured_ms}
+        return {
+            "name": self.name,
+            "samples": self.samples,
+            "measured_ms": self.measured_ms,
+            "noise_pct": self.noise_pct,
+        }
 
 
 def timings_from_dicts(rows: list[dict[str, Any]]) -> list[ModelTiming]:
     """ModelTimings saved with to_dict, their graphs rebuilt from the evaluation set."""
     graphs = model_set([r["name"] for r in rows])
-    return [ModelTiming(r["name"], graphs[r["name"]], r["samples"], float(r["measured_ms"])) for r in rows]
+    return [
+        ModelTiming(r["name"], graphs[r["name"]], r["samples"], float(r["measured_ms"]), float(r.get("noise_pct", 0)))
+        for r in rows
+    ]
 
 
 def measure_models(
@@ -73,7 +82,13 @@ def measure_models(
         steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
     dispatch, overhead = personality.dispatch_ms("cpu"), personality.op_ms("cpu", 0.0)
     timings = [
-        ModelTiming(name, graph, cpu_samples(name, graph, timer, bias, dispatch, overhead, "eval"), timer.wall_ms())
+        ModelTiming(
+            name,
+            graph,
+            cpu_samples(name, graph, timer, bias, dispatch, overhead, "eval"),
+            timer.wall_ms(),
+            timer.spread_pct(),
+        )
         for (name, graph), timer in zip(graphs.items(), timers, strict=True)
     ]
     return timings, steadiness
@@ -129,6 +144,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
                 "predicted_ms": round(predicted, 4),
                 "error_pct": round(100 * (predicted - held.measured_ms) / held.measured_ms, 2),
                 "measured_ops_error_pct": round(100 * (composed - held.measured_ms) / held.measured_ms, 2),
+                "noise_pct": round(held.noise_pct, 2),
                 "op_mape_pct": round(_mape(pairs), 2),
                 "op_within_10_pct": round(_share_within(pairs), 2),
             }

@@ -49,7 +49,7 @@ def measure_gpu_models(
         for name, timer in prepared.items():
             wall, per_label = timer.fastest()
             samples = in_context_samples(name, graphs[name], per_label, "eval")
-            timings.append(ModelTiming(name, graphs[name], samples, wall))
+            timings.append(ModelTiming(name, graphs[name], samples, wall, timer.spread_pct()))
         return timings, skipped, steadiness
     finally:
         backend.close()

@@ -83,6 +83,9 @@ class GpuGraphTimer(BlockTimer):
         labels = kernels[0].keys()
         self.blocks.append((statistics.median(walls), {k: statistics.median(r[k] for r in kernels) for k in labels}))
 
+    def walls(self) -> list[float]:
+        return [wall for wall, _ in self.blocks]
+
     def fastest(self) -> tuple[float, dict[str, float]]:
         """(wall ms, label -> kernel ms) of the fastest counted block."""
         return min(self.counted(self.blocks), key=lambda b: b[0])

@@ -48,6 +48,15 @@ class BlockTimer:
     def block(self, budget_s: float) -> None:
         raise NotImplementedError
 
+    def walls(self) -> list[float]:
+        """Each block's wall ms of one run."""
+        raise NotImplementedError
+
+    def spread_pct(self) -> float:
+        """How repeatable the timing was: 100 * (slowest / fastest - 1) over the counted blocks' wall times."""
+        walls = self.counted(self.walls())
+        return 100.0 * (max(walls) / min(walls) - 1.0) if walls else 0.0
+
     def counted(self, blocks: Sequence[T]) -> list[T]:
         """The blocks that count (all of them when time_interleaved has not judged them)."""
         if len(self.kept) != len(blocks):

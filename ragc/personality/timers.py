@@ -40,6 +40,9 @@ class GraphTimer(BlockTimer):
             runs = timed_runs(self.traced, self.feeds, share, max_runs=self._traced_runs)
             self.traced_blocks.append(WARMUP_RUNS + len(runs))
 
+    def walls(self) -> list[float]:
+        return self.block_medians
+
     def _ranked(self) -> list[int]:
         """Indices of the counted blocks, fastest first."""
         return sorted(self.counted(range(len(self.block_medians))), key=lambda i: self.block_medians[i])
