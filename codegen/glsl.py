@@ -69,7 +69,7 @@ def compile_glsl(source: str, name: str = "kernel") -> bytes:
         src.write_text(source)
         proc = subprocess.run([_glslc(), *GLSLC_FLAGS, str(src), "-o", str(out)], capture_output=True, text=True)
         if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["no message"])[0]
+            first = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}, no message"])[0]
             raise ShaderError(f"glslc failed on {name}: {first}; fix the template or its params")
         spirv = out.read_bytes()
     if spirv[:4] != SPIRV_MAGIC or len(spirv) % 4:

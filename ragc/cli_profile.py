@@ -104,8 +104,18 @@ def costmodel() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Evaluate measurements saved by --save-timings instead of measuring (e.g. after changing the cost model).",
 )
+@click.option(
+    "--target",
+    help="With --timings: the personality file of the chip they were measured on (e.g. another machine's).",
+)
 def evaluate(
-    models: str | None, devices: str, as_json: bool, budget: float, save_timings: Path | None, saved: Path | None
+    models: str | None,
+    devices: str,
+    as_json: bool,
+    budget: float,
+    save_timings: Path | None,
+    saved: Path | None,
+    target: str | None,
 ) -> None:
     """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end)."""
     from ragc.costmodel.evaluate import device_report, load_measurements, measure_devices
@@ -114,7 +124,9 @@ def evaluate(
     from ragc.personality.store import load_personality
 
     console = Console(stderr=as_json)
-    personality = load_personality(None, quick=True)
+    if target is not None and saved is None:
+        raise PersonalityError("--target goes with --timings: measuring needs the chip itself, so run it there")
+    personality = load_personality(target, quick=True)
     chosen = [d.strip() for d in devices.split(",") if d.strip()]
     unknown = sorted(set(chosen) - {"cpu", "gpu"})
     if unknown:

@@ -14,7 +14,7 @@ from personality_fixtures import measured_personality
 
 from ragc.cli_profile import costmodel
 from ragc.costmodel import CostModel, cost_fn
-from ragc.costmodel.evaluate import leave_one_model_out, measure_models
+from ragc.costmodel.evaluate import ModelTiming, fold_personality, leave_one_model_out, measure_models
 from ragc.costmodel.roofline import roofline_ms
 from ragc.costmodel.zoo import generated_models, model_set
 from ragc.ir import Graph, Op, Tensor
@@ -22,7 +22,7 @@ from ragc.opstats import FAMILIES, epilogue_ops, op_family, op_features
 from ragc.personality.errors import PersonalityError
 from ragc.personality.specs import bench_graph, conv, gemm, matmul, unary
 from ragc.personality.steady import Gate
-from ragc.personality.store import save_personality, store_path
+from ragc.personality.store import Personality, save_personality, store_path
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,39 @@ def test_cli_eval_saved_timings_give_the_same_report(personality, tmp_path, monk
     saved.write_text(json.dumps(data | {"chip_id": "another-chip"}))
     refused = runner.invoke(costmodel, [*args, "--timings", str(saved)])
     assert refused.exit_code != 0 and "measured on chip another-chip" in str(refused.exception)
+    other = tmp_path / "other-chip.json"
+    other.write_text(json.dumps(personality.data | {"chip_id": "another-chip"}))
+    elsewhere = runner.invoke(costmodel, [*args, "--timings", str(saved), "--target", str(other)])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert json.loads(elsewhere.stdout)["cpu"]["models"] == json.loads(first.stdout)["cpu"]["models"]
+    unmeasured = runner.invoke(costmodel, [*args, "--target", str(other)])
+    assert unmeasured.exit_code != 0 and "--target goes with --timings" in str(unmeasured.exception)
+
+
+def test_folds_refit_the_gpu_launch_with_the_other_models_runs(personality):
+    graph = conv_relu_graph()
+    truth = (0.2, 0.005, 1.05)  # dispatch, per kernel, kernel scale
+    gbps = 10.0
+    copy_ms = sum(graph.tensors[n].nbytes for n in (*graph.inputs, *graph.outputs)) / (gbps * 1e6)
+
+    def wall(kernels: int, kernel_ms: float) -> float:
+        return truth[0] + kernels * truth[1] + truth[2] * kernel_ms
+
+    gpu = {"name": "gpu", "dispatch_ms": 1.0, "op_overhead_ms": 0.0, "kernel_scale": 0.8, "samples": []}
+    gpu["launch_runs"] = [[n, k, wall(n, k)] for n, k in [(1, 0.01), (32, 0.3), (8, 2.0)]]
+    data = copy.deepcopy(personality.data)
+    data["devices"]["gpu"] = gpu
+    data["transfers"] = {"cpu->gpu": {"latency_ms": 0.0, "gbps": gbps}}
+    stale = Personality(data)
+    others = [
+        ModelTiming(f"m{n}", graph, [{"ms": k / n}] * n, wall(n, k) + copy_ms, 0.0) for n, k in [(40, 3.0), (12, 0.5)]
+    ]
+    fold = fold_personality(stale, "gpu", others)
+    entry = fold.device("gpu")
+    got = (entry["dispatch_ms"], entry["op_overhead_ms"], entry["kernel_scale"])
+    assert got == pytest.approx(truth, rel=1e-3)
+    assert stale.device("gpu")["kernel_scale"] == 0.8  # the personality itself is left as it was
+    assert fold_personality(stale, "cpu", others) is stale
 
 
 def test_broadcast_and_alignment_features():

@@ -8,7 +8,8 @@ personality's machine state (personality.steady). Then, per held-out model, a co
 personality's profile samples plus the op samples of every *other* model, and asked for the held-out model's ops
 (op-level error, over ops timed at 5 us or more) and its end-to-end latency: one launch plus the predicted ops
 (kernel + per-op overhead; epilogues and fused elementwise ops folded, metadata free), plus, off the CPU, the
-copies of its inputs and outputs.
+copies of its inputs and outputs. On the GPU the fold also refits the launch terms with the other models' whole
+runs (fold_personality).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ragc.costmodel.zoo import model_set
 from ragc.ir import Graph
 from ragc.personality.context import cpu_samples
 from ragc.personality.errors import PersonalityError
+from ragc.personality.gpu_bench import fit_launch, launch_run
 from ragc.personality.profile import bar_advance, progress_bar
 from ragc.personality.steady import Gate, Steadiness, time_interleaved
 from ragc.personality.store import Personality
@@ -123,19 +125,34 @@ def end_to_end_ms(personality: Personality, graph: Graph, device: str, op_ms: di
     return total
 
 
+def fold_personality(personality: Personality, device: str, others: list[ModelTiming]) -> Personality:
+    """What a fold predicts with: for a device with timestamped kernels (the GPU), the launch fit redone over the
+    profile's multi-op runs plus the other models' whole runs, whose walls are training data like their ops."""
+    entry = personality.device(device)
+    if "kernel_scale" not in entry or not others:
+        return personality
+    gbps = personality.data.get("transfers", {}).get(f"cpu->{device}", {}).get("gbps", 1.0)
+    runs = [*entry.get("launch_runs", [])]
+    runs += [launch_run(t.graph, len(t.samples), sum(s["ms"] for s in t.samples), t.measured_ms, gbps) for t in others]
+    dispatch, overhead, scale = fit_launch(runs)
+    refit = entry | {"dispatch_ms": dispatch, "op_overhead_ms": overhead, "kernel_scale": scale}
+    return Personality(personality.data | {"devices": personality.data["devices"] | {device: refit}}, personality.path)
+
+
 def leave_one_model_out(personality: Personality, timings: list[ModelTiming], device: str = "cpu") -> dict[str, Any]:
     """The evaluation report of one device (JSON-ready): per model and over all its ops. Each model also gets the
     error of the same end-to-end sum made of its *measured* op times: the floor set by composition and by the
     machine's noise, which no cost model can beat."""
     rows, all_pairs = [], []
     for held in timings:
+        fold = fold_personality(personality, device, [t for t in timings if t is not held])
         others = [s for t in timings if t is not held for s in t.samples]
-        model = CostModel(personality, extra_samples={device: others})
+        model = CostModel(fold, extra_samples={device: others})
         pairs = _op_errors(model, held, device)
         all_pairs += pairs
-        predicted = end_to_end_ms(personality, held.graph, device, model.graph_ms(held.graph, device))
-        measured_ops = {s["op"]: personality.op_ms(device, s["ms"]) for s in held.samples}
-        composed = end_to_end_ms(personality, held.graph, device, measured_ops)
+        predicted = end_to_end_ms(fold, held.graph, device, model.graph_ms(held.graph, device))
+        measured_ops = {s["op"]: fold.op_ms(device, s["ms"]) for s in held.samples}
+        composed = end_to_end_ms(fold, held.graph, device, measured_ops)
         rows.append(
             {
                 "model": held.name,
