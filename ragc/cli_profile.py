@@ -22,7 +22,19 @@ def show_personality(personality: Personality, console: Console) -> None:
         f"chip [bold]{personality.chip_id}[/] ({kind}), unified memory: {personality.unified_memory}"
         + (f", file {personality.path}" if personality.path else "")
     )
-    table = Table("device", "name", "GFLOP/s", "GB/s", "launch ms", "op ms", "memory GiB", "profile", "run")
+    table = Table(
+        "device",
+        "name",
+        "GFLOP/s",
+        "GB/s",
+        "launch ms",
+        "op ms",
+        "memory GiB",
+        "one-op",
+        "in models",
+        "run",
+        caption="samples: one-op micro-benchmarks, ops timed inside whole random models, ops from recorded runs",
+    )
     for d in personality.devices:
         e = personality.device(d)
         c = counts.get(d, {})
@@ -35,6 +47,7 @@ def show_personality(personality: Personality, console: Console) -> None:
             f"{e['op_overhead_ms']:.4f}",
             f"{e['memory_bytes'] / 2**30:.1f}",
             str(c.get("profile", 0)),
+            str(c.get("context", 0)),
             str(c.get("run", 0)),
         )
     console.print(table)

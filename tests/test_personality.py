@@ -130,7 +130,7 @@ def test_fit_launch_recovers_dispatch_overhead_and_scale():
 
 def test_gpu_timer_on_vulkan():
     pytest.importorskip("vulkan")
-    from ragc.personality.gpu_bench import GpuGraphTimer, prepare_gpu
+    from ragc.personality.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
     from runtime_min.backends.vulkan import VulkanBackend
     from runtime_min.errors import BackendUnavailable
 
@@ -141,7 +141,10 @@ def test_gpu_timer_on_vulkan():
     try:
         graph = unary("Relu", 4096)
         timer = GpuGraphTimer(prepare_gpu(backend, graph), graph)
-        time_interleaved([timer], 0.05, 2, gate=Gate(extra_s=0.0))
+        gate = Gate(extra_s=0.0)
+        with gpu_probe(backend, gate):
+            time_interleaved([timer], 0.05, 2, gate=gate)
+        assert gate.probe.extra == {} and all(s["gpu"] > 0 for s in timer.states)  # the GPU's state was read
         assert len(timer.blocks) >= 2 and len(timer.kept) == len(timer.blocks)
         wall, kernel = timer.fastest()[0], timer.kernel_ms()
         assert wall > 0 and 0 <= kernel <= wall

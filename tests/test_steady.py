@@ -30,6 +30,17 @@ def test_probe_reads_both_kinds():
     assert set(reading) == {"sync", "memory"} and all(ms > 0 for ms in reading.values())
 
 
+def test_extra_probes_join_the_state_and_count_only_where_the_reference_has_them():
+    probe = Probe()
+    probe.extra["gpu"] = lambda: 2.5
+    assert probe.read()["gpu"] == 2.5
+    gate = Gate()
+    gate.seen = [{"sync": 1.0, "memory": 2.0}, {"sync": 1.0, "memory": 2.0, "gpu": 4.0}]  # a CPU block, a GPU block
+    assert gate.reference() == {"sync": 1.0, "memory": 2.0, "gpu": 4.0}
+    assert gate.distance({"sync": 1.0, "memory": 2.0, "gpu": 6.0}) > 1.0  # the GPU ran in another state
+    assert Gate({"sync": 1.0, "memory": 2.0}).distance({"sync": 1.0, "memory": 2.0, "gpu": 6.0}) == 0.0
+
+
 def test_reference_is_the_usual_state_when_none_is_given():
     gate = Gate()
     gate.seen = [{"sync": 1.0, "memory": 2.0}, {"sync": 1.01, "memory": 2.1}, {"sync": 3.0, "memory": 1.0}]

@@ -10,7 +10,7 @@ from rich.console import Console
 from ragc.costmodel.evaluate import ModelTiming
 from ragc.ir import Graph
 from ragc.personality.context import in_context_samples
-from ragc.personality.gpu_bench import GpuGraphTimer, prepare_gpu
+from ragc.personality.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
 from ragc.personality.profile import bar_advance, progress_bar
 from ragc.personality.steady import Gate, Steadiness, time_interleaved
 
@@ -41,7 +41,8 @@ def measure_gpu_models(
             bar.update(task, description="gpu timing", total=len(prepared) * rounds, completed=0)
             timers = list(prepared.values())
             try:
-                steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
+                with gpu_probe(backend, gate):
+                    steadiness = time_interleaved(timers, budget_s, rounds, bar_advance(bar, task), gate)
             finally:
                 for timer in timers:
                     timer.exe.close()

@@ -171,7 +171,12 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         "devices": devices,
         "transfers": {},
         "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
-        "profile": {"quick": quick, "budget_s": budget_s, "rounds": rounds, "steadiness": steadiness.to_dict()},
+        "profile": {
+            "quick": quick,
+            "budget_s": budget_s,
+            "rounds": rounds,
+            "steadiness": steadiness.to_dict() | {"probe_ms": gate.reference()},  # the GPU probe's included
+        },
     }
     if gpu is not None:
         devices["gpu"] = gpu.device

@@ -1,15 +1,16 @@
 """Timing in blocks, each labelled with the machine state it ran in, so that results come from one state.
 
-Shared hosts switch between states for seconds to minutes at a time, and a state is not simply faster or slower:
-on this project's 2-core CI machine one state runs thread-synchronising work (many small parallel ops) 2x slower
-and streams memory 1.7x faster than the other. A profile taken in one state and models timed in the other disagree
-by more than any cost model errs. So a probe is read after every block (two tiny onnxruntime sessions: a chain of
-small 1x1 convs, which synchronises threads, and a large elementwise add, which streams memory) and a block's
-state is the mean of the readings before and after it. A block *counts* when its state is within TOLERANCE of the
-reference state: the state the personality was profiled in (stored with it), or, for a new profile, the median
-state of all its readings (the machine's usual state). Timers left without a counted block get more, round robin,
-for at most PATIENCE times the planned time; a timer that never counted uses its block nearest the reference, and
-the result says how many did.
+Shared hosts switch between states for seconds to minutes at a time, and a state is not simply faster or slower: on
+this project's 2-core CI machine one state runs thread-synchronising work (many small parallel ops) 2x slower and
+streams memory 1.7x faster than the other. A profile taken in one state and models timed in the other disagree by
+more than any cost model errs. So a probe is read after every block (two tiny onnxruntime sessions: a chain of small
+1x1 convs, which synchronises threads, and a large elementwise add, which streams memory) and a block's state is the
+mean of the readings before and after it (while timing on the GPU, a small GPU partition is read too: lavapipe's
+speed changes by up to 1.4x with no change the CPU probes see). A block *counts* when its state is within TOLERANCE
+of the reference state: the state the personality was profiled in (stored with it), or, for a new profile, the
+median state of all its readings (the machine's usual state). Timers left without a counted block get more, round
+robin, for at most PATIENCE times the planned time; a timer that never counted uses its block nearest the reference,
+and the result says how many did.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ragc.personality.specs import binary, chained, conv
 T = TypeVar("T")
 State = dict[str, float]  # probe kind -> ms
 
-TOLERANCE = {"sync": 0.08, "memory": 0.25}  # relative distance from the reference that still counts
+TOLERANCE = {"sync": 0.08, "memory": 0.25, "gpu": 0.10}  # relative distance from the reference that still counts
 PATIENCE = 0.5  # retakes stop after this share of the planned time ...
 EXTRA_S = 5.0  # ... plus this much, so that short measurements can wait out one change of state
 PROBE_RUNS = 7
@@ -65,18 +66,21 @@ class BlockTimer:
 
 
 class Probe:
-    """Reads the machine's state: median ms of a sync-bound and a memory-bound onnxruntime session."""
+    """Reads the machine's state: median ms of a sync-bound and a memory-bound onnxruntime session, and of the
+    probes in `extra` (kind -> ms of one run; gpu_bench adds the GPU's while timing on it)."""
 
     def __init__(self) -> None:
         graphs = {"sync": chained(conv(64, 28, 64, 1), 16), "memory": binary("Add", (1, 4_000_000), (1, 4_000_000))}
         self._sessions = {k: (make_session(graph_model(g)), random_feeds(g)) for k, g in graphs.items()}
+        self.extra: dict[str, Callable[[], float]] = {}
 
     def read(self) -> State:
-        """Median ms of PROBE_RUNS runs of each session (after its warm-up runs)."""
-        return {
+        """Median ms of PROBE_RUNS runs of each session (after its warm-up runs) and of each extra probe."""
+        state = {
             kind: statistics.median(timed_runs(session, feeds, 0.0, PROBE_RUNS))
             for kind, (session, feeds) in self._sessions.items()
         }
+        return state | {kind: statistics.median(run() for _ in range(PROBE_RUNS)) for kind, run in self.extra.items()}
 
     def warm(self) -> None:
         until = time.monotonic() + WARM_S
@@ -102,7 +106,8 @@ class Gate:
     def reference(self) -> State:
         if self.given is not None:
             return self.given
-        return {k: statistics.median(s[k] for s in self.seen) for k in self.seen[0]}
+        kinds = sorted({k for s in self.seen for k in s})
+        return {k: statistics.median(s[k] for s in self.seen if k in s) for k in kinds}
 
     def distance(self, state: State) -> float:
         """How far a state is from the reference, in units of each probe's tolerance (<= 1: it counts)."""
@@ -146,7 +151,7 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
 
 
 def _mean_state(a: State, b: State) -> State:
-    return {k: math.sqrt(a[k] * b[k]) for k in a}
+    return {k: math.sqrt(a[k] * b[k]) for k in a if k in b}
 
 
 def time_interleaved(
