@@ -49,6 +49,16 @@ class Builder:
     def one(self, op_type: str, inputs: list[str], **attrs) -> str:
         return self.op(op_type, inputs, **attrs)[0]
 
+    def conv(self, x: str, c: int, k: int, kernel: int = 1, stride: int = 1, group: int = 1, act: str = "Relu") -> str:
+        """A same-padded conv with bias from `c` to `k` channels, then ReLU, ReLU6 ("Clip") or nothing ("")."""
+        w = self.weight((k, c // group, kernel, kernel))
+        y = self.one("Conv", [x, w, self.weight((k,))], group=group, pads=[kernel // 2] * 4, strides=[stride] * 2)
+        if act == "Relu":
+            return self.one("Relu", [y])
+        if act == "Clip":
+            return self.one("Clip", [y, self.scalar(0.0), self.scalar(6.0)])
+        return y
+
     def model(self, name: str, x: str, shape: list[int], y: str, y_shape: list[int]) -> onnx.ModelProto:
         graph = helper.make_graph(
             self.nodes,
@@ -89,24 +99,10 @@ def small_cnn(size: int, widths: list[int], depthwise: bool) -> onnx.ModelProto:
     b = Builder(size + sum(widths))
     x, c = "x", 3
     for i, width in enumerate(widths):
-        stride = 2
         if depthwise and i:
-            dw = b.one("Conv", [x, b.weight((c, 1, 3, 3)), b.weight((c,))], group=c, pads=[1] * 4, strides=[stride] * 2)
-            x = b.one("Clip", [dw, b.scalar(0.0), b.scalar(6.0)])
-            x = b.one(
-                "Clip",
-                [b.one("Conv", [x, b.weight((width, c, 1, 1)), b.weight((width,))]), b.scalar(0.0), b.scalar(6.0)],
-            )
+            x = b.conv(b.conv(x, c, c, 3, 2, group=c, act="Clip"), c, width, act="Clip")
         else:
-            x = b.one(
-                "Relu",
-                [
-                    b.one(
-                        "Conv", [x, b.weight((width, c, 3, 3)), b.weight((width,))], pads=[1] * 4, strides=[stride] * 2
-                    )
-                ],
-            )
-            x = b.one("Relu", [b.one("Conv", [x, b.weight((width, width, 3, 3)), b.weight((width,))], pads=[1] * 4)])
+            x = b.conv(b.conv(x, c, width, 3, 2), width, width, 3)
         c = width
     pooled = b.one("Flatten", [b.one("GlobalAveragePool", [x])])
     logits = b.one("Gemm", [pooled, b.weight((100, c)), b.weight((100,))], transB=1)
@@ -126,44 +122,34 @@ class _RandomCnn:
         self.rng = np.random.default_rng(seed)
         self.b = Builder(seed)
 
-    def conv(self, x: str, c: int, k: int, kernel: int = 1, stride: int = 1, group: int = 1, act: str = "Relu") -> str:
-        w = self.b.weight((k, c // group, kernel, kernel))
-        pad = kernel // 2
-        y = self.b.one("Conv", [x, w, self.b.weight((k,))], group=group, pads=[pad] * 4, strides=[stride] * 2)
-        if act == "Relu":
-            return self.b.one("Relu", [y])
-        if act == "Clip":
-            return self.b.one("Clip", [y, self.b.scalar(0.0), self.b.scalar(6.0)])
-        return y
-
     def block(self, x: str, c: int, out: int, stride: int, size: int) -> str:
         kind = self.rng.choice(["plain", "residual", "bottleneck", "shuffle", "branches"])
         if kind == "plain" or (kind == "residual" and (stride != 1 or c != out)):
-            return self.conv(x, c, out, 3, stride)
+            return self.b.conv(x, c, out, 3, stride)
         if kind == "residual":
-            y = self.conv(self.conv(x, c, out, 3), out, out, 3, act="")
+            y = self.b.conv(self.b.conv(x, c, out, 3), out, out, 3, act="")
             return self.b.one("Relu", [self.b.one("Add", [x, y])])
         if kind == "bottleneck":
             wide = c * int(self.rng.choice([2, 4, 6]))
-            y = self.conv(self.conv(x, c, wide, 1, act="Clip"), wide, wide, 3, stride, group=wide, act="Clip")
-            y = self.conv(y, wide, out, 1, act="")
+            y = self.b.conv(self.b.conv(x, c, wide, 1, act="Clip"), wide, wide, 3, stride, group=wide, act="Clip")
+            y = self.b.conv(y, wide, out, 1, act="")
             return self.b.one("Add", [x, y]) if stride == 1 and c == out else y
         if kind == "shuffle":
             groups = 4 if c % 4 == 0 and out % 4 == 0 else 2
-            y = self.conv(x, c, out, 1, group=groups if c % groups == 0 else 1)
+            y = self.b.conv(x, c, out, 1, group=groups if c % groups == 0 else 1)
             y = self.b.one("Reshape", [y, self.b.ints([1, groups, out // groups, size, size])])
             y = self.b.one("Transpose", [y], perm=[0, 2, 1, 3, 4])
             y = self.b.one("Reshape", [y, self.b.ints([1, out, size, size])])
-            y = self.conv(y, out, out, 3, stride, group=out, act="")
-            return self.conv(y, out, out, 1, group=groups)
-        left = self.conv(x, c, out // 2, 1, stride)
-        right = self.conv(self.conv(x, c, out // 4, 1), out // 4, out - out // 2, 3, stride)
+            y = self.b.conv(y, out, out, 3, stride, group=out, act="")
+            return self.b.conv(y, out, out, 1, group=groups)
+        left = self.b.conv(x, c, out // 2, 1, stride)
+        right = self.b.conv(self.b.conv(x, c, out // 4, 1), out // 4, out - out // 2, 3, stride)
         return self.b.one("Concat", [left, right], axis=1)
 
     def model(self, name: str) -> onnx.ModelProto:
         size = int(self.rng.choice([64, 96, 128, 160, 224]))
         width = int(self.rng.choice([16, 24, 32]))
-        x = self.conv("x", 3, width, 3, 2)
+        x = self.b.conv("x", 3, width, 3, 2)
         c, hw = width, size // 2
         for _ in range(int(self.rng.integers(3, 6))):
             out = int(c * self.rng.choice([1.5, 2.0]))

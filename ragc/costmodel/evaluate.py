@@ -145,9 +145,9 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
     machine's noise, which no cost model can beat."""
     rows, all_pairs = [], []
     for held in timings:
-        fold = fold_personality(personality, device, [t for t in timings if t is not held])
-        others = [s for t in timings if t is not held for s in t.samples]
-        model = CostModel(fold, extra_samples={device: others})
+        rest = [t for t in timings if t is not held]
+        fold = fold_personality(personality, device, rest)
+        model = CostModel(fold, extra_samples={device: [s for t in rest for s in t.samples]})
         pairs = _op_errors(model, held, device)
         all_pairs += pairs
         predicted = end_to_end_ms(fold, held.graph, device, model.graph_ms(held.graph, device))

@@ -102,12 +102,16 @@ class Gate:
         self.seen: list[State] = []
         self.extra_s = extra_s  # see EXTRA_S
         self.tolerance = tolerance or TOLERANCE
+        self._median: tuple[int, int, State] | None = None  # (id, length) of the `seen` it is the median of
 
     def reference(self) -> State:
         if self.given is not None:
             return self.given
-        kinds = sorted({k for s in self.seen for k in s})
-        return {k: statistics.median(s[k] for s in self.seen if k in s) for k in kinds}
+        if self._median is None or self._median[:2] != (id(self.seen), len(self.seen)):
+            kinds = sorted({k for s in self.seen for k in s})
+            median = {k: statistics.median(s[k] for s in self.seen if k in s) for k in kinds}
+            self._median = (id(self.seen), len(self.seen), median)
+        return self._median[2]
 
     def distance(self, state: State) -> float:
         """How far a state is from the reference, in units of each probe's tolerance (<= 1: it counts)."""
