@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codegen.gpu import Step, assemble, lower  # noqa: E402
-from codegen.gpu_gemm import gemm_params  # noqa: E402
-from codegen.gpu_lowering import Dispatch, grid  # noqa: E402
+from codegen.gpu.lowering import Dispatch, grid  # noqa: E402
+from codegen.gpu.ops.gemm import gemm_params  # noqa: E402
 from ragc.ir import Graph, Op, Tensor  # noqa: E402
 from runtime_min.backends.vulkan import VulkanBackend  # noqa: E402
 

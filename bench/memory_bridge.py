@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import runtime_min  # noqa: E402
-from ragc.compiler import compile_model  # noqa: E402
+from ragc.pipeline import compile_model  # noqa: E402
 from runtime_min.backends.base import CopyStats  # noqa: E402
 from runtime_min.shared_memory import empty_shared  # noqa: E402
 

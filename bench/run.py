@@ -28,7 +28,7 @@ from bench.env import environment  # noqa: E402
 from bench.plot import plot_latency  # noqa: E402
 
 MIN_MODEL_S = 15.0  # do not start a model with less budget left than this
-PERSONALITY = "from ragc.personality.store import load_personality; print(load_personality().devices)"
+PERSONALITY = "from ragc.profiler.profile import personality_or_profile; print(personality_or_profile().devices)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -29,7 +29,7 @@ def resident_mib() -> float:
 
 
 def example_plan(folder: Path, devices: str) -> Path:
-    from ragc.compiler import compile_model
+    from ragc.pipeline import compile_model
 
     place = [rule for rule, device in (("Conv=gpu", "gpu"), ("fc=npu", "npu")) if device in devices.split(",")]
     model = ROOT / "examples" / "tinynet.onnx"

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import runtime_min  # noqa: E402
 from bench import models  # noqa: E402
-from ragc.compiler import compile_model  # noqa: E402
-from ragc.report import random_feeds  # noqa: E402
+from ragc.cli.report import random_feeds  # noqa: E402
+from ragc.pipeline import compile_model  # noqa: E402
 
 PLANS = {  # label -> compile options
     "cpu": {"devices": "cpu"},

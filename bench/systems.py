@@ -41,8 +41,8 @@ class System:
 def _ragc(devices: str) -> Callable[[Path, Path, list[str]], Prepared]:
     def prepare(model: Path, workdir: Path, output_names: list[str]) -> Prepared:
         import runtime_min
-        from ragc.compiler import compile_model
-        from ragc.report import plan_summary
+        from ragc.cli.report import plan_summary
+        from ragc.pipeline import compile_model
 
         start = time.perf_counter()
         result = compile_model(model, workdir / f"plan-{devices.replace(',', '-')}", devices=devices)

@@ -23,8 +23,8 @@ import onnxruntime
 
 from bench import breakdown, models, systems
 from bench.measure import peak_rss_mb, reset_peak_rss, time_runs
-from ragc.report import random_feeds
-from ragc.validate import compare_outputs
+from ragc.cli.report import random_feeds
+from ragc.cli.validate import compare_outputs
 
 RTOL, ATOL = 1e-3, 1e-4  # ATOL is relative to each output's largest magnitude (random weights can make it tiny)
 

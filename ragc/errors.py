@@ -19,3 +19,7 @@ class PlacementError(RagcError):
 
 class UsageError(RagcError):
     """An option or argument is malformed."""
+
+
+class PersonalityError(RagcError):
+    """A personality or target file is missing, unreadable, or lacks what the cost model needs."""

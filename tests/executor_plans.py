@@ -16,7 +16,7 @@ from models import conv_bn_relu_model, save
 from onnx import TensorProto, helper
 
 import runtime_min
-from ragc.compiler import compile_model
+from ragc.pipeline import compile_model
 from runtime_min.errors import RuntimeMinWarning
 
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine

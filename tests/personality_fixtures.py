@@ -4,10 +4,10 @@ cost-model tests."""
 from __future__ import annotations
 
 from ragc.personality.chip import chip_facts, chip_id
-from ragc.personality.profile import cpu_overheads, device_entry, measure_samples
-from ragc.personality.specs import binary, conv, gemm, layernorm, pool, unary
-from ragc.personality.steady import Gate
 from ragc.personality.store import SCHEMA, Personality
+from ragc.profiler.profile import cpu_overheads, device_entry, measure_samples
+from ragc.profiler.specs import binary, conv, gemm, layernorm, pool, unary
+from ragc.profiler.steady import Gate
 
 
 def small_specs():

@@ -8,8 +8,8 @@ import pytest
 from models import conv_bn_relu_model, save
 
 import runtime_min
-from ragc.compiler import compile_model
 from ragc.errors import UsageError
+from ragc.pipeline import compile_model
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from gpu_harness import Builder
 
-from codegen import glsl
-from codegen.gpu import emit, lower, unsupported_reason
-from codegen.gpu_fuse import fuse
-from codegen.gpu_lowering import ALIAS_OPS, LOWERINGS, LoweringError, broadcast_index, float_literal, grid, lowers
+from codegen.gpu import emit, glsl, lower, unsupported_reason
+from codegen.gpu.fuse import fuse
+from codegen.gpu.lowering import ALIAS_OPS, LOWERINGS, LoweringError, broadcast_index, float_literal, grid, lowers
 
 
 def _program(artifact) -> dict:

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from ragc.fusion import build_units
 from ragc.ir import Graph, Op, Tensor
 from ragc.placement import build_problem, solve
+from ragc.placement.units import build_units
 
 SHAPE = (1, 4, 8, 8)  # 1 KiB of float32
 

@@ -8,8 +8,8 @@ from gpu_harness import Builder, backend, check, random_feeds
 from onnx import helper
 
 from codegen.gpu import emit, unsupported_reason
-from codegen.gpu_index import merge_dims, offset_expr
-from codegen.gpu_lowering import LoweringError
+from codegen.gpu.lowering import LoweringError
+from codegen.gpu.ops.index import merge_dims, offset_expr
 from ragc.ir import Op, Tensor
 
 

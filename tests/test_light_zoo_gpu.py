@@ -8,7 +8,7 @@ from gpu_harness import backend as vulkan_backend
 from models import LIGHT_MODELS, light_expected, light_input, light_model
 
 import runtime_min
-from ragc.compiler import compile_model
+from ragc.pipeline import compile_model
 
 RTOL_EXPECTED = {"densenet121": 2e-3}  # from onnx.backend.test.case.model; 1e-3 for the others
 

@@ -15,7 +15,7 @@ from test_npu_xrt import fake, plan  # noqa: F401  (fixtures: the pyxrt stand-in
 
 import runtime_min
 from codegen.gpu import emit
-from ragc.compiler import compile_model
+from ragc.pipeline import compile_model
 from runtime_min.backends.npu_xrt import NpuXrtBackend
 from runtime_min.backends.vulkan import MAX_LEASED
 from runtime_min.shared_memory import SHARED_ALIGN, ZERO_COPY_ENV, empty_shared, is_shareable, zero_copy_enabled

@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from ragc.costmodel.zoo import generated_models
-from ragc.modelgen import random_cnn, random_transformer, to_graphs
+from ragc.profiler.modelgen import random_cnn, random_transformer, to_graphs
+from ragc.profiler.zoo import generated_models
 
 
 @pytest.mark.parametrize("build", [random_cnn, random_transformer])

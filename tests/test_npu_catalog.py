@@ -10,7 +10,7 @@ from npu_fixtures import make_model, to_ir
 from onnx import helper
 
 from codegen import npu
-from codegen.npu_catalog import KERNELS, MATMUL, SOFTMAX
+from codegen.npu.catalog import KERNELS, MATMUL, SOFTMAX
 from runtime_min.xdna import from_bf16_bits
 
 RNG = np.random.default_rng(7)

@@ -5,9 +5,9 @@ from models import conv_bn_relu_model, save, two_input_model
 
 import runtime_min
 from ragc import ir
-from ragc.compiler import compile_model
 from ragc.frontend import load_model
 from ragc.partition import partition
+from ragc.pipeline import compile_model
 
 
 def _chain(n: int) -> ir.Graph:

@@ -9,15 +9,10 @@ import pytest
 from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
-from ragc.cli_profile import profile
+from ragc.cli.profile import profile
+from ragc.errors import PersonalityError
 from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
-from ragc.personality.errors import PersonalityError
-from ragc.personality.gpu_bench import calibration_graphs, fit_launch, fit_transfer
-from ragc.personality.profile import peak_rates
-from ragc.personality.record import partition_op_stats, record_run, sample_sources
-from ragc.personality.specs import conv, unary
-from ragc.personality.steady import Gate, time_interleaved
 from ragc.personality.store import (
     SCHEMA,
     Personality,
@@ -28,6 +23,11 @@ from ragc.personality.store import (
     store_dir,
     store_path,
 )
+from ragc.profiler.gpu_bench import calibration_graphs, fit_launch, fit_transfer
+from ragc.profiler.profile import peak_rates
+from ragc.profiler.record import partition_op_stats, record_run, sample_sources
+from ragc.profiler.specs import conv, unary
+from ragc.profiler.steady import Gate, time_interleaved
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_fit_launch_recovers_dispatch_overhead_and_scale():
 
 def test_gpu_timer_on_vulkan():
     pytest.importorskip("vulkan")
-    from ragc.personality.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
+    from ragc.profiler.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
     from runtime_min.backends.vulkan import VulkanBackend
     from runtime_min.errors import BackendUnavailable
 
@@ -178,7 +178,7 @@ def test_record_run_adds_run_samples(cache, measured):
 def test_cli_show(cache, measured):
     runner = CliRunner()
     result = runner.invoke(profile, ["--show"])
-    assert result.exit_code != 0 and "run `ragc profile`" in str(result.exception)
+    assert result.exit_code != 0 and "run `ragc profile" in result.output
     save_personality(copy.deepcopy(measured))
     result = runner.invoke(profile, ["--show"])
     assert result.exit_code == 0, result.output
@@ -188,7 +188,7 @@ def test_cli_show(cache, measured):
 
 
 def test_in_context_op_times_credit_real_ops():
-    from ragc.personality.timers import op_ms
+    from ragc.profiler.timers import op_ms
 
     graph = conv(16, 28, 16, 3)
     out = graph.outputs[0]

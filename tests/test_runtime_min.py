@@ -8,7 +8,7 @@ import pytest
 from models import save, two_input_model
 
 import runtime_min
-from ragc.compiler import compile_model
+from ragc.pipeline import compile_model
 
 
 @pytest.fixture(scope="module")

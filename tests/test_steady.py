@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ragc.personality.specs import chained, conv, unary
-from ragc.personality.steady import BlockTimer, Gate, Probe, time_interleaved
+from ragc.profiler.specs import chained, conv, unary
+from ragc.profiler.steady import BlockTimer, Gate, Probe, time_interleaved
 
 
 class Sleeper(BlockTimer):
@@ -76,8 +76,8 @@ def test_chained_repeats_an_op():
 
 
 def test_context_samples_add_up_to_the_wall_time():
-    from ragc.personality.context import context_graphs, cpu_samples, to_wall
-    from ragc.personality.timers import GraphTimer
+    from ragc.profiler.context import context_graphs, cpu_samples, to_wall
+    from ragc.profiler.timers import GraphTimer
 
     assert to_wall({"a": 1.0, "b": 3.0}, 5.0, 0.5, 0.25) == {"a": 1.0, "b": 3.0}  # 0.5 + 2 * 0.25 + 4 = 5
     assert to_wall({"a": 1.0, "b": 3.0}, 2.5, 0.5, 0.0) == {"a": 0.5, "b": 1.5}

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from ragc.costmodel import cost_fn
-from ragc.personality.errors import PersonalityError
-from ragc.personality.specs import conv
+from ragc.errors import PersonalityError
 from ragc.personality.store import load_personality
+from ragc.profiler.specs import conv
 from ragc.targets import check_target, load_target, target_names
 
 NPU_XDNA2 = {

@@ -12,8 +12,8 @@ from models import light_input, light_model, save
 from npu_fixtures import assert_close_bf16
 
 import runtime_min
-from ragc.compiler import compile_model
-from ragc.modelgen import transformer
+from ragc.pipeline import compile_model
+from ragc.profiler.modelgen import transformer
 
 TARGET = "ryzen-ai-9-hx-370"
 

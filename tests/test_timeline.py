@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ragc.bundle.timeline import timeline_svg, write_timeline_svg
 from ragc.placement import Edge, PlacementProblem, Unit, solve
-from ragc.timeline import timeline_svg, write_timeline_svg
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

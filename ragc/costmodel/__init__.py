@@ -5,11 +5,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+from ragc.costmodel.features import epilogue_ops, family_of_features, op_features
 from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
 from ragc.costmodel.roofline import roofline_ms
 from ragc.ir import Graph, Op
-from ragc.opstats import epilogue_ops, family_of_features, op_features
 from ragc.personality.store import Personality
 
 CostFn = Callable[[Graph, Op, str], float]
@@ -59,7 +59,7 @@ def absorbed_ops(graph: Graph, device: str) -> set[str]:
     """Ops that run inside another op's kernel on `device` and so cost nothing of their own: ragc's GPU codegen
     fuses elementwise trees and conv/gemm epilogues; onnxruntime (and the NPU) fold conv/gemm epilogues."""
     if device == "gpu":
-        from codegen.gpu_fuse import fuse
+        from codegen.gpu.fuse import fuse
 
         kernels = {op.name for op in fuse(graph).ops}
         return {op.name for op in graph.ops if op.name not in kernels}

@@ -3,16 +3,16 @@ of the tiled work is padding, how many workgroups it launches, or whether a conv
 
 Kernel efficiency on a GPU steps with these (a 100-wide matrix in 64-wide tiles wastes a third of its work; too few
 workgroups leave the GPU idle), and op features alone do not show them. The policy is codegen's: this module only
-reads it (codegen.gpu_gemm.gemm_tile, codegen.gpu_conv.GEMM_MIN_CHANNELS).
+reads it (codegen.gpu.ops.gemm.gemm_tile, codegen.gpu.ops.conv.GEMM_MIN_CHANNELS).
 """
 
 from __future__ import annotations
 
 import math
 
-from codegen.gpu_conv import GEMM_MIN_CHANNELS
-from codegen.gpu_gemm import gemm_tile
-from ragc.opstats import family_of_features
+from codegen.gpu.ops.conv import GEMM_MIN_CHANNELS
+from codegen.gpu.ops.gemm import gemm_tile
+from ragc.costmodel.features import family_of_features
 
 KEYS = ("gpu_direct", "gpu_tile_m", "gpu_tile_n", "gpu_padding", "gpu_workgroups")
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 
+from ragc.costmodel.features import FAMILIES, NUMERIC_KEYS, log_features
 from ragc.costmodel.roofline import roofline_ms, roofline_parts
-from ragc.opstats import FAMILIES, NUMERIC_KEYS, log_features
 
 MIN_SAMPLES = 12  # fewer than this and the device falls back to the roofline
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragc.opstats import family_of_features
+from ragc.costmodel.features import family_of_features
 
 COMPUTE_EFFICIENCY = {
     "conv": 0.6,

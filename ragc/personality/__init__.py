@@ -1,1 +1,1 @@
-"""The chip personality: chip identity, the profiler, the per-chip store and recorded runs."""
+"""The chip personality as data: chip identity and the per-chip store."""

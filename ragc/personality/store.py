@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from ragc.personality.errors import PersonalityError
+from ragc.errors import PersonalityError
 from ragc.targets import load_target, target_path
 
 SCHEMA = 1
@@ -153,8 +152,8 @@ def current_chip_id() -> str:
     return chip_id(chip_facts())
 
 
-def load_personality(target: str | Path | None = None, quick: bool = True) -> Personality:
-    """None: this chip's stored personality, profiled now (with a notice on stderr) if absent.
+def load_personality(target: str | Path | None = None) -> Personality:
+    """None: this chip's stored personality (PersonalityError when it was never profiled).
     A name from ragc/targets/ or a path: that target or personality file."""
     if target is not None:
         if target_path(str(target)):
@@ -167,12 +166,6 @@ def load_personality(target: str | Path | None = None, quick: bool = True) -> Pe
             )
         return read_personality(target)
     path = store_path(current_chip_id())
-    if path.is_file():
-        return read_personality(path)
-    from ragc.personality.profile import profile_chip
-
-    mode = "quick" if quick else "full"
-    print(f"ragc: no personality for this chip yet; running a {mode} `ragc profile` (saved to {path})", file=sys.stderr)
-    personality = profile_chip(quick=quick)
-    save_personality(personality, path)
-    return personality
+    if not path.is_file():
+        raise PersonalityError(f"this chip has no personality yet ({path}); run `ragc profile --quick` first")
+    return read_personality(path)

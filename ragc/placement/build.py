@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable
 
 from ragc import ir
-from ragc.fusion import build_units
 from ragc.placement.problem import Edge, PlacementProblem, TransferFn, Unit
+from ragc.placement.units import build_units
 
 OpCostFn = Callable[[ir.Graph, ir.Op, str], float]  # (graph, op, device) -> ms; inf where unsupported
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ragc.personality.errors import PersonalityError
+from ragc.errors import PersonalityError
 
 TARGETS_DIR = Path(__file__).resolve().parent
 DEVICE_KEYS = ("peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes")

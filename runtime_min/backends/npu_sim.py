@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from runtime_min.backends.base import Backend, Executable, StepTiming
+from runtime_min.backends.npu_program import NpuProgram, decode, encode, load_program, run_program
 from runtime_min.errors import BundleError
 from runtime_min.xdna import XdnaTiming
-from runtime_min.xdna_program import NpuProgram, decode, encode, load_program, run_program
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
+from runtime_min.backends.npu_program import STORAGE, NpuProgram, load_program, run_program
 from runtime_min.errors import BackendUnavailable, DeviceFailure
 from runtime_min.xdna import MAX_HW_CONTEXTS
-from runtime_min.xdna_program import STORAGE, NpuProgram, load_program, run_program
 
 ARCH_OF_DEVICE = {"npu": "xdna", "npu2": "xdna2"}
 

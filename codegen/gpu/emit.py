@@ -1,0 +1,163 @@
+"""GPU partitions to "spirv-v1" artifacts: fuse, lower each op to dispatches, compile kernels, lay out buffers.
+
+The artifact holds one SPIR-V module per distinct kernel, a packed weights file and `<pid>.program.json`:
+regions "weights" (uploaded once) and "arena" (inputs, outputs and scratch, scratch reused by lifetime), every
+tensor's region/offset/size, and the dispatch list (kernel file, bound tensors, workgroup counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from codegen.artifact import Artifact
+from codegen.gpu import glsl
+from codegen.gpu import ops as _ops  # noqa: F401  (registers the lowerings)
+from codegen.gpu.fuse import fuse
+from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
+from ragc.ir import Graph, Op
+
+FORMAT = "spirv-v1"
+ALIGN = 256  # covers every device's minStorageBufferOffsetAlignment (the Vulkan maximum is 256)
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _alias_reason(graph: Graph, op: Op) -> str | None:
+    src, outs = graph.tensors[op.inputs[0]], op.outputs
+    if op.op_type == "Dropout" and len(outs) > 1 and outs[1]:
+        return "Dropout's mask output is not produced on the GPU"
+    out = graph.tensors[outs[0]]
+    if out.dtype != src.dtype or numel(out.shape) != numel(src.shape):
+        return f"{op.op_type} changes dtype or size ({src.dtype}{src.shape} -> {out.dtype}{out.shape})"
+    return None
+
+
+def unsupported_reason(graph: Graph, op: Op) -> str | None:
+    """None when the GPU can run this op instance, else a short reason."""
+    if op.op_type in ALIAS_OPS:
+        return _alias_reason(graph, op)
+    if op.op_type not in LOWERINGS:
+        return f"no GPU kernel for {op.op_type}"
+    check = CHECKS.get(op.op_type)
+    return check(graph, op) if check else None
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str  # the op (or fused op) it comes from
+    dispatch: Dispatch
+
+
+def lower(graph: Graph) -> tuple[Graph, list[Step], dict[str, str]]:
+    """The fused graph (with any temporaries lowerings added), its dispatches in order, and alias tensor -> the
+    tensor whose buffer it shares."""
+    for op in graph.ops:
+        reason = unsupported_reason(graph, op)
+        if reason:
+            raise LoweringError(f"op {op.name} ({op.op_type}) cannot run on the GPU: {reason}; place it elsewhere")
+    fused = fuse(graph)
+    steps: list[Step] = []
+    alias: dict[str, str] = {}
+    for op in fused.ops:
+        if op.op_type in ALIAS_OPS:
+            alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
+            continue
+        steps.extend(Step(op.name, d) for d in LOWERINGS[op.op_type](fused, op))
+    return fused, steps, alias
+
+
+def _lifetimes(graph: Graph, steps: list[Step], alias: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Root tensor -> (first, last) step using it; inputs and outputs live for the whole program."""
+    spans: dict[str, tuple[int, int]] = {}
+    for i, step in enumerate(steps):
+        for name in step.dispatch.buffers:
+            root = alias.get(name, name)
+            first, _ = spans.get(root, (i, i))
+            spans[root] = (first, i)
+    for name in graph.inputs + graph.outputs:
+        spans[alias.get(name, name)] = (-1, len(steps))
+    return spans
+
+
+def _pack(graph: Graph, spans: dict[str, tuple[int, int]]) -> tuple[dict[str, tuple[str, int]], int, bytes]:
+    """Offsets of root tensors in the weights and arena regions (first fit by lifetime); returns the weights bytes."""
+    where: dict[str, tuple[str, int]] = {}
+    weights = bytearray()
+    live: list[tuple[int, int, int]] = []  # (offset, size, last step)
+    arena = 0
+    for name, (first, last) in sorted(spans.items(), key=lambda kv: (kv[1][0], kv[0])):
+        t = graph.tensors[name]
+        if t.is_constant:
+            where[name] = ("weights", len(weights))
+            weights += np.ascontiguousarray(t.data, dtype=t.dtype).tobytes()
+            weights += bytes(_align(len(weights)) - len(weights))
+            continue
+        size = _align(t.nbytes)
+        live = sorted(x for x in live if x[2] >= first)
+        offset = 0
+        for off, sz, _ in live:
+            if offset + size <= off:
+                break
+            offset = max(offset, off + sz)
+        live.append((offset, size, last))
+        where[name] = ("arena", offset)
+        arena = max(arena, offset + size)
+    return where, arena, bytes(weights)
+
+
+def _tensor_entry(graph: Graph, name: str, root: str, where: dict[str, tuple[str, int]]) -> dict:
+    t = graph.tensors[name]
+    role = "input" if name in graph.inputs else "output" if name in graph.outputs else None
+    region, offset = where[root]
+    role = role or ("weight" if region == "weights" else "scratch")
+    return {
+        "dtype": t.dtype,
+        "shape": list(t.shape),
+        "nbytes": t.nbytes,
+        "role": role,
+        "region": region,
+        "offset": offset,
+    }
+
+
+def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_id: str) -> Artifact:
+    """Compile the steps' kernels and lay out their buffers into a spirv-v1 artifact."""
+    spans = _lifetimes(graph, steps, alias)
+    where, arena_bytes, weights = _pack(graph, spans)
+    names = sorted({n for s in steps for n in s.dispatch.buffers} | set(graph.inputs) | set(graph.outputs))
+    tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where) for n in names}
+    files: dict[str, bytes] = {}
+    dispatches = []
+    for step in steps:
+        d = step.dispatch
+        spirv = glsl.build(d.template, d.params)
+        kernel = f"{partition_id}.{hashlib.sha256(spirv).hexdigest()[:16]}.spv"
+        files[kernel] = spirv
+        dispatches.append(
+            {"label": step.label, "kernel": kernel, "bindings": list(d.buffers), "groups": list(d.groups)}
+        )
+    weights_file = f"{partition_id}.weights.bin"
+    program_file = f"{partition_id}.program.json"
+    program = {
+        "version": 1,
+        "regions": {"weights": {"file": weights_file, "nbytes": len(weights)}, "arena": {"nbytes": arena_bytes}},
+        "inputs": list(graph.inputs),
+        "outputs": list(graph.outputs),
+        "tensors": tensors,
+        "dispatches": dispatches,
+    }
+    files[weights_file] = weights
+    files[program_file] = (json.dumps(program, sort_keys=True, indent=1) + "\n").encode()
+    return Artifact(format=FORMAT, files=files, meta={"program": program_file})
+
+
+def emit(sub: Graph, partition_id: str) -> Artifact:
+    """The spirv-v1 artifact of one GPU partition (raises LoweringError naming an op the GPU cannot run)."""
+    fused, steps, alias = lower(sub)
+    return assemble(fused, steps, alias, partition_id)

@@ -1,0 +1,1 @@
+"""The bundle the compiler writes: its static schedule, the files on disk, the predicted-timeline picture."""

@@ -1,0 +1,209 @@
+"""`ragc profile`: measure what each processor of this chip costs and return it as a Personality."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ragc.costmodel.features import family_of_features, op_features
+from ragc.ir import Graph
+from ragc.personality.chip import chip_facts, chip_id
+from ragc.personality.store import (
+    SCHEMA,
+    Personality,
+    current_chip_id,
+    load_personality,
+    read_personality,
+    save_personality,
+    store_path,
+)
+from ragc.profiler import gpu_bench
+from ragc.profiler.context import context_graphs, cpu_samples
+from ragc.profiler.oneop import attribute_nodes
+from ragc.profiler.specs import chained, cpu_specs, unary
+from ragc.profiler.steady import BlockTimer, Gate, Steadiness, chunks, time_interleaved
+from ragc.profiler.timers import GraphTimer
+
+MIN_MS = 1e-4
+
+
+def chain(n: int) -> Graph:
+    """n tiny Softmax ops in a row (nothing fuses them): their time minus one's is n-1 in-graph per-op overheads."""
+    return chained(unary("Softmax", 1, axis=-1), n)
+
+
+def cpu_overheads(budget_s: float, rounds: int, gate: Gate) -> tuple[float, float, float]:
+    """(dispatch_ms per launch, op_overhead_ms per op inside a launch, profiler_bias_ms: what onnxruntime's profiler
+    adds to each node it times), from one tiny op and a chain of 32, timed plain and profiled."""
+    one, many = GraphTimer(chain(1), profiled=True), GraphTimer(chain(32), profiled=True)
+    time_interleaved([one, many], budget_s, rounds, gate=gate)
+    per_op = max(0.0, (many.wall_ms() - one.wall_ms()) / 31)
+    traced_one, traced_many = (sum(t.node_ms()[0].values()) for t in (one, many))
+    return max(MIN_MS, one.wall_ms() - per_op), per_op, max(0.0, (traced_many - traced_one) / 31)
+
+
+def measure_samples(
+    specs: list[tuple[str, Graph]],
+    budget_s: float,
+    rounds: int,
+    bias_ms: float,
+    advance: Callable[[BlockTimer, bool], None] | None = None,
+    gate: Gate | None = None,
+) -> tuple[list[dict[str, Any]], Steadiness]:
+    """One sample per one-op graph: its features and its kernel time (onnxruntime's profiler, bias taken out),
+    the graphs timed round robin in the gate's reference state (see steady.time_interleaved)."""
+    samples, steadiness = [], None
+    for chunk in chunks(specs):
+        timers = [GraphTimer(graph, profiled=True, label=label) for label, graph in chunk]
+        step = time_interleaved(timers, budget_s, rounds, advance, gate)
+        steadiness = step if steadiness is None else steadiness + step
+        for (label, graph), timer in zip(chunk, timers, strict=True):
+            op = graph.ops[0]
+            ms = attribute_nodes(graph, timer.node_ms(), bias_ms).get(op.name)
+            if ms is not None:
+                samples.append(
+                    {
+                        "op_type": op.op_type,
+                        "label": label,
+                        "features": op_features(graph, op),
+                        "ms": max(MIN_MS, ms),
+                        "source": "profile",
+                    }
+                )
+    assert steadiness is not None, "no specs to measure"
+    return samples, steadiness
+
+
+def peak_rates(samples: list[dict[str, Any]]) -> tuple[float, float]:
+    """(best GFLOP/s over conv and gemm samples, best GB/s over memory-bound samples)."""
+    gflops = [
+        s["features"]["flops"] / s["ms"] / 1e6 for s in samples if family_of_features(s["features"]) in ("conv", "gemm")
+    ]
+    gbps = [
+        (s["features"]["bytes_in"] + s["features"]["bytes_out"]) / s["ms"] / 1e6
+        for s in samples
+        if family_of_features(s["features"]) == "elementwise"
+    ]
+    return max(gflops, default=1.0), max(gbps, default=1.0)
+
+
+def device_entry(
+    name: str,
+    samples: list[dict[str, Any]],
+    dispatch_ms: float,
+    op_overhead_ms: float,
+    memory_bytes: int,
+    **extra: float,
+) -> dict[str, Any]:
+    gflops, gbps = peak_rates(samples)
+    return {
+        "name": name,
+        "peak_gflops": gflops,
+        "peak_gbps": gbps,
+        "dispatch_ms": dispatch_ms,
+        "op_overhead_ms": op_overhead_ms,
+        "memory_bytes": memory_bytes,
+        "samples": samples,
+        **extra,
+    }
+
+
+class ManualProgress(Progress):
+    """A progress bar redrawn only when updated: rich's refresh thread would take the GIL in the middle of timed
+    runs (on 2 cores it added 0.4 ms to a 0.5 ms probe)."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.refresh()
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """The progress bar of profiling and evaluation (on stderr unless told otherwise)."""
+    return ManualProgress(
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[label]}"),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        transient=True,
+        auto_refresh=False,
+    )
+
+
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def bar_advance(bar: Progress, task: Any) -> Callable[[BlockTimer, bool], None]:
+    """A time_interleaved callback that moves the bar and names the timer of each block."""
+
+    def advance(timer: BlockTimer, counted: bool) -> None:
+        note = "" if counted else " [yellow](the machine changed state: may retake)[/]"
+        bar.update(task, advance=1, label=timer.label + note)
+
+    return advance
+
+
+def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:
+    """Profile every processor found (CPU always; the Vulkan GPU when codegen and its backend can run it), every
+    block timed in the state the machine was in when profiling started (see steady)."""
+    facts = chip_facts()
+    budget_s, rounds = (0.2, 2) if quick else (1.0, 4)
+    with progress_bar(console) as bar:
+        task = bar.add_task("preparing", total=None, label="")
+        gate = Gate()
+        specs = list(cpu_specs(quick))
+        dispatch, per_op, bias = cpu_overheads(4 * budget_s, rounds, gate)
+        bar.update(task, description="cpu", total=len(specs) * rounds, completed=0)
+        samples, steadiness = measure_samples(specs, budget_s, rounds, bias, bar_advance(bar, task), gate)
+        models = context_graphs(quick)
+        bar.update(task, description="cpu models", total=len(models) * rounds, completed=0)
+        timers = [GraphTimer(graph, profiled=True, label=name) for name, graph in models]
+        time_interleaved(timers, 2 * budget_s, rounds, bar_advance(bar, task), gate)
+        for (name, graph), timer in zip(models, timers, strict=True):
+            samples += cpu_samples(name, graph, timer, bias, dispatch, per_op, "context")
+        devices = {
+            "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
+        }
+        gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, models, budget_s, rounds, bar, task, gate)
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "personality",
+        "chip_id": chip_id(facts),
+        "chip": facts,
+        "devices": devices,
+        "transfers": {},
+        "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
+        "profile": {
+            "quick": quick,
+            "budget_s": budget_s,
+            "rounds": rounds,
+            "steadiness": steadiness.to_dict() | {"probe_ms": gate.reference()},  # the GPU probe's included
+        },
+    }
+    if gpu is not None:
+        devices["gpu"] = gpu.device
+        data["transfers"] = gpu.transfers
+        data["unified_memory"] = gpu.unified
+    return Personality(data)
+
+
+def personality_or_profile(target: str | Path | None = None, quick: bool = True) -> Personality:
+    """`target`'s personality, or this chip's stored one, profiled now (with a notice on stderr) if absent."""
+    if target is not None:
+        return load_personality(target)
+    path = store_path(current_chip_id())
+    if path.is_file():
+        return read_personality(path)
+    mode = "quick" if quick else "full"
+    print(f"ragc: no personality for this chip yet; running a {mode} `ragc profile` (saved to {path})", file=sys.stderr)
+    personality = profile_chip(quick=quick)
+    save_personality(personality, path)
+    return personality
