@@ -20,11 +20,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from codegen.artifact import TensorStore  # noqa: E402
 from codegen.gpu import Step, assemble, lower  # noqa: E402
 from codegen.gpu.lowering import Dispatch, grid  # noqa: E402
 from codegen.gpu.ops.gemm import gemm_params  # noqa: E402
+from ragc.bundle.single import single_partition  # noqa: E402
 from ragc.ir import Graph, Op, Tensor  # noqa: E402
 from runtime_min.backends.vulkan import VulkanBackend  # noqa: E402
+from runtime_min.options import LoadOptions  # noqa: E402
 
 TILES = {  # measured on an H200 at 4096^3: 36.3, 2.3, 30.5, 31.8 TFLOP/s; FMA ceiling 63.9
     "64x128x16/4x8": {"BM": 64, "BN": 128, "BK": 16, "TM": 4, "TN": 8},
@@ -36,11 +39,9 @@ TILES = {  # measured on an H200 at 4096^3: 36.3, 2.3, 30.5, 31.8 TFLOP/s; FMA c
 
 def time_program(backend: VulkanBackend, graph: Graph, steps: list[Step], feeds: dict, reps: int) -> tuple[float, dict]:
     """Median GPU time (s) of the program's dispatches over `reps` runs after one warm-up, and the last outputs."""
-    artifact = assemble(graph, steps, {}, "bench")
+    artifact = assemble(graph, steps, {}, "bench", TensorStore())
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in artifact.files.items():
-            (Path(tmp) / name).write_bytes(data)
-        exe = backend.prepare({"id": "bench", "artifact": {"format": artifact.format, **artifact.meta}}, Path(tmp))
+        exe = backend.prepare(*single_partition(artifact, graph, Path(tmp), "gpu"))
     outputs = exe.run(feeds)
     samples = []
     for _ in range(reps):
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small FMA kernel and only the default tile (emit's)")
     args = ap.parse_args()
-    backend = VulkanBackend({"timestamps": True})
+    backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
     print(backend.describe(), flush=True)
     if backend.device_type == "cpu":
         print("note: a CPU Vulkan device (lavapipe): these numbers are not GPU performance")

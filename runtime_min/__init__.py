@@ -21,31 +21,60 @@ from runtime_min.errors import (
     RuntimeMinError,
     RuntimeMinWarning,
 )
-from runtime_min.manifest import read_bundle
-from runtime_min.plan import Plan, TensorSpec
+from runtime_min.format import FORMAT_VERSION
+from runtime_min.manifest import TensorSpec, read_bundle
+from runtime_min.options import LoadOptions
+from runtime_min.plan import Plan
 from runtime_min.shared_memory import empty_shared
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-def load(path: str | Path, **options: Any) -> Plan:
-    """Verify the bundle at `path` (format, hashes, paths) and prepare every partition on its processor.
+def load(
+    path: str | Path,
+    *,
+    cpu_threads: int | None = None,
+    npu: str | None = None,
+    vulkan_device: int | str | None = None,
+    zero_copy: bool | None = None,
+    timestamps: bool | None = None,
+    disable: tuple[str, ...] | list[str] | None = None,
+    xclbin_path: tuple[str, ...] | list[str] | None = None,
+    verify: bool | None = None,
+    **unknown: Any,
+) -> Plan:
+    """Check the bundle at `path` (format, schema, hashes, paths) and prepare every partition on its processor.
 
-    Options: cpu_threads (onnxruntime intra-op threads, 0 = default), npu ("xrt" or "sim"; default RAGC_NPU or
-    "xrt"), timestamps (True: GPU kernel times from timestamp queries, shown in traces), vulkan_device (index or
-    name substring; default RAGC_VULKAN_DEVICE, else discrete > integrated > CPU implementation), zero_copy (default
-    RAGC_ZERO_COPY, else on: GPU outputs come back as views of mapped memory, page-aligned inputs such as those from
-    `empty_shared` are imported instead of copied).
+    cpu_threads: onnxruntime intra-op threads (0 = its default). npu: "xrt" (real hardware, default) or "sim" (the
+    XDNA simulator); RAGC_NPU. vulkan_device: index or name substring (default: discrete > integrated > CPU
+    implementation); RAGC_VULKAN_DEVICE. zero_copy: GPU outputs as views of mapped memory and page-aligned inputs
+    (see `empty_shared`) imported instead of copied (default on; RAGC_ZERO_COPY=0 turns it off). timestamps: GPU
+    kernel times in traces. disable: processors whose partitions run from their CPU fallbacks (RAGC_DISABLE).
+    xclbin_path: folders holding the NPU's xclbins (RAGC_XCLBIN_PATH). verify: check every file's sha256 (default
+    on). An unknown option is a TypeError naming the valid ones.
     """
-    root, manifest, schedule = read_bundle(path)
-    return Plan(root, manifest, schedule, options)
+    given = dict(
+        cpu_threads=cpu_threads,
+        npu=npu,
+        vulkan_device=vulkan_device,
+        zero_copy=zero_copy,
+        timestamps=timestamps,
+        disable=disable,
+        xclbin_path=xclbin_path,
+        verify=verify,
+        **unknown,
+    )
+    options = LoadOptions.make(given)
+    return Plan(read_bundle(path, options.verify), options)
 
 
 __all__ = [
+    "FORMAT_VERSION",
     "BackendUnavailable",
     "BundleError",
     "DeviceFailure",
     "InputError",
+    "LoadOptions",
     "Plan",
     "RuntimeMinError",
     "RuntimeMinWarning",

@@ -1,6 +1,7 @@
-"""Run a plan's steps: one worker thread per processor follows its step list in order and waits on one event per
-partition of another processor; tensors go through a per-frame table, each written once. Frames are queued to
-every worker in the same order, so frame i+1 can occupy one processor while frame i is still on another."""
+"""Run a plan's steps. A plan on one processor runs in the caller's thread (nothing to overlap, no thread hop);
+otherwise one worker thread per processor follows its step list in order and waits on one event per partition of
+another processor. Tensors go through a per-frame table, each written once. Frames are queued to every worker in
+the same order, so frame i+1 can occupy one processor while frame i is still on another."""
 
 from __future__ import annotations
 
@@ -8,21 +9,21 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from runtime_min.backends.base import Executable, StepTiming
 from runtime_min.errors import BundleError, DeviceFailure, RuntimeMinError
+from runtime_min.manifest import Bundle, Partition
 
-Entry = tuple[dict[str, Any], tuple[str, ...]]  # a partition of schedule.json and the partitions it waits for
+Entry = tuple[Partition, tuple[str, ...]]  # a partition and the partitions of other workers it waits for
 
 
 @dataclass
 class Step:
     """One partition made ready on the processor that will run it."""
 
-    partition: dict[str, Any]
+    partition: Partition
     processor: str  # the schedule's processor: the worker that runs this step
     device: str  # where it actually runs (the CPU when its processor fell back)
     executable: Executable
@@ -30,7 +31,7 @@ class Step:
 
     @property
     def id(self) -> str:
-        return self.partition["id"]
+        return self.partition.id
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,15 @@ class StepRecord:
 
 
 class Frame:
-    """One pass of the feeds through every step: the tensor table, one event per partition, the first error."""
+    """One pass of the feeds through every step: the tensor table, the step records, the first error."""
 
     def __init__(self, index: int, feeds: dict[str, np.ndarray], partitions: list[str], workers: int) -> None:
         self.index = index
         self.values: dict[str, np.ndarray] = dict(feeds)
-        self.events = {pid: threading.Event() for pid in partitions}
         self.records: dict[str, StepRecord] = {}
         self.error: BaseException | None = None
         self.submitted_ns = time.perf_counter_ns()
+        self.events = {pid: threading.Event() for pid in partitions} if workers > 1 else {}
         self.finished = threading.Event()
         self._pending = workers
         self._lock = threading.Lock()
@@ -81,26 +82,33 @@ class Frame:
 
 
 class Executor:
-    """Worker threads for a plan's processors, started on first use and stopped by `close`."""
+    """Runs frames: inline for one worker, else on worker threads started on first use and stopped by `close`."""
 
     def __init__(self, workers: dict[str, list[Step]]) -> None:
         self.workers = workers
         self.partitions = [step.id for steps in workers.values() for step in steps]
         self.broken: DeviceFailure | None = None  # set by the first processor failure; the plan must be reloaded
+        self.closed = False
         self._queues: dict[str, queue.SimpleQueue[Frame | None]] = {}
         self._threads: list[threading.Thread] = []
-        self._submit = threading.Lock()  # every worker must see frames in the same order
+        self._submit = threading.Lock()  # every worker sees frames in the same order; inline runs one at a time
         self._count = 0
+        self.inline = len(workers) <= 1
 
     def submit(self, feeds: dict[str, np.ndarray]) -> Frame:
-        """Queue one frame on every worker; `Frame.result()` waits for it."""
+        """Queue one frame on every worker (inline: run it now); `Frame.result()` waits for it."""
         with self._submit:
+            if self.closed:
+                raise RuntimeMinError("this plan was closed; load it again with runtime_min.load()")
             if self.broken is not None:
                 raise DeviceFailure(str(self.broken))
-            if not self._threads:
-                self._start()
             frame = Frame(self._count, feeds, self.partitions, len(self.workers))
             self._count += 1
+            if self.inline:
+                self._work(frame, next(iter(self.workers.values()), []))
+                return frame
+            if not self._threads:
+                self._start()
             for q in self._queues.values():
                 q.put(frame)
         return frame
@@ -111,8 +119,9 @@ class Executor:
         return frame
 
     def close(self) -> None:
-        """Let the workers finish queued frames, then stop them."""
+        """Let queued frames finish, then stop the workers; later submissions are refused."""
         with self._submit:
+            self.closed = True
             for q in self._queues.values():
                 q.put(None)
             for thread in self._threads:
@@ -129,22 +138,26 @@ class Executor:
 
     def _loop(self, q: queue.SimpleQueue[Frame | None], steps: list[Step]) -> None:
         while (frame := q.get()) is not None:
-            try:
-                self._run_steps(frame, steps)
-            except BaseException as exc:  # fail the frame; a dead worker would hang every later run
-                frame.fail(exc)
-            finally:
-                frame.worker_done()
+            self._work(frame, steps)
+
+    def _work(self, frame: Frame, steps: list[Step]) -> None:
+        try:
+            self._run_steps(frame, steps)
+        except BaseException as exc:  # fail the frame; a dead worker would hang every later run
+            frame.fail(exc)
+        finally:
+            frame.worker_done()
 
     def _run_steps(self, frame: Frame, steps: list[Step]) -> None:
+        values, events = frame.values, frame.events
         for step in steps:
             for pid in step.waits:
-                frame.events[pid].wait()
+                events[pid].wait()
             if frame.error is None and self.broken is not None:
                 frame.fail(DeviceFailure(str(self.broken)))
             if frame.error is not None:
                 return
-            feeds = {spec["name"]: frame.values[spec["name"]] for spec in step.partition["inputs"]}
+            feeds = {spec.name: values[spec.name] for spec in step.partition.inputs}
             start = time.perf_counter_ns()
             try:
                 outputs = step.executable.run(feeds)
@@ -152,10 +165,10 @@ class Executor:
             except BaseException as exc:  # every failure must reach the caller, never hang it
                 frame.fail(self._failure(step, exc))
                 return
-            end = time.perf_counter_ns()
-            frame.values.update(outputs)
-            frame.records[step.id] = StepRecord(step, start, end, timings)
-            frame.events[step.id].set()
+            frame.records[step.id] = StepRecord(step, start, time.perf_counter_ns(), timings)
+            values.update(outputs)
+            if events:
+                events[step.id].set()
 
     def _failure(self, step: Step, exc: BaseException) -> BaseException:
         """Errors of our own pass through; anything else from a backend is a processor failure."""
@@ -172,50 +185,47 @@ class Executor:
         return failure
 
 
-def worker_lists(schedule: dict[str, Any]) -> dict[str, list[Entry]]:
+def worker_lists(bundle: Bundle) -> dict[str, list[Entry]]:
     """Processor -> its partitions in step order, each with the partitions of other processors it waits for.
 
     Waits are the schedule's explicit ones plus every cross-processor producer. Refuses schedules whose
     workers could wait on each other forever, or that read a tensor nobody writes."""
-    partitions = {p["id"]: p for p in schedule["partitions"]}
-    listed = [entry["partition"] for entries in schedule["steps"].values() for entry in entries]
+    partitions = {p.id: p for p in bundle.partitions}
+    listed = [pid for entries in bundle.steps.values() for pid, _ in entries]
     if sorted(listed) != sorted(partitions) or len(set(listed)) != len(listed):
         raise _bad_schedule("its steps do not list every partition exactly once")
-    processor_of = {entry["partition"]: proc for proc, entries in schedule["steps"].items() for entry in entries}
-    writer = _writers(schedule)
+    processor_of = {pid: proc for proc, entries in bundle.steps.items() for pid, _ in entries}
+    wrong = [pid for pid, proc in processor_of.items() if partitions[pid].device != proc]
+    if wrong:
+        raise _bad_schedule(f"partition {wrong[0]} is listed under another processor than its own")
+    writer = _writers(bundle)
     workers: dict[str, list[Entry]] = {}
-    for processor, entries in schedule["steps"].items():
+    for processor, entries in bundle.steps.items():
         done: set[str] = set()
         workers[processor] = []
-        for entry in entries:
-            part = partitions[entry["partition"]]
-            sources = {writer[s["name"]] for s in part["inputs"] if s["name"] in writer}
-            unknown = set(entry.get("waits", [])) - set(partitions)
+        for pid, waits in entries:
+            part = partitions[pid]
+            unknown = set(waits) - set(partitions)
             if unknown:
-                raise _bad_schedule(f"partition {part['id']} waits for unknown partition {sorted(unknown)[0]}")
-            needs = sources | set(entry.get("waits", []))
+                raise _bad_schedule(f"partition {pid} waits for unknown partition {sorted(unknown)[0]}")
+            needs = {writer[s.name] for s in part.inputs if s.name in writer} | set(waits)
             late = sorted(s for s in needs if processor_of[s] == processor and s not in done)
             if late:
-                raise _bad_schedule(f"partition {part['id']} runs before {late[0]}, which it needs")
+                raise _bad_schedule(f"partition {pid} runs before {late[0]}, which it needs")
             workers[processor].append((part, tuple(sorted(s for s in needs if processor_of[s] != processor))))
-            done.add(part["id"])
+            done.add(pid)
     _check_acyclic(workers)
-    return workers
+    return {proc: entries for proc, entries in workers.items() if entries}
 
 
-def _writers(schedule: dict[str, Any]) -> dict[str, str]:
+def _writers(bundle: Bundle) -> dict[str, str]:
     """Tensor name -> the partition writing it; every partition input must be a plan input or written once."""
-    writer: dict[str, str] = {}
-    plan_inputs = {s["name"] for s in schedule["inputs"]}
-    for part in schedule["partitions"]:
-        for spec in part["outputs"]:
-            if spec["name"] in writer or spec["name"] in plan_inputs:
-                raise _bad_schedule(f"tensor {spec['name']!r} is written twice (partition {part['id']})")
-            writer[spec["name"]] = part["id"]
-    for part in schedule["partitions"]:
-        missing = [s["name"] for s in part["inputs"] if s["name"] not in writer and s["name"] not in plan_inputs]
+    writer = {spec.name: part.id for part in bundle.partitions for spec in part.outputs}
+    plan_inputs = {s.name for s in bundle.inputs}
+    for part in bundle.partitions:
+        missing = [s.name for s in part.inputs if s.name not in writer and s.name not in plan_inputs]
         if missing:
-            raise _bad_schedule(f"partition {part['id']} reads {missing[0]!r}, which no partition writes")
+            raise _bad_schedule(f"partition {part.id} reads {missing[0]!r}, which no partition writes")
     return writer
 
 
@@ -225,8 +235,8 @@ def _check_acyclic(workers: dict[str, list[Entry]]) -> None:
     for entries in workers.values():
         previous: list[str] = []
         for part, waits in entries:
-            deps[part["id"]] = set(waits) | set(previous)
-            previous = [part["id"]]
+            deps[part.id] = set(waits) | set(previous)
+            previous = [part.id]
     ready = sorted(pid for pid, d in deps.items() if not d)
     seen = 0
     while ready:

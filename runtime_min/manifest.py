@@ -1,84 +1,238 @@
-"""Read and verify a bundle: format and version, every file's sha256, no path leaving the bundle."""
+"""Read and check a bundle: format and version, every file's sha256, every path confined to the bundle, and the
+schema of manifest.json and schedule.json turned into typed entries. The tensor store is mapped, not copied."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from runtime_min import format as fmt
 from runtime_min.errors import BundleError
 
-FORMAT_NAME = "ragc-bundle"
-FORMAT_VERSION = 1  # newest bundle format this runtime reads
-SCHEDULE_VERSION = 1
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_json(cls, spec: Any, where: str) -> TensorSpec:
+        return cls(
+            fmt.need_str(spec, "name", where),
+            fmt.need_dtype(spec, "dtype", where),
+            fmt.need_shape(spec, "shape", where),
+        )
 
 
-def read_bundle(path: str | Path, verify_hashes: bool = True) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """(bundle dir, manifest, schedule) after every check passed (hashes skipped only for a bundle just written)."""
+@dataclass(frozen=True)
+class Artifact:
+    """What a backend loads for one partition: a format, the bundle files it reads, and its main file."""
+
+    format: str
+    files: tuple[str, ...]
+    main: str  # the ONNX model, GPU program or NPU program
+
+
+@dataclass(frozen=True)
+class Partition:
+    id: str
+    device: str
+    ops: tuple[str, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    artifact: Artifact
+    fallback: Artifact | None
+    predicted_ms: float | None
+
+    def on_cpu(self) -> Partition:
+        """This partition as its CPU fallback runs it."""
+        assert self.fallback is not None
+        return Partition(self.id, "cpu", self.ops, self.inputs, self.outputs, self.fallback, None, self.predicted_ms)
+
+
+class TensorStore:
+    """tensors.bin, memory-mapped read-only: every constant of the plan once, sliced with bounds checks."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._map = None
+        self.data = np.zeros(0, np.uint8)
+        if path is not None and path.stat().st_size:
+            with path.open("rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.data = np.frombuffer(self._map, np.uint8)
+
+    def view(self, offset: int, nbytes: int, where: str) -> np.ndarray:
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.data.size:
+            raise fmt.bad(
+                where,
+                f"tensor store range [{offset}, {offset + nbytes}) is outside tensors.bin ({self.data.size} bytes)",
+            )
+        return self.data[offset : offset + nbytes]
+
+    def tensor(self, entry: Any, where: str) -> np.ndarray:
+        """A {"offset", "dtype", "shape"} entry as a read-only array over the store."""
+        offset = fmt.need_int(entry, "offset", where)
+        dtype, shape = fmt.need_dtype(entry, "dtype", where), fmt.need_shape(entry, "shape", where)
+        return self.view(offset, fmt.nbytes(dtype, shape), where).view(dtype).reshape(shape)
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict[str, Any]
+    schedule: dict[str, Any]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    partitions: list[Partition]
+    steps: dict[str, list[tuple[str, tuple[str, ...]]]]  # processor -> (partition id, explicit waits) in order
+    constants: dict[str, dict[str, Any]]  # plan outputs that are constants: name -> store entry
+    store: TensorStore
+
+    def path(self, name: str, where: str) -> Path:
+        """A file the manifest lists, inside the bundle."""
+        if name not in self.manifest["files"]:
+            raise fmt.bad(where, f"{name!r} is not listed in manifest.json")
+        path = fmt.confined(self.root, name, where)
+        if not path.is_file():
+            raise BundleError(f"bundle file {name!r} is missing; copy the whole bundle directory or recompile")
+        return path
+
+    def read_json(self, name: str, where: str) -> dict[str, Any]:
+        return _json(self.path(name, where), name)
+
+
+def read_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
+    """The checked bundle at `path` (hashes skipped only for a bundle just written)."""
     root = Path(path)
-    if not (root / "manifest.json").is_file():
+    if not (root / fmt.MANIFEST).is_file():
         raise BundleError(f"{str(root)!r} is not a ragc bundle (no manifest.json); compile one with `ragc compile`")
-    manifest = _read_json(root, "manifest.json")
-    if manifest.get("format") != FORMAT_NAME:
+    manifest = _json(root / fmt.MANIFEST, fmt.MANIFEST)
+    _check_version(manifest, root)
+    files = fmt.need(manifest, "files", dict, fmt.MANIFEST)
+    if fmt.SCHEDULE not in files:
+        raise fmt.bad(fmt.MANIFEST, "it lists no schedule.json")
+    for name, digest in sorted(files.items()):
+        _verify(root, name, digest, verify_hashes)
+    schedule = _json(root / fmt.SCHEDULE, fmt.SCHEDULE)
+    fmt.need_int(schedule, "schedule_version", fmt.SCHEDULE, fmt.FORMAT_VERSION, fmt.FORMAT_VERSION)
+    store = TensorStore(root / fmt.TENSOR_STORE if fmt.TENSOR_STORE in files else None)
+    bundle = Bundle(root, manifest, schedule, *_schedule_entries(schedule, files), store)
+    for name, entry in bundle.constants.items():
+        store.tensor(entry, f"{fmt.SCHEDULE} constant {name!r}")
+    return bundle
+
+
+def _check_version(manifest: dict[str, Any], root: Path) -> None:
+    if manifest.get("format") != fmt.FORMAT_NAME:
         raise BundleError(f"{str(root)!r}: manifest.json is not a ragc bundle manifest; recompile the model")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise fmt.bad(fmt.MANIFEST, f"format_version {version!r} is not a whole number")
+    if version > max(fmt.READABLE_VERSIONS):
         raise BundleError(
-            f"bundle format {version} is newer than this runtime reads ({FORMAT_VERSION}); upgrade runtime_min"
+            f"bundle format {version} is newer than this runtime reads ({fmt.FORMAT_VERSION}); upgrade runtime_min"
         )
-    files = manifest.get("files")
-    if not isinstance(files, dict) or "schedule.json" not in files:
-        raise BundleError(f"{str(root)!r}: manifest.json lists no files; the bundle is corrupt, recompile it")
-    for name, digest in sorted(files.items()) if verify_hashes else []:
-        _verify_file(root, name, digest)
-    schedule = _read_json(root, "schedule.json")
-    if schedule.get("schedule_version") != SCHEDULE_VERSION:
+    if version not in fmt.READABLE_VERSIONS:
         raise BundleError(
-            f"schedule version {schedule.get('schedule_version')} is not readable here; upgrade runtime_min"
+            f"bundle format {version} is older than this runtime reads ({', '.join(map(str, fmt.READABLE_VERSIONS))}); "
+            "recompile the model with this ragc"
         )
-    for part in schedule["partitions"]:
-        for artifact in (part["artifact"], part.get("fallback") or {}):
-            missing = [f for f in artifact.get("files", []) if f not in files]
-            if missing:
-                raise BundleError(
-                    f"partition {part['id']} uses {missing[0]!r}, which the manifest does not list; "
-                    "the bundle is corrupt, recompile it"
-                )
-    return root, manifest, schedule
 
 
-def inside(root: Path, name: str) -> Path:
-    """The bundle file `name`, refusing absolute paths and any path that leaves the bundle."""
-    candidate = (root / name).resolve()
-    if Path(name).is_absolute() or ".." in Path(name).parts or root.resolve() not in candidate.parents:
-        raise BundleError(f"bundle file {name!r} points outside the bundle; refusing to load a tampered bundle")
-    return candidate
-
-
-def _verify_file(root: Path, name: str, digest: str) -> None:
-    path = inside(root, name)
+def _verify(root: Path, name: str, digest: Any, verify: bool) -> None:
+    path = fmt.confined(root, name, fmt.MANIFEST)
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise fmt.bad(fmt.MANIFEST, f"the sha256 of {name!r} is not 64 hex digits")
     if not path.is_file():
         raise BundleError(f"bundle file {name!r} is missing; copy the whole bundle directory or recompile")
+    if not verify:
+        return
     sha = hashlib.sha256()
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
+        for block in iter(lambda: stream.read(1 << 22), b""):
             sha.update(block)
     if sha.hexdigest() != digest:
         raise BundleError(
-            f"bundle file {name!r} does not match its sha256 in manifest.json (tampered or corrupt); "
-            "recompile the model"
+            f"bundle file {name!r} does not match its sha256 in manifest.json (tampered or corrupt); recompile the model"
         )
 
 
-def _read_json(root: Path, name: str) -> dict[str, Any]:
+def _json(path: Path, name: str) -> dict[str, Any]:
     try:
-        data = json.loads(inside(root, name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BundleError(
-            f"{name} in {str(root)!r} is not readable JSON ({exc.__class__.__name__}); "
-            "the bundle is corrupt, recompile it"
+            f"{name} in {str(path.parent)!r} is not readable JSON ({type(exc).__name__}); {fmt.RECOMPILE}"
         ) from None
     if not isinstance(data, dict):
-        raise BundleError(f"{name} in {str(root)!r} is not a JSON object; the bundle is corrupt, recompile it")
+        raise fmt.bad(name, "it is not a JSON object")
     return data
+
+
+def _artifact(entry: Any, device: str, files: dict[str, str], where: str) -> Artifact:
+    kind = fmt.need_str(entry, "format", where, (fmt.ARTIFACT_FORMATS[device],))
+    listed = fmt.need_list(entry, "files", where, str)
+    main = fmt.need_str(entry, "model" if device == "cpu" else "program", where)
+    for name in [*listed, main]:
+        fmt.need_file(name, where)
+        if name not in files:
+            raise fmt.bad(where, f"it uses {name!r}, which the manifest does not list")
+    return Artifact(kind, tuple(listed), main)
+
+
+def _partition(entry: Any, files: dict[str, str], index: int) -> Partition:
+    where = f"{fmt.SCHEDULE} partition {index}"
+    pid = fmt.need_str(entry, "id", where)
+    where = f"{fmt.SCHEDULE} partition {pid}"
+    device = fmt.need_str(entry, "device", where, fmt.PROCESSORS)
+    fallback = entry.get("fallback")
+    return Partition(
+        pid,
+        device,
+        tuple(fmt.need_list(entry, "ops", where, str)),
+        tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "inputs", where)),
+        tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "outputs", where)),
+        _artifact(fmt.need(entry, "artifact", dict, where), device, files, where),
+        None if fallback is None else _artifact(fallback, "cpu", files, where + " fallback"),
+        fmt.need_number(entry, "predicted_ms", where),
+    )
+
+
+def _schedule_entries(schedule: dict[str, Any], files: dict[str, str]) -> tuple:
+    where = fmt.SCHEDULE
+    inputs = [TensorSpec.from_json(s, where) for s in fmt.need_list(schedule, "inputs", where)]
+    outputs = [TensorSpec.from_json(s, where) for s in fmt.need_list(schedule, "outputs", where)]
+    partitions = [_partition(p, files, i) for i, p in enumerate(fmt.need_list(schedule, "partitions", where))]
+    steps = {}
+    for processor in fmt.need(schedule, "steps", dict, where):
+        if processor not in fmt.PROCESSORS:
+            raise fmt.bad(where, f"steps name processor {processor!r}, not one of {', '.join(fmt.PROCESSORS)}")
+        steps[processor] = [
+            (fmt.need_str(e, "partition", where), tuple(fmt.need_list(e, "waits", where, str)))
+            for e in fmt.need_list(schedule["steps"], processor, where)
+        ]
+    constants = fmt.need(schedule, "constants", dict, where) if "constants" in schedule else {}
+    _check_names(inputs, outputs, partitions, constants)
+    return inputs, outputs, partitions, steps, constants
+
+
+def _check_names(inputs: list, outputs: list, partitions: list[Partition], constants: dict) -> None:
+    """Unique ids and tensor names; every plan output is written by a partition, fed in, or a constant."""
+    ids = [p.id for p in partitions]
+    if len(set(ids)) != len(ids):
+        raise fmt.bad(fmt.SCHEDULE, "two partitions share an id")
+    names = [s.name for s in inputs] + [s.name for p in partitions for s in p.outputs] + list(constants)
+    if len(set(names)) != len(names):
+        raise fmt.bad(fmt.SCHEDULE, "a tensor is written twice (or a partition writes a plan input)")
+    if len({s.name for s in outputs}) != len(outputs):
+        raise fmt.bad(fmt.SCHEDULE, "a plan output is listed twice")
+    missing = [s.name for s in outputs if s.name not in set(names)]
+    if missing:
+        raise fmt.bad(fmt.SCHEDULE, f"plan output {missing[0]!r} is written by no partition")

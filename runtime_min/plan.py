@@ -1,13 +1,13 @@
-"""A loaded plan: its processors opened (or their partitions moved to CPU fallbacks), its partitions prepared, one
-worker per processor ready to run feeds."""
+"""A loaded plan: its processors opened (or their partitions moved to CPU fallbacks), its partitions prepared, ready
+to run feeds. Thread-safe: any number of threads may call `run` on one plan; frames are serialised per processor,
+and `close` waits for the runs in flight before it releases anything."""
 
 from __future__ import annotations
 
-import os
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +17,32 @@ from runtime_min.backends import Backend, open_backend
 from runtime_min.backends.base import CopyStats
 from runtime_min.errors import BackendUnavailable, BundleError, InputError, RuntimeMinError, RuntimeMinWarning
 from runtime_min.executor import Entry, Executor, Frame, Step, worker_lists
+from runtime_min.manifest import Bundle, TensorSpec
+from runtime_min.options import LoadOptions
 from runtime_min.stream import assembly_line, check_depth
 from runtime_min.trace import step_times, write_trace
 
-DISABLE_ENV = "RAGC_DISABLE"  # comma list of processors whose partitions must run from their CPU fallbacks
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    @classmethod
-    def from_json(cls, spec: dict[str, Any]) -> TensorSpec:
-        return cls(spec["name"], spec["dtype"], tuple(spec["shape"]))
-
 
 class Plan:
-    def __init__(self, root: Path, manifest: dict[str, Any], schedule: dict[str, Any], options: dict[str, Any]):
-        self.path = root
-        self.manifest = manifest
-        self.schedule = schedule
-        self.inputs = [TensorSpec.from_json(s) for s in schedule["inputs"]]
-        self.outputs = [TensorSpec.from_json(s) for s in schedule["outputs"]]
+    def __init__(self, bundle: Bundle, options: LoadOptions) -> None:
+        self.bundle = bundle
+        self.path = bundle.root
+        self.manifest = bundle.manifest
+        self.schedule = bundle.schedule
+        self.inputs: list[TensorSpec] = bundle.inputs
+        self.outputs: list[TensorSpec] = bundle.outputs
+        # one partition: onnxruntime may spin its threads between runs; several: spinning threads of one session
+        # would steal the cores another session or a GPU worker needs, so they sleep instead
+        self.options = replace(options, cpu_spinning=len(bundle.partitions) == 1)
         self.backends: dict[str, Backend] = {}
         self.fallbacks: dict[str, str] = {}  # processor -> why its partitions run on the CPU
-        # One partition: onnxruntime may spin its threads between runs. Several: spinning threads of one session
-        # would steal the cores another session or a GPU worker needs, so they sleep instead.
-        self._options = {"cpu_spinning": len(schedule["partitions"]) == 1, **options}
         self.steps: list[Step] = []
         self._executor: Executor | None = None
         self._last: Frame | None = None
-        lists = worker_lists(schedule)
-        named = [p for p in schedule.get("processors", []) if p in lists]
-        self.processors = named + sorted(set(lists) - set(named))  # worker (and trace track) order
+        self._expected = {s.name: (np.dtype(s.dtype), s.shape) for s in self.inputs}
+        lists = worker_lists(bundle)
+        self.processors = [p for p in bundle.manifest.get("processors", []) if p in lists]
+        self.processors += sorted(set(lists) - set(self.processors))  # worker (and trace track) order
         workers: dict[str, list[Step]] = {}
         try:
             for processor in self.processors:
@@ -60,8 +51,8 @@ class Plan:
         except BaseException:
             self.close()
             raise
-        by_id = {step.id: step for step in self.steps}
-        self.steps = [by_id[p["id"]] for p in schedule["partitions"]]  # schedule order
+        order = {p.id: i for i, p in enumerate(bundle.partitions)}
+        self.steps.sort(key=lambda s: order[s.id])  # schedule order
         self._executor = Executor(workers)
         self._stop = weakref.finalize(self, self._executor.close)
 
@@ -72,7 +63,9 @@ class Plan:
         if processor != "cpu":
             try:
                 return self._prepare_on(processor, processor, entries)
-            except Exception as exc:  # any load failure of a non-CPU processor means fallback
+            except (BundleError, InputError):
+                raise  # a broken bundle is not a missing processor
+            except Exception as exc:  # any other load failure of a non-CPU processor means fallback
                 self._fall_back(processor, exc)
         return self._prepare_on(processor, "cpu", entries)
 
@@ -81,8 +74,8 @@ class Plan:
         steps: list[Step] = []
         try:
             for part, waits in entries:
-                view = part if device == part["device"] else self._fallback_view(part, processor)
-                steps.append(Step(part, processor, device, backend.prepare(view, self.path), waits))
+                view = part if device == part.device else self._fallback_view(part, processor)
+                steps.append(Step(view, processor, device, backend.prepare(view, self.bundle), waits))
         except BaseException:
             for step in steps:
                 step.executable.close()
@@ -91,10 +84,9 @@ class Plan:
 
     def _backend(self, device: str) -> Backend:
         if device not in self.backends:
-            disabled = {d.strip() for d in os.environ.get(DISABLE_ENV, "").split(",") if d.strip()}
-            if device in disabled and device != "cpu":
-                raise BackendUnavailable(f"disabled by {DISABLE_ENV}")
-            self.backends[device] = open_backend(device, self._options)
+            if device in self.options.disable and device != "cpu":
+                raise BackendUnavailable("disabled by the load option disable (or RAGC_DISABLE)")
+            self.backends[device] = open_backend(device, self.options)
         return self.backends[device]
 
     def _fall_back(self, processor: str, exc: Exception) -> None:
@@ -108,43 +100,45 @@ class Plan:
         warnings.warn(
             f"runtime_min: {processor} unavailable ({reason}); its partitions run from their CPU fallbacks",
             RuntimeMinWarning,
-            stacklevel=5,  # the caller of runtime_min.load
+            stacklevel=6,  # the caller of runtime_min.load
         )
 
-    def _fallback_view(self, part: dict[str, Any], processor: str) -> dict[str, Any]:
-        if not part.get("fallback"):
+    def _fallback_view(self, part, processor: str):
+        if part.fallback is None:
             raise BundleError(
-                f"partition {part['id']} needs {processor} ({self.fallbacks[processor]}) and the bundle has no CPU "
+                f"partition {part.id} needs {processor} ({self.fallbacks[processor]}) and the bundle has no CPU "
                 "fallback for it; recompile the model"
             )
-        return {**part, "artifact": part["fallback"], "device": "cpu"}
+        return part.on_cpu()
 
     # --- running -------------------------------------------------------------------------------------------------
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        expected = {s.name: s for s in self.inputs}
-        unknown = sorted(set(feeds) - set(expected))
-        missing = sorted(set(expected) - set(feeds))
-        if unknown or missing:
+        """The feeds as the plan reads them: names, dtypes and shapes checked, byte order made native."""
+        expected = self._expected
+        if feeds.keys() != expected.keys():
+            unknown, missing = sorted(set(feeds) - set(expected)), sorted(set(expected) - set(feeds))
             raise InputError(
                 f"inputs do not match the plan: missing {missing or 'none'}, unexpected {unknown or 'none'}; "
                 f"the plan takes {', '.join(f'{s.name} {s.dtype}{list(s.shape)}' for s in self.inputs)}"
             )
         checked = {}
         for name, value in feeds.items():
-            spec = expected[name]
-            array = np.asarray(value)
-            if array.dtype.name != spec.dtype:
+            dtype, shape = expected[name]
+            array = value if type(value) is np.ndarray else np.asarray(value)
+            if array.dtype != dtype:
+                if array.dtype.newbyteorder("=") != dtype.newbyteorder("="):
+                    raise InputError(
+                        f"input {name!r} has dtype {array.dtype.name}, the plan expects {dtype.name}; "
+                        f"convert it with .astype(np.{dtype.name})"
+                    )
+                array = array.astype(dtype)  # the same values in this machine's byte order
+            if array.shape != shape:
                 raise InputError(
-                    f"input {name!r} has dtype {array.dtype.name}, the plan expects {spec.dtype}; "
-                    f"convert it with .astype(np.{spec.dtype})"
-                )
-            if array.shape != spec.shape:
-                raise InputError(
-                    f"input {name!r} has shape {list(array.shape)}, the plan expects {list(spec.shape)}; "
+                    f"input {name!r} has shape {list(array.shape)}, the plan expects {list(shape)}; "
                     "recompile with --shape to change it"
                 )
-            checked[name] = np.ascontiguousarray(array)
+            checked[name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
         return checked
 
     def run(self, feeds: dict[str, np.ndarray], *, trace: str | Path | None = None) -> dict[str, np.ndarray]:
@@ -163,9 +157,7 @@ class Plan:
         different frames occupy different processors at once. `trace` is written when the stream ends."""
         return self._stream(self._live(), frames, check_depth(depth), trace)
 
-    def _stream(
-        self, executor: Executor, frames: Iterable[dict[str, np.ndarray]], depth: int, trace: str | Path | None
-    ) -> Iterator[dict[str, np.ndarray]]:
+    def _stream(self, executor: Executor, frames, depth: int, trace) -> Iterator[dict[str, np.ndarray]]:
         done: list[Frame] = []
 
         def finish(frame: Frame) -> dict[str, np.ndarray]:
@@ -181,7 +173,15 @@ class Plan:
 
     def _finish(self, frame: Frame) -> dict[str, np.ndarray]:
         """The plan outputs of a finished frame, which then lets go of its tensors and keeps only its timings."""
-        outputs = {s.name: frame.values[s.name] for s in self.outputs}
+        values, constants = frame.values, self.bundle.constants
+        outputs = {}
+        for spec in self.outputs:
+            if spec.name in constants:
+                outputs[spec.name] = self.bundle.store.tensor(constants[spec.name], "constant").copy()
+            elif frame.records or spec.name not in self._expected:
+                outputs[spec.name] = values[spec.name]
+            else:
+                outputs[spec.name] = values[spec.name].copy()  # a plan input passed through: never the caller's array
         frame.values = {}
         self._last = frame
         return outputs
@@ -196,11 +196,11 @@ class Plan:
         device is the processor that actually ran it and start_ms counts from the run's start."""
         if self._last is None:
             return []
-        return step_times(self._last, [p["id"] for p in self.schedule["partitions"]])
+        return step_times(self._last, [p.id for p in self.bundle.partitions])
 
     def copy_stats(self) -> CopyStats:
         """Host <-> device copies made and avoided since load, summed over every partition (`runs` counts partition
-        runs); the memory bridge (RAGC_ZERO_COPY, load option zero_copy) is what avoids them."""
+        runs); the memory bridge (load option zero_copy) is what avoids them."""
         return sum((step.executable.copy_stats() for step in self.steps), CopyStats())
 
     def tracks(self) -> dict[str, str]:
@@ -214,6 +214,7 @@ class Plan:
         return names
 
     def close(self) -> None:
+        """Wait for runs in flight, then release every processor; later runs raise RuntimeMinError."""
         if self._executor is not None:
             self._stop()
             self._executor = None

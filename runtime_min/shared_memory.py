@@ -8,20 +8,11 @@ inputs and CPU-side tensors that feed a GPU partition can be read by it without 
 from __future__ import annotations
 
 import mmap
-import os
 from typing import Any
 
 import numpy as np
 
-ZERO_COPY_ENV = "RAGC_ZERO_COPY"  # "0" turns the memory bridge off (copies through staging, as without it)
 SHARED_ALIGN = max(4096, mmap.PAGESIZE)  # the import alignment of every Vulkan driver we know of is one page
-
-
-def zero_copy_enabled(options: dict[str, Any]) -> bool:
-    """The `zero_copy` load option if given, else RAGC_ZERO_COPY (default on)."""
-    if "zero_copy" in options and options["zero_copy"] is not None:
-        return bool(options["zero_copy"])
-    return os.environ.get(ZERO_COPY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def round_up(nbytes: int, align: int = SHARED_ALIGN) -> int:

@@ -39,7 +39,7 @@ def chrome_trace(frames: list[Frame], tracks: dict[str, str]) -> dict[str, Any]:
     used_sim: set[str] = set()
     flow_id = 0
     for frame in frames:
-        writer = {o["name"]: rec for rec in frame.records.values() for o in rec.step.partition["outputs"]}
+        writer = {o.name: rec for rec in frame.records.values() for o in rec.step.partition.outputs}
         for pid in sorted(frame.records, key=lambda p: frame.records[p].start_ns):
             rec = frame.records[pid]
             proc = rec.step.processor
@@ -47,11 +47,11 @@ def chrome_trace(frames: list[Frame], tracks: dict[str, str]) -> dict[str, Any]:
             events += _kernels(rec, tid[proc], simulated[proc], t0)
             if any(t.simulated for t in rec.timings):
                 used_sim.add(proc)
-            for spec in rec.step.partition["inputs"]:
-                src = writer.get(spec["name"])
+            for spec in rec.step.partition.inputs:
+                src = writer.get(spec.name)
                 if src is not None and src.step.processor != proc:
                     flow_id += 1
-                    events += _flow(flow_id, spec["name"], src, tid[src.step.processor], rec, tid[proc], t0)
+                    events += _flow(flow_id, spec.name, src, tid[src.step.processor], rec, tid[proc], t0)
     for proc, name in tracks.items():
         events.append(_thread_name(tid[proc], name))
         if proc in used_sim:
@@ -73,17 +73,17 @@ def _slice(rec: StepRecord, frame: int, tid: int, t0: int) -> dict[str, Any]:
         "ph": "X",
         "pid": PID,
         "tid": tid,
-        "name": part["id"],
+        "name": part.id,
         "cat": "step",
         "ts": _us(rec.start_ns, t0),
         "dur": round((rec.end_ns - rec.start_ns) / 1e3, 3),
         "args": {
-            "partition": part["id"],
-            "ops": len(part.get("ops", [])),
+            "partition": part.id,
+            "ops": len(part.ops),
             "device": rec.step.device,
             "processor": rec.step.processor,
             "frame": frame,
-            "predicted_ms": part.get("predicted_ms"),
+            "predicted_ms": part.predicted_ms,
         },
     }
 

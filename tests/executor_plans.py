@@ -1,6 +1,6 @@
 """Plans for the executor tests: random elementwise DAGs compiled by the real compiler into one CPU partition per
-op, then spread over pseudo-processors (names no backend has, so each runs its partitions from their CPU
-fallbacks on a worker thread of its own)."""
+op, then spread over the GPU and NPU workers, which are disabled at load, so each runs its partitions from their
+CPU fallbacks on a worker thread of its own."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 import runtime_min
 from ragc.pipeline import compile_model
 from runtime_min.errors import RuntimeMinWarning
+from runtime_min.format import ARTIFACT_FORMATS as FORMATS
 
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine
 SHAPE = (2, 3)
@@ -68,7 +69,8 @@ def three_processor_plan(folder: Path) -> Path:
 
 def spread(bundle: Path, out: Path, processor_of: dict[str, str], order: list[str] | None = None) -> Path:
     """A copy of `bundle` whose partitions run on the given processors (each step list follows `order`, by default
-    schedule order); partitions off the CPU get their own artifact as CPU fallback. Hashes are redone."""
+    schedule order); partitions off the CPU get their own artifact as CPU fallback, and a native artifact entry their
+    (disabled) processor never reads. Hashes are redone."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(bundle, out)
@@ -81,6 +83,8 @@ def spread(bundle: Path, out: Path, processor_of: dict[str, str], order: list[st
         part["device"] = device
         if device != "cpu":
             part.setdefault("fallback", dict(part["artifact"]))
+            onnx_file = part["fallback"]["model"]
+            part["artifact"] = {"format": FORMATS[device], "files": [onnx_file], "program": onnx_file}
         sources = {writer[s["name"]] for s in part["inputs"] if s["name"] in writer}
         waits = sorted(s for s in sources if processor_of.get(s, "cpu") != device)
         steps.setdefault(device, []).append({"partition": pid, "waits": waits})
@@ -101,10 +105,10 @@ def rewrite(bundle: Path, schedule: dict[str, Any]) -> None:
 
 
 def load_quiet(bundle: Path, **options: Any) -> runtime_min.Plan:
-    """Load a plan whose pseudo-processors fall back to the CPU, without their warnings."""
+    """Load a plan with the GPU and NPU disabled (their partitions fall back to the CPU), without the warnings."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeMinWarning)
-        return runtime_min.load(bundle, **options)
+        return runtime_min.load(bundle, **{"disable": ("gpu", "npu"), **options})
 
 
 def feeds(seed: int = 0) -> dict[str, np.ndarray]:

@@ -14,8 +14,10 @@ from onnx import helper, numpy_helper
 
 from codegen.artifact import Artifact
 from codegen.gpu import emit
+from ragc.bundle.single import single_partition
 from ragc.ir import Graph, Op, Tensor
 from runtime_min.errors import BackendUnavailable
+from runtime_min.options import LoadOptions
 
 OPSET = 20
 
@@ -73,24 +75,16 @@ def reference(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return dict(zip(graph.outputs, sess.run(graph.outputs, feeds), strict=True))
 
 
-def partition(artifact: Artifact, pid: str = "p1") -> dict[str, Any]:
-    return {
-        "id": pid,
-        "device": "gpu",
-        "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
-    }
-
-
-def write(artifact: Artifact, bundle_dir: Path) -> None:
-    for name, data in artifact.files.items():
-        (bundle_dir / name).write_bytes(data)
+def prepare(be: Any, artifact: Artifact, graph: Graph, folder: Path) -> Any:
+    """The artifact as a one-partition bundle in `folder`, prepared on backend `be`."""
+    return be.prepare(*single_partition(artifact, graph, folder, "gpu"))
 
 
 def backend(options: dict[str, Any] | None = None) -> Any:
     from runtime_min.backends.vulkan import VulkanBackend
 
     try:
-        return VulkanBackend(options or {})
+        return VulkanBackend(LoadOptions.make(options or {}))
     except BackendUnavailable as exc:
         pytest.skip(f"no Vulkan device: {exc}")
 
@@ -99,8 +93,7 @@ def run_gpu(graph: Graph, feeds: dict[str, np.ndarray], be: Any) -> dict[str, np
     """Emit the graph as one GPU partition, prepare it on `be` and run it once."""
     artifact = emit(graph, "p1")
     with tempfile.TemporaryDirectory() as tmp:
-        write(artifact, Path(tmp))
-        exe = be.prepare(partition(artifact), Path(tmp))
+        exe = prepare(be, artifact, graph, Path(tmp))
     try:
         return exe.run(feeds)
     finally:

@@ -3,7 +3,6 @@ references, and NPU partitions written as the bundle writer would."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,10 @@ from onnx import helper, numpy_helper
 
 from codegen import npu
 from ragc import ir
+from ragc.bundle.single import single_partition
+from ragc.costmodel.npu import XdnaTiming
 from ragc.frontend.to_ir import to_ir  # noqa: F401 - re-exported for the NPU tests
+from runtime_min.manifest import Bundle, Partition
 
 OPSET = 24  # Swish needs 24, Gelu 20
 
@@ -42,26 +44,9 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, n
 
 def write_bundle(
     graph: ir.Graph, bundle_dir: Path, pid: str = "p1", target_npu: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Emit the whole graph as one NPU partition, write its files as the bundle writer would; the partition."""
-    artifact = npu.emit(graph, pid, target_npu)
-    for name, data in artifact.files.items():
-        (bundle_dir / name).write_bytes(data)
-    signature = [{"name": n, "dtype": "float32", "shape": list(graph.tensors[n].shape)} for n in graph.inputs]
-    return json.loads(
-        json.dumps(
-            {
-                "id": pid,
-                "device": "npu",
-                "ops": [op.name for op in graph.ops],
-                "inputs": signature,
-                "outputs": [
-                    {"name": n, "dtype": "float32", "shape": list(graph.tensors[n].shape)} for n in graph.outputs
-                ],
-                "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
-            }
-        )
-    )
+) -> tuple[Partition, Bundle]:
+    """Emit the whole graph as one NPU partition into `bundle_dir`; the partition and bundle a backend prepares."""
+    return single_partition(npu.emit(graph, pid, XdnaTiming.from_params(target_npu)), graph, bundle_dir, "npu", pid)
 
 
 def assert_close_bf16(actual: np.ndarray, expected: np.ndarray) -> None:

@@ -39,7 +39,7 @@ def test_manifest_lists_every_file_with_its_hash(model_path, tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     on_disk = {p.name for p in (tmp_path / "a").iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    assert manifest["format_version"] == 1 and len(manifest["model_sha256"]) == 64
+    assert manifest["format_version"] == runtime_min.FORMAT_VERSION and len(manifest["model_sha256"]) == 64
     assert manifest["inputs"] == [{"name": "x", "dtype": "float32", "shape": [1, 3, 16, 16]}]
 
 

@@ -123,15 +123,16 @@ def test_fusion_builds_epilogues_and_chains():
 def test_emit_is_deterministic_and_complete():
     graph, _ = _chain_graph()
     first, second = emit(graph, "p7"), emit(graph, "p7")
-    assert first.format == "spirv-v1" and first.files == second.files and first.meta == second.meta
-    assert all(name.startswith("p7.") for name in first.files)
+    assert first.format == "spirv-v2" and first.files == second.files and first.meta == second.meta
+    assert first.store.data() == second.store.data()
+    assert sorted(name for name in first.files if not name.endswith(".spv")) == ["p7.gpu.json"]
     program = _program(first)
     assert len(program["dispatches"]) == 4
     assert {d["kernel"] for d in program["dispatches"]} <= set(first.files)
-    roles = {n: t["role"] for n, t in program["tensors"].items()}
-    assert roles["x"] == "input" and roles["w"] == "weight" and "output" in roles.values()
+    regions = {n: t["region"] for n, t in program["tensors"].items()}
+    assert regions["x"] == "arena" and regions["w"] == "weights"
     w = program["tensors"]["w"]
-    weights = np.frombuffer(first.files["p7.weights.bin"], np.float32, 16 * 8 * 9, w["offset"])
+    weights = np.frombuffer(first.store.data(), np.float32, 16 * 8 * 9, w["store_offset"])
     assert np.array_equal(weights.reshape(16, 8, 3, 3), graph.tensors["w"].data)
 
 
@@ -140,10 +141,11 @@ def test_scratch_is_reused_by_lifetime():
     y = b.input("x", (1, 4, 64, 64))
     for _ in range(6):
         y = b.op("MaxPool", [y], (1, 4, 64, 64), kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    program = _program(emit(b.graph([y]), "p1"))
-    scratch = [t for t in program["tensors"].values() if t["role"] == "scratch"]
+    graph = b.graph([y])
+    program = _program(emit(graph, "p1"))
+    scratch = [t for n, t in program["tensors"].items() if n not in graph.inputs + graph.outputs]
     one = 4 * 64 * 64 * 4
-    assert len(scratch) == 5 and program["regions"]["arena"]["nbytes"] <= 4 * one
+    assert len(scratch) == 5 and program["arena_bytes"] <= 4 * one
     for i, a in enumerate(program["dispatches"][1:], 1):  # a dispatch never reads what it overwrites
         src, dst = program["tensors"][a["bindings"][1]], program["tensors"][a["bindings"][0]]
         assert src["offset"] != dst["offset"], i

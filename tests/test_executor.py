@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 import runtime_min
 from runtime_min.errors import BundleError
 
-PSEUDO = ("x0", "x1", "x2")
+PSEUDO = ("gpu", "npu")
 
 pytest_plugins = ["executor_fixtures"]  # the shared `chain` and `wants` fixtures
 
 
 def test_three_workers_repeat_the_sequential_result_bit_for_bit(chain, wants, tmp_path):
-    bundle = spread(chain, tmp_path / "s", {"p0": "x0", "p1": "x1", "p2": "x2"})
+    bundle = spread(chain, tmp_path / "s", {"p0": "gpu", "p1": "npu", "p2": "cpu"})
     with load_quiet(bundle) as plan:
         assert sorted(plan.fallbacks) == list(PSEUDO)
         for _ in range(100):
@@ -34,7 +34,7 @@ def test_results_match_numpy(wants):
 
 
 def test_callers_on_several_threads_each_get_their_own_result(chain, wants, tmp_path):
-    bundle = spread(chain, tmp_path / "s", {"p1": "x1", "p3": "x1"})
+    bundle = spread(chain, tmp_path / "s", {"p1": "npu", "p3": "npu"})
     with load_quiet(bundle) as plan:
         got: dict[int, bool] = {}
 
@@ -50,7 +50,7 @@ def test_callers_on_several_threads_each_get_their_own_result(chain, wants, tmp_
 
 
 def test_step_times_of_the_last_run(chain, tmp_path):
-    with load_quiet(spread(chain, tmp_path / "s", {"p2": "x1"})) as plan:
+    with load_quiet(spread(chain, tmp_path / "s", {"p2": "npu"})) as plan:
         assert plan.last_step_times() == []
         plan.run(feeds())
         times = plan.last_step_times()
@@ -66,9 +66,9 @@ def test_a_step_before_its_producer_on_the_same_processor_is_refused(chain, tmp_
 
 
 def test_processors_waiting_on_each_other_forever_are_refused(chain, tmp_path):
-    # x0 runs p3 first, which needs p2 on x1, which needs p0 on x0 after p3: a cycle no run could finish
+    # gpu runs p3 first, which needs p2 on npu, which needs p0 on gpu after p3: a cycle no run could finish
     order = ["p3", "p0", "p1", "p2"]
-    bundle = spread(chain, tmp_path / "s", {"p0": "x0", "p1": "x1", "p2": "x1", "p3": "x0"}, order)
+    bundle = spread(chain, tmp_path / "s", {"p0": "gpu", "p1": "npu", "p2": "npu", "p3": "gpu"}, order)
     with pytest.raises(BundleError, match="processors wait on each other forever"):
         load_quiet(bundle)
 
@@ -78,12 +78,12 @@ def test_worker_threads_end_with_their_plan(chain, tmp_path):
         return sorted(t.name for t in threading.enumerate() if t.name.startswith("runtime_min:"))
 
     assert workers() == []
-    plan = load_quiet(spread(chain, tmp_path / "s", {"p1": "x1"}))
+    plan = load_quiet(spread(chain, tmp_path / "s", {"p1": "npu"}))
     plan.run(feeds())
-    assert workers() == ["runtime_min:cpu", "runtime_min:x1"]
+    assert workers() == ["runtime_min:cpu", "runtime_min:npu"]
     plan.close()
     assert workers() == []
-    dropped = load_quiet(spread(chain, tmp_path / "s", {"p1": "x1"}))
+    dropped = load_quiet(spread(chain, tmp_path / "s", {"p1": "npu"}))
     dropped.run(feeds())
     del dropped
     gc.collect()
@@ -131,7 +131,7 @@ def test_random_dags_on_random_workers_finish_with_the_sequential_result(tmp_pat
     bundle = compile_split(ops, folder)
     with runtime_min.load(bundle) as sequential:
         want = sequential.run(feeds())
-        op_of = {step.id: int(step.partition["ops"][0][1:]) for step in sequential.steps}
+        op_of = {step.id: int(step.partition.ops[0][1:]) for step in sequential.steps}
     pid_of = {k: pid for pid, k in op_of.items()}
     order = [pid_of[k] for k in _topological(ops, priority)]
     spread_bundle = spread(bundle, folder / "spread", {pid_of[k]: d for k, d in enumerate(devices)}, order)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gpu_harness import Builder, backend, partition, write
+from gpu_harness import Builder, backend, prepare
 from onnx import TensorProto, helper
 from test_npu_xrt import fake, plan  # noqa: F401  (fixtures: the pyxrt stand-in and an NPU partition on it)
 
@@ -18,7 +18,8 @@ from codegen.gpu import emit
 from ragc.pipeline import compile_model
 from runtime_min.backends.npu_xrt import NpuXrtBackend
 from runtime_min.backends.vulkan import MAX_LEASED
-from runtime_min.shared_memory import SHARED_ALIGN, ZERO_COPY_ENV, empty_shared, is_shareable, zero_copy_enabled
+from runtime_min.options import LoadOptions
+from runtime_min.shared_memory import SHARED_ALIGN, empty_shared, is_shareable
 
 TARGET = "ryzen-ai-9-hx-370"
 SHAPE = (4, 257)
@@ -106,11 +107,11 @@ def test_copy_counters_show_the_copies_removed(bundles):
 
 
 def test_the_env_var_turns_the_bridge_off(monkeypatch):
-    monkeypatch.setenv(ZERO_COPY_ENV, "0")
-    assert not zero_copy_enabled({})
-    assert zero_copy_enabled({"zero_copy": True})
-    monkeypatch.setenv(ZERO_COPY_ENV, "1")
-    assert zero_copy_enabled({}) and not zero_copy_enabled({"zero_copy": False})
+    monkeypatch.setenv("RAGC_ZERO_COPY", "0")
+    assert not LoadOptions.make({}).zero_copy
+    assert LoadOptions.make({"zero_copy": True}).zero_copy
+    monkeypatch.setenv("RAGC_ZERO_COPY", "1")
+    assert LoadOptions.make({}).zero_copy and not LoadOptions.make({"zero_copy": False}).zero_copy
 
 
 @pytest.fixture
@@ -122,11 +123,10 @@ def exe_factory():
         b = Builder()
         y = b.op("Relu", [b.input("x", SHAPE)], SHAPE)
         z = b.op("Sigmoid", [y], SHAPE)
-        artifact = emit(b.graph([y, z]), "p1")
+        graph = b.graph([y, z])
         be = backend({"zero_copy": zero_copy})
         with tempfile.TemporaryDirectory() as tmp:
-            write(artifact, Path(tmp))
-            exe = be.prepare(partition(artifact), Path(tmp))
+            exe = prepare(be, emit(graph, "p1"), graph, Path(tmp))
         made.append(be)
         return be, exe
 
@@ -212,7 +212,7 @@ def test_empty_shared_is_page_aligned(shape, dtype):
 
 def test_npu_xrt_counts_its_bo_copies(fake, plan):  # noqa: F811  (the imported fixtures)
     partition, bundle, root = plan
-    exe = NpuXrtBackend.open({"xclbin_path": str(root)}).prepare(partition, bundle)
+    exe = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),))).prepare(partition, bundle)
     setup = len(fake.CALLS)
     for seed in range(2):
         exe.run({"x": np.random.default_rng(seed).standard_normal((1, 3, 6, 6)).astype(np.float32)})

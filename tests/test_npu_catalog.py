@@ -11,9 +11,11 @@ from onnx import helper
 
 from codegen import npu
 from codegen.npu.catalog import KERNELS, MATMUL, SOFTMAX
-from runtime_min.xdna import from_bf16_bits
+from ragc.costmodel.npu import XdnaTiming
+from runtime_min.format import from_bf16_bits
 
 RNG = np.random.default_rng(7)
+XDNA2 = XdnaTiming.from_params()
 
 
 def _w(*shape: int) -> np.ndarray:
@@ -115,14 +117,14 @@ def _program(artifact) -> dict:
 def test_gemm_weights_are_transposed_padded_bf16_with_bias_row():
     w, b = _w(33, 70), _w(33)
     g = _graph("Gemm", {"x": (5, 70)}, {"w": w, "b": b}, transB=1, alpha=0.5, beta=2.0)
-    art = npu.emit(g, "p3")
-    assert sorted(art.files) == ["p3.npu.json", "p3.npu.weights.bin"]
+    art = npu.emit(g, "p3", XDNA2)
+    assert sorted(art.files) == ["p3.npu.json"]
     step = _program(art)["steps"][0]
     assert step["lowering"] == "gemm+bias_row" and step["kernel"]["dims"] == {"M": 64, "K": 128, "N": 64}
     assert step["inputs"][0]["transforms"] == [{"append_ones": 1}] and step["inputs"][0]["shape"] == [5, 71]
-    entry = _program(art)["weights"]["entries"][step["inputs"][1]["weight"]]
+    entry = _program(art)["weights"][step["inputs"][1]["weight"]]
     assert entry["offset"] % 64 == 0 and entry["shape"] == [128, 64]
-    bits = np.frombuffer(art.files["p3.npu.weights.bin"], "<u2", count=128 * 64, offset=entry["offset"])
+    bits = np.frombuffer(art.store.data(), "<u2", count=128 * 64, offset=entry["offset"])
     packed = from_bf16_bits(bits).reshape(128, 64)
     np.testing.assert_allclose(packed[:70, :33], 0.5 * w.T, rtol=2**-8)
     np.testing.assert_allclose(packed[70, :33], 2.0 * b, rtol=2**-8)
@@ -131,7 +133,7 @@ def test_gemm_weights_are_transposed_padded_bf16_with_bias_row():
 
 def test_conv_records_im2col_lowering():
     g = _graph("Conv", {"x": (1, 3, 9, 9)}, {"w": _w(8, 3, 3, 3), "b": _w(8)}, pads=[1, 1, 1, 1], strides=[2, 2])
-    step = _program(npu.emit(g, "p1"))["steps"][0]
+    step = _program(npu.emit(g, "p1", XDNA2))["steps"][0]
     assert step["lowering"] == "im2col+gemm+bias_row"
     im2col = step["inputs"][0]["transforms"][0]["im2col"]
     assert im2col == {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1], "output": [5, 5]}
@@ -141,16 +143,18 @@ def test_conv_records_im2col_lowering():
 
 def test_emit_is_deterministic_and_carries_the_target():
     g = _graph("Conv", {"x": (1, 3, 8, 8)}, {"w": _w(4, 3, 3, 3), "b": _w(4)})
-    first, second = npu.emit(g, "p1", {"arch": "xdna"}), npu.emit(g, "p1", {"arch": "xdna"})
+    timing = XdnaTiming.from_params({"arch": "xdna"})
+    first, second = npu.emit(g, "p1", timing), npu.emit(g, "p1", timing)
     assert first.files == second.files and first.meta == second.meta
-    assert first.meta["npu"] == {"arch": "xdna"} and first.meta["device"] == "npu"
+    assert first.store.data() == second.store.data()
+    assert _program(first)["launch"] == timing.launch() and _program(first)["device"] == "npu"
     assert _program(first)["steps"][0]["kernel"]["build_args"]["devicename"] == "npu"
 
 
 def test_emit_refuses_unsupported_ops_by_name():
     g = _graph("Flatten", {"x": (2, 3, 4)}, {})
     with pytest.raises(npu.NpuCodegenError, match=r"op op \(Flatten\) cannot run on the NPU"):
-        npu.emit(g, "p1")
+        npu.emit(g, "p1", XDNA2)
 
 
 def test_kernel_calls_give_the_cost_model_padded_dims():

@@ -15,9 +15,12 @@ import pytest
 from npu_fixtures import assert_close_bf16, make_model, run_ort, to_ir, write_bundle
 from onnx import helper
 
+from ragc.costmodel.npu import XDNA2_DEFAULTS, XdnaTiming
+from ragc.errors import PersonalityError
 from runtime_min.backends.npu_sim import NpuSimBackend
 from runtime_min.errors import BundleError, InputError
-from runtime_min.xdna import XDNA2_DEFAULTS, XdnaTiming, from_bf16_bits, round_bf16, to_bf16_bits
+from runtime_min.format import from_bf16_bits, round_bf16, to_bf16_bits
+from runtime_min.options import LoadOptions
 
 RNG = np.random.default_rng(11)
 
@@ -31,8 +34,8 @@ def _node(op_type: str, inputs: list[str], output: str = "y", **attrs):
 
 
 def _simulate(model, feeds, tmp_path: Path, target_npu=None):
-    partition = write_bundle(to_ir(model), tmp_path, target_npu=target_npu)
-    executable = NpuSimBackend.open({}).prepare(partition, tmp_path)
+    partition, bundle = write_bundle(to_ir(model), tmp_path, target_npu=target_npu)
+    executable = NpuSimBackend.open(LoadOptions()).prepare(partition, bundle)
     return executable, executable.run(feeds)
 
 
@@ -155,9 +158,9 @@ def test_timing_comes_from_the_partition_meta(tmp_path):
 
 
 def test_bad_timing_parameters_are_refused():
-    with pytest.raises(BundleError, match="arch"):
+    with pytest.raises(PersonalityError, match="arch"):
         XdnaTiming.from_params({"arch": "tpu"})
-    with pytest.raises(BundleError, match="clock_ghz"):
+    with pytest.raises(PersonalityError, match="clock_ghz"):
         XdnaTiming.from_params({"clock_ghz": -1})
     with pytest.raises(ValueError, match="no timing model"):
         XdnaTiming.from_params().kernel_ms("fft", 10)
@@ -173,14 +176,12 @@ def test_target_files_npu_sections_load():
 
 def test_sim_rejects_bad_feeds_and_bundles(tmp_path):
     model = make_model([_node("Relu", ["x"])], {"x": (4, 30)}, {}, ["y"])
-    partition = write_bundle(to_ir(model), tmp_path)
-    executable = NpuSimBackend.open({}).prepare(partition, tmp_path)
+    partition, bundle = write_bundle(to_ir(model), tmp_path)
+    executable = NpuSimBackend.open(LoadOptions()).prepare(partition, bundle)
     with pytest.raises(InputError, match="'x'"):
         executable.run({"x": np.zeros((4, 31), np.float32)})
     with pytest.raises(InputError, match="missing"):
         executable.run({})
-    with pytest.raises(BundleError, match="format"):
-        NpuSimBackend.open({}).prepare({**partition, "artifact": {"format": "spirv-v1"}}, tmp_path)
-    (tmp_path / "p1.npu.weights.bin").unlink()
-    with pytest.raises(BundleError, match="unreadable"):
-        NpuSimBackend.open({}).prepare(partition, tmp_path)
+    (tmp_path / "p1.npu.json").write_text('{"device": "npu9", "weights": {}}')
+    with pytest.raises(BundleError, match="'device' = 'npu9' is not one of npu, npu2"):
+        NpuSimBackend.open(LoadOptions()).prepare(partition, bundle)

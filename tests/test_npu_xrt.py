@@ -3,7 +3,6 @@ clear refusals when pyxrt, the device or an xclbin is missing."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from onnx import helper
 from runtime_min.backends.npu_sim import NpuSimBackend
 from runtime_min.backends.npu_xrt import NpuXrtBackend, read_instructions
 from runtime_min.errors import BackendUnavailable, DeviceFailure
-from runtime_min.xdna import round_bf16
+from runtime_min.format import round_bf16
+from runtime_min.options import LoadOptions
 
 FAKE_DIR = Path(__file__).parent / "fake_pyxrt"
 RNG = np.random.default_rng(5)
@@ -47,9 +47,9 @@ def _conv_relu_matmul():
 MODEL = _conv_relu_matmul()
 
 
-def _install(fake, partition: dict, bundle: Path, root: Path) -> None:
+def _install(fake, partition, bundle, root: Path) -> None:
     """Put a stand-in xclbin and an instruction file where RAGC_XCLBIN_PATH finds each referenced kernel."""
-    program = json.loads((bundle / partition["artifact"]["program"]).read_text())
+    program = bundle.read_json(partition.artifact.main, "test")
     for step in program["steps"]:
         ref = step["kernel"]
         folder = root / ref["device"] / ref["design"]
@@ -61,22 +61,22 @@ def _install(fake, partition: dict, bundle: Path, root: Path) -> None:
 @pytest.fixture
 def plan(fake, tmp_path):
     """A conv -> relu -> matmul NPU partition with its kernels installed; (partition, bundle dir, xclbin root)."""
-    bundle, root = tmp_path / "plan", tmp_path / "xclbins"
-    bundle.mkdir()
-    partition = write_bundle(to_ir(MODEL), bundle)
+    folder, root = tmp_path / "plan", tmp_path / "xclbins"
+    folder.mkdir()
+    partition, bundle = write_bundle(to_ir(MODEL), folder)
     _install(fake, partition, bundle, root)
     return partition, bundle, root
 
 
 def test_runs_the_documented_call_sequence(fake, plan):
     partition, bundle, root = plan
-    backend = NpuXrtBackend.open({"xclbin_path": str(root)})
+    backend = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),)))
     executable = backend.prepare(partition, bundle)
     x = RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)
     out = executable.run({"x": x})["y"]
 
     assert_close_bf16(out, run_ort(MODEL, {"x": x})["y"])
-    sim = NpuSimBackend.open({}).prepare(partition, bundle).run({"x": x})["y"]
+    sim = NpuSimBackend.open(LoadOptions()).prepare(partition, bundle).run({"x": x})["y"]
     np.testing.assert_allclose(out, sim, rtol=1e-2, atol=1e-2 * float(np.abs(sim).max()))
 
     names = [name for name, _ in fake.CALLS]
@@ -97,7 +97,7 @@ def test_runs_the_documented_call_sequence(fake, plan):
 
 def test_weights_upload_once_and_inputs_every_run(fake, plan):
     partition, bundle, root = plan
-    executable = NpuXrtBackend.open({"xclbin_path": str(root)}).prepare(partition, bundle)
+    executable = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),))).prepare(partition, bundle)
     setup_writes = sum(n == "bo.write" for n, _ in fake.CALLS)
     assert setup_writes == 3 + 2  # three instruction streams, two GEMM weight buffers
     x = RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)
@@ -107,11 +107,11 @@ def test_weights_upload_once_and_inputs_every_run(fake, plan):
 
 def test_hardware_context_is_shared_per_xclbin(fake, tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["y"], name="r2")]
-    bundle, root = tmp_path / "plan", tmp_path / "x"
-    bundle.mkdir()
-    partition = write_bundle(to_ir(make_model(nodes, {"x": (5, 7)}, {}, ["y"])), bundle)
+    folder, root = tmp_path / "plan", tmp_path / "x"
+    folder.mkdir()
+    partition, bundle = write_bundle(to_ir(make_model(nodes, {"x": (5, 7)}, {}, ["y"])), folder)
     _install(fake, partition, bundle, root)
-    executable = NpuXrtBackend.open({"xclbin_path": str(root)}).prepare(partition, bundle)
+    executable = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),))).prepare(partition, bundle)
     x = RNG.standard_normal((5, 7)).astype(np.float32)
     np.testing.assert_array_equal(executable.run({"x": x})["y"], round_bf16(np.maximum(x, 0)))
     assert sum(n == "hw_context" for n, _ in fake.CALLS) == 1
@@ -122,21 +122,21 @@ def test_too_many_xclbins_for_the_array(fake, tmp_path, monkeypatch):
     kinds = ["Relu", "Sigmoid", "Tanh", "Gelu", "Swish", "Relu"]
     nodes = [helper.make_node(k, [f"t{i}"], [f"t{i + 1}"], name=f"n{i}") for i, k in enumerate(kinds)]
     nodes.append(helper.make_node("Add", ["t6", "t0"], ["y"], name="add"))
-    bundle, root = tmp_path / "plan", tmp_path / "x"
-    bundle.mkdir()
+    folder, root = tmp_path / "plan", tmp_path / "x"
+    folder.mkdir()
     model = make_model(nodes, {"t0": (4, 5)}, {}, ["y"])
-    partition = write_bundle(to_ir(model), bundle, target_npu={"arch": "xdna"})
+    partition, bundle = write_bundle(to_ir(model), folder, target_npu={"arch": "xdna"})
     _install(fake, partition, bundle, root)
     monkeypatch.setenv("RAGC_XCLBIN_PATH", str(root))
     with pytest.raises(BackendUnavailable, match="needs 6 xclbins but npu holds"):
         # five unary designs + add = 6 distinct xclbins; fits exactly, so shrink the limit to prove the check
-        monkeypatch.setattr("runtime_min.backends.npu_xrt.MAX_HW_CONTEXTS", {"xdna": 5})
-        NpuXrtBackend.open({}).prepare(partition, bundle)
+        monkeypatch.setattr("runtime_min.backends.npu_xrt.MAX_HW_CONTEXTS", {"npu": 5})
+        NpuXrtBackend.open(LoadOptions.make({})).prepare(partition, bundle)
 
 
 def test_missing_xclbin_names_the_file_and_how_to_build_it(fake, plan, tmp_path):
     partition, bundle, _ = plan
-    backend = NpuXrtBackend.open({"xclbin_path": str(tmp_path / "empty")})
+    backend = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(tmp_path / "empty"),)))
     with pytest.raises(
         BackendUnavailable,
         match=r"npu2/basic/matrix_multiplication/whole_array/final_64x64x64.xclbin"
@@ -148,18 +148,18 @@ def test_missing_xclbin_names_the_file_and_how_to_build_it(fake, plan, tmp_path)
 def test_missing_pyxrt_is_backend_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyxrt", None)  # import pyxrt raises ImportError
     with pytest.raises(BackendUnavailable, match=r"pyxrt not importable .*npu='sim'"):
-        NpuXrtBackend.open({})
+        NpuXrtBackend.open(LoadOptions.make({}))
 
 
 def test_no_device_is_backend_unavailable(fake):
     fake.configure(no_device=True)
     with pytest.raises(BackendUnavailable, match="no XDNA NPU device"):
-        NpuXrtBackend.open({})
+        NpuXrtBackend.open(LoadOptions.make({}))
 
 
 def test_failed_run_is_a_device_failure(fake, plan):
     partition, bundle, root = plan
-    executable = NpuXrtBackend.open({"xclbin_path": str(root)}).prepare(partition, bundle)
+    executable = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),))).prepare(partition, bundle)
     fake.configure(wait_state=fake.ert_cmd_state.ERT_CMD_STATE_ERROR)
     with pytest.raises(DeviceFailure, match="conv ended in state"):
         executable.run({"x": np.zeros((1, 3, 6, 6), np.float32)})

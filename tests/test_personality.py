@@ -133,9 +133,10 @@ def test_gpu_timer_on_vulkan():
     from ragc.profiler.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
     from runtime_min.backends.vulkan import VulkanBackend
     from runtime_min.errors import BackendUnavailable
+    from runtime_min.options import LoadOptions
 
     try:
-        backend = VulkanBackend({"timestamps": True})
+        backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
     except BackendUnavailable as exc:
         pytest.skip(f"no Vulkan device: {exc}")
     try:

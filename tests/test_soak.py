@@ -16,7 +16,7 @@ def resident_bytes() -> int:
 
 
 def test_a_thousand_runs_do_not_grow_memory(tmp_path):
-    bundle = spread(compile_split(chain_ops(4), tmp_path / "c"), tmp_path / "s", {"p1": "x1", "p3": "x1"})
+    bundle = spread(compile_split(chain_ops(4), tmp_path / "c"), tmp_path / "s", {"p1": "npu", "p3": "npu"})
     with load_quiet(bundle) as plan:
         f = feeds()
         first = plan.run(f)

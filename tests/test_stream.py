@@ -18,8 +18,8 @@ pytest_plugins = ["executor_fixtures"]  # the shared `chain` and `wants` fixture
 
 @pytest.fixture
 def two_stage(chain, tmp_path):
-    """Stage 1 (p0, p1) on x0, stage 2 (p2, p3) on x1."""
-    plan = load_quiet(spread(chain, tmp_path / "s", {"p0": "x0", "p1": "x0", "p2": "x1", "p3": "x1"}))
+    """Stage 1 (p0, p1) on the gpu worker, stage 2 (p2, p3) on the npu worker (both run CPU fallbacks)."""
+    plan = load_quiet(spread(chain, tmp_path / "s", {"p0": "gpu", "p1": "gpu", "p2": "npu", "p3": "npu"}))
     yield plan
     plan.close()
 
@@ -48,8 +48,12 @@ def test_outputs_come_in_input_order(two_stage, wants, depth):
 
 def test_next_frame_starts_stage_one_while_this_frame_is_in_stage_two(two_stage, wants):
     event = threading.Event()
-    two_stage.steps[0].executable = Gate(two_stage.steps[0].executable, event, "opens")  # p0, x0's first step
-    two_stage.steps[3].executable = stage_two = Gate(two_stage.steps[3].executable, event, "waits")  # p3 on x1
+    two_stage.steps[0].executable = Gate(
+        two_stage.steps[0].executable, event, "opens"
+    )  # p0, the gpu worker's first step
+    two_stage.steps[3].executable = stage_two = Gate(
+        two_stage.steps[3].executable, event, "waits"
+    )  # p3 on the npu worker
     outputs = list(two_stage.stream((feeds(seed) for seed in range(3)), depth=2))
     assert stage_two.opened is True  # frame 0's p3 saw frame 1's p0 run while it was still busy
     assert all(same_bits(got, want) for got, want in zip(outputs, wants, strict=False))

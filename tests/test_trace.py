@@ -29,23 +29,23 @@ def _steps(events) -> list[dict]:
 
 
 def test_run_trace_has_tracks_steps_and_flows(chain, tmp_path):
-    bundle = spread(chain, tmp_path / "s", {"p1": "x1", "p2": "x1"})
+    bundle = spread(chain, tmp_path / "s", {"p1": "npu", "p2": "npu"})
     with load_quiet(bundle) as plan:
         plan.run(feeds(), trace=tmp_path / "t.json")
     events = _events(tmp_path / "t.json")
     tracks = _track_names(events)
     assert sorted(tracks) == [1, 2]
-    assert tracks[1].startswith("cpu (onnxruntime") and tracks[2].startswith("x1 on the CPU fallback: cpu")
+    assert tracks[1].startswith("cpu (onnxruntime") and tracks[2].startswith("npu on the CPU fallback: cpu")
     steps = {e["name"]: e for e in _steps(events)}
     assert sorted(steps) == ["p0", "p1", "p2", "p3"]
     assert {k: steps[k]["tid"] for k in steps} == {"p0": 1, "p1": 2, "p2": 2, "p3": 1}
     args = dict(steps["p1"]["args"])
     predicted = args.pop("predicted_ms")
-    assert args == {"partition": "p1", "ops": 1, "device": "cpu", "processor": "x1", "frame": 0}
+    assert args == {"partition": "p1", "ops": 1, "device": "cpu", "processor": "npu", "frame": 0}
     assert predicted is None or predicted >= 0
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in steps.values())
     flows = [e for e in events if e["ph"] in ("s", "f")]
-    # p0 -> p1 crosses from cpu to x1, p2 -> p3 back: one start and one finish each, in pairs
+    # p0 -> p1 crosses from cpu to npu, p2 -> p3 back: one start and one finish each, in pairs
     assert [(e["ph"], e["name"], e["tid"]) for e in flows] == [
         ("s", "t0", 1),
         ("f", "t0", 2),
@@ -57,7 +57,7 @@ def test_run_trace_has_tracks_steps_and_flows(chain, tmp_path):
 
 
 def test_stream_trace_has_every_frame(chain, tmp_path):
-    bundle = spread(chain, tmp_path / "s", {"p2": "x1", "p3": "x1"})
+    bundle = spread(chain, tmp_path / "s", {"p2": "npu", "p3": "npu"})
     with load_quiet(bundle) as plan:
         outputs = list(plan.stream((feeds(s) for s in range(5)), depth=2, trace=tmp_path / "t.json"))
     assert len(outputs) == 5

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gpu_harness import Builder, backend, check, partition, random_feeds, reference, run_gpu, write
+from gpu_harness import Builder, backend, check, prepare, random_feeds, reference, run_gpu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codegen.gpu import emit
+from ragc.bundle.single import single_partition
 from runtime_min.errors import BackendUnavailable, BundleError, InputError
 
 
@@ -240,7 +241,7 @@ def test_small_net_fuses_and_matches(be):
     graph, _ = _small_net()
     check(graph, be)
     program = emit(graph, "p1")
-    dispatches = json.loads(program.files["p1.program.json"])["dispatches"]
+    dispatches = json.loads(program.files["p1.gpu.json"])["dispatches"]
     assert len(dispatches) == 5  # conv+relu, conv+add+relu, maxpool, global pool, gemm+sigmoid
 
 
@@ -249,15 +250,12 @@ def test_runs_are_bit_identical_and_timed(be):
     feeds = random_feeds(graph)
     artifact = emit(graph, "p1")
     with tempfile.TemporaryDirectory() as tmp:
-        write(artifact, Path(tmp))
-        exe = be.prepare(partition(artifact), Path(tmp))
+        exe = prepare(be, artifact, graph, Path(tmp))
     first, second = exe.run(feeds), exe.run(feeds)
     timings = exe.timings()
     exe.close()
     assert all(np.array_equal(first[k], second[k]) for k in first)
-    assert [t.label for t in timings] == [
-        d["label"] for d in json.loads(artifact.files["p1.program.json"])["dispatches"]
-    ]
+    assert [t.label for t in timings] == [d["label"] for d in json.loads(artifact.files["p1.gpu.json"])["dispatches"]]
     assert all(t.duration_ns >= 0 for t in timings)
     np.testing.assert_allclose(first[y], reference(graph, feeds)[y], rtol=1e-4, atol=1e-5)
 
@@ -275,13 +273,17 @@ def test_bad_feeds_raise_input_error(be):
     graph = b.graph([b.op("Relu", [b.input("x", (2, 3))], (2, 3))])
     with pytest.raises(InputError, match="expected float32"):
         run_gpu(graph, {"x": np.zeros((2, 3), np.float64)}, be)
-    with pytest.raises(InputError, match="missing input"):
+    with pytest.raises(InputError, match="input .x. is missing"):
         run_gpu(graph, {}, be)
 
 
-def test_wrong_format_raises_bundle_error(be, tmp_path):
-    with pytest.raises(BundleError, match="spirv-v1"):
-        be.prepare({"id": "p9", "artifact": {"format": "onnx", "files": []}}, tmp_path)
+def test_a_program_that_is_not_a_gpu_program_raises_bundle_error(be, tmp_path):
+    b = Builder()
+    graph = b.graph([b.op("Relu", [b.input("x", (2, 3))], (2, 3))])
+    artifact = emit(graph, "p1")
+    artifact.files["p1.gpu.json"] = b'{"version": 1}'
+    with pytest.raises(BundleError, match="'version' = 1 is outside"):
+        prepare(be, artifact, graph, tmp_path)
 
 
 def test_describe_and_memory_attributes(be):
@@ -291,10 +293,11 @@ def test_describe_and_memory_attributes(be):
 
 def test_unknown_device_name_is_unavailable(be, monkeypatch):
     from runtime_min.backends.vulkan import VulkanBackend
+    from runtime_min.options import LoadOptions
 
     monkeypatch.setenv("RAGC_VULKAN_DEVICE", "no-such-gpu-anywhere")
     with pytest.raises(BackendUnavailable, match="no Vulkan device matches"):
-        VulkanBackend({})
+        VulkanBackend(LoadOptions.make({}))
 
 
 BINARY_OPS = ["Add", "Sub", "Mul", "Max", "Min"]
@@ -322,11 +325,13 @@ def test_random_elementwise_dags_fuse_correctly(be, data):
 
 def test_missing_kernel_file_raises_bundle_error(be, tmp_path):
     b = Builder()
-    artifact = emit(b.graph([b.op("Relu", [b.input("x", (2, 3))], (2, 3))]), "p1")
-    write(artifact, tmp_path)
-    next(tmp_path.glob("*.spv")).unlink()
-    with pytest.raises(BundleError, match="missing p1\\..*\\.spv"):
-        be.prepare(partition(artifact), tmp_path)
+    graph = b.graph([b.op("Relu", [b.input("x", (2, 3))], (2, 3))])
+    artifact = emit(graph, "p1")
+    kernel = next(name for name in artifact.files if name.endswith(".spv"))
+    part, bundle = single_partition(artifact, graph, tmp_path, "gpu")
+    (tmp_path / kernel).unlink()
+    with pytest.raises(BundleError, match=f"{kernel}' is missing"):
+        be.prepare(part, bundle)
 
 
 def test_compare_and_where_fuse_into_one_kernel(be):
@@ -335,4 +340,4 @@ def test_compare_and_where_fuse_into_one_kernel(be):
     y = b.op("Where", [b.op("Greater", [x, b.input("t", (8,))], (3, 8), "bool"), x, b.op("Neg", [x], (3, 8))], (3, 8))
     graph = b.graph([y])
     check(graph, be)
-    assert len(json.loads(emit(graph, "p1").files["p1.program.json"])["dispatches"]) == 1
+    assert len(json.loads(emit(graph, "p1").files["p1.gpu.json"])["dispatches"]) == 1

@@ -1,31 +1,30 @@
-"""GPU partitions to "spirv-v1" artifacts: fuse, lower each op to dispatches, compile kernels, lay out buffers.
+"""GPU partitions to "spirv-v2" artifacts: fuse, lower each op to dispatches, compile kernels, lay out buffers.
 
-The artifact holds one SPIR-V module per distinct kernel, a packed weights file and `<pid>.program.json`:
-regions "weights" (uploaded once) and "arena" (inputs, outputs and scratch, scratch reused by lifetime), every
-tensor's region/offset/size, and the dispatch list (kernel file, bound tensors, workgroup counts).
+The artifact holds one SPIR-V module per distinct kernel (`<sha256 prefix>.spv`, shared by every partition that
+uses it) and `<pid>.gpu.json` (read by runtime_min/backends/gpu_program.py): the sizes of the regions "weights"
+(uploaded once, each weight read from the bundle's tensor store) and "arena" (inputs, outputs and scratch, scratch
+reused by lifetime), every tensor's region/offset/size, and the dispatch list (kernel file, bound tensors,
+workgroup counts).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
-import numpy as np
-
-from codegen.artifact import Artifact
+from codegen.artifact import Artifact, TensorStore
 from codegen.gpu import glsl
 from codegen.gpu import ops as _ops  # noqa: F401  (registers the lowerings)
 from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
 from ragc.ir import Graph, Op
+from runtime_min.format import ARTIFACT_FORMATS, GPU_ALIGN, align, dumps
 
-FORMAT = "spirv-v1"
-ALIGN = 256  # covers every device's minStorageBufferOffsetAlignment (the Vulkan maximum is 256)
+FORMAT = ARTIFACT_FORMATS["gpu"]
 
 
 def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
+    return align(n, GPU_ALIGN)  # covers every device's minStorageBufferOffsetAlignment
 
 
 def _alias_reason(graph: Graph, op: Op) -> str | None:
@@ -85,18 +84,21 @@ def _lifetimes(graph: Graph, steps: list[Step], alias: dict[str, str]) -> dict[s
     return spans
 
 
-def _pack(graph: Graph, spans: dict[str, tuple[int, int]]) -> tuple[dict[str, tuple[str, int]], int, bytes]:
-    """Offsets of root tensors in the weights and arena regions (first fit by lifetime); returns the weights bytes."""
+def _pack(
+    graph: Graph, spans: dict[str, tuple[int, int]], store: TensorStore
+) -> tuple[dict[str, tuple[str, int]], dict[str, int], int, int]:
+    """Offsets of root tensors in the weights and arena regions (arena: first fit by lifetime), each weight's
+    offset in the tensor store, and the two region sizes."""
     where: dict[str, tuple[str, int]] = {}
-    weights = bytearray()
+    stored: dict[str, int] = {}
     live: list[tuple[int, int, int]] = []  # (offset, size, last step)
-    arena = 0
+    weights = arena = 0
     for name, (first, last) in sorted(spans.items(), key=lambda kv: (kv[1][0], kv[0])):
         t = graph.tensors[name]
         if t.is_constant:
-            where[name] = ("weights", len(weights))
-            weights += np.ascontiguousarray(t.data, dtype=t.dtype).tobytes()
-            weights += bytes(_align(len(weights)) - len(weights))
+            where[name] = ("weights", weights)
+            stored[name] = store.add(t.data.astype(t.dtype, copy=False))
+            weights = _align(weights + t.nbytes)
             continue
         size = _align(t.nbytes)
         live = sorted(x for x in live if x[2] >= first)
@@ -108,56 +110,52 @@ def _pack(graph: Graph, spans: dict[str, tuple[int, int]]) -> tuple[dict[str, tu
         live.append((offset, size, last))
         where[name] = ("arena", offset)
         arena = max(arena, offset + size)
-    return where, arena, bytes(weights)
+    return where, stored, weights, arena
 
 
-def _tensor_entry(graph: Graph, name: str, root: str, where: dict[str, tuple[str, int]]) -> dict:
+def _tensor_entry(
+    graph: Graph, name: str, root: str, where: dict[str, tuple[str, int]], stored: dict[str, int]
+) -> dict:
     t = graph.tensors[name]
-    role = "input" if name in graph.inputs else "output" if name in graph.outputs else None
     region, offset = where[root]
-    role = role or ("weight" if region == "weights" else "scratch")
-    return {
-        "dtype": t.dtype,
-        "shape": list(t.shape),
-        "nbytes": t.nbytes,
-        "role": role,
-        "region": region,
-        "offset": offset,
-    }
+    entry = {"dtype": t.dtype, "shape": list(t.shape), "nbytes": t.nbytes, "region": region, "offset": offset}
+    if region == "weights":
+        entry["store_offset"] = stored[root]
+    return entry
 
 
-def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_id: str) -> Artifact:
-    """Compile the steps' kernels and lay out their buffers into a spirv-v1 artifact."""
+def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_id: str, store: TensorStore) -> Artifact:
+    """Compile the steps' kernels and lay out their buffers into a spirv-v2 artifact."""
     spans = _lifetimes(graph, steps, alias)
-    where, arena_bytes, weights = _pack(graph, spans)
+    where, stored, weights_bytes, arena_bytes = _pack(graph, spans, store)
     names = sorted({n for s in steps for n in s.dispatch.buffers} | set(graph.inputs) | set(graph.outputs))
-    tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where) for n in names}
+    tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where, stored) for n in names}
     files: dict[str, bytes] = {}
     dispatches = []
     for step in steps:
         d = step.dispatch
         spirv = glsl.build(d.template, d.params)
-        kernel = f"{partition_id}.{hashlib.sha256(spirv).hexdigest()[:16]}.spv"
+        kernel = f"{hashlib.sha256(spirv).hexdigest()[:24]}.spv"
         files[kernel] = spirv
         dispatches.append(
             {"label": step.label, "kernel": kernel, "bindings": list(d.buffers), "groups": list(d.groups)}
         )
-    weights_file = f"{partition_id}.weights.bin"
-    program_file = f"{partition_id}.program.json"
+    program_file = f"{partition_id}.gpu.json"
     program = {
-        "version": 1,
-        "regions": {"weights": {"file": weights_file, "nbytes": len(weights)}, "arena": {"nbytes": arena_bytes}},
+        "version": 2,
+        "weights_bytes": weights_bytes,
+        "arena_bytes": arena_bytes,
         "inputs": list(graph.inputs),
         "outputs": list(graph.outputs),
         "tensors": tensors,
         "dispatches": dispatches,
     }
-    files[weights_file] = weights
-    files[program_file] = (json.dumps(program, sort_keys=True, indent=1) + "\n").encode()
-    return Artifact(format=FORMAT, files=files, meta={"program": program_file})
+    files[program_file] = dumps(program)
+    return Artifact(format=FORMAT, files=files, meta={"program": program_file}, store=store)
 
 
-def emit(sub: Graph, partition_id: str) -> Artifact:
-    """The spirv-v1 artifact of one GPU partition (raises LoweringError naming an op the GPU cannot run)."""
+def emit(sub: Graph, partition_id: str, store: TensorStore | None = None) -> Artifact:
+    """The spirv-v2 artifact of one GPU partition, its weights added to `store` (a new one when None); raises
+    LoweringError naming an op the GPU cannot run."""
     fused, steps, alias = lower(sub)
-    return assemble(fused, steps, alias, partition_id)
+    return assemble(fused, steps, alias, partition_id, store if store is not None else TensorStore())

@@ -1,26 +1,23 @@
 """NPU code generation: which ops the XDNA NPU takes, and one partition as xclbin references plus bf16 weights.
 
-The artifact (format "xclbin-ref-v1") holds no binary: `<pid>.npu.json` lists the kernel invocations in order
-(xclbin, instruction file and kernel name to call, argument layout, padded sizes, host-side reshapes) and
-`<pid>.npu.weights.bin` holds every constant operand already transposed, padded and rounded to bf16
-(little-endian uint16, each entry 64-byte aligned). See codegen/npu_catalog.py for the kernels.
+The artifact (format "xclbin-ref-v2") holds no binary: `<pid>.npu.json` lists the kernel invocations in order
+(xclbin, instruction file and kernel name to call, argument layout, padded sizes, host-side reshapes), and every
+constant operand, already transposed, padded and rounded to bf16 (little-endian uint16), goes into the bundle's
+tensor store, named by its offset there. See codegen/npu/catalog.py for the kernels.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import numpy as np
-
-from codegen.artifact import Artifact
+from codegen.artifact import Artifact, TensorStore
 from codegen.errors import NpuCodegenError
 from codegen.npu.catalog import device_name
 from codegen.npu.lower import LOWERINGS, ProgramBuilder
 from ragc import ir
+from runtime_min.format import ARTIFACT_FORMATS, dumps, to_bf16_bits
 
-FORMAT = "xclbin-ref-v1"
-ALIGN = 64
+FORMAT = ARTIFACT_FORMATS["npu"]
 
 
 def unsupported_reason(graph: ir.Graph, op: ir.Op) -> str | None:
@@ -33,56 +30,40 @@ def unsupported_reason(graph: ir.Graph, op: ir.Op) -> str | None:
     return LOWERINGS[op.op_type][0](graph, op)
 
 
-def emit(sub: ir.Graph, partition_id: str, target_npu: dict[str, Any] | None = None) -> Artifact:
-    """One NPU partition as an "xclbin-ref-v1" artifact; `target_npu` (the target's npu section) goes into meta
-    as `npu` so the simulator can time it without ragc."""
-    builder = ProgramBuilder(device=device_name(str((target_npu or {}).get("arch", "xdna2"))))
+def emit(sub: ir.Graph, partition_id: str, timing: Any, store: TensorStore | None = None) -> Artifact:
+    """One NPU partition as an "xclbin-ref-v2" artifact, its packed bf16 weights added to `store` (a new one when
+    None). `timing` is the compiler's XDNA model (ragc.costmodel.npu.XdnaTiming): each step carries the simulated
+    time it gives, and the program the per-launch costs, so the simulator replays the compiler's own model."""
+    store = store if store is not None else TensorStore()
+    builder = ProgramBuilder(device=device_name(timing.arch))
     for op in sub.ops:
         _lower(builder, sub, op)
-    program_name, weights_name = f"{partition_id}.npu.json", f"{partition_id}.npu.weights.bin"
-    blob, entries = pack_weights(builder.weights)
+    for step in builder.steps:
+        step["simulated_ms"] = round(timing.kernel_ms(step["kernel"]["kernel"], *step["kernel"]["dims"].values()), 9)
+    program_name = f"{partition_id}.npu.json"
+    entries = {
+        key: {"offset": store.add(to_bf16_bits(array).astype("<u2")), "shape": list(array.shape), "dtype": "bfloat16"}
+        for key, array in builder.weights.items()
+    }
     program = {
         "format": FORMAT,
         "device": builder.device,
         "inputs": [_signature(sub.tensors[n]) for n in sub.inputs],
         "outputs": [_signature(sub.tensors[n]) for n in sub.outputs],
         "steps": builder.steps,
-        "weights": {"file": weights_name, "entries": entries},
+        "weights": entries,
+        "launch": timing.launch(),
     }
-    text = json.dumps(program, sort_keys=True, indent=1, allow_nan=False) + "\n"
-    meta: dict[str, Any] = {"program": program_name, "weights": weights_name, "device": builder.device}
-    if target_npu is not None:
-        meta["npu"] = json.loads(json.dumps(target_npu, sort_keys=True))
-    return Artifact(format=FORMAT, files={program_name: text.encode(), weights_name: blob}, meta=meta)
+    meta: dict[str, Any] = {"program": program_name}
+    return Artifact(format=FORMAT, files={program_name: dumps(program)}, meta=meta, store=store)
 
 
 def kernel_calls(graph: ir.Graph, op: ir.Op, arch: str = "xdna2") -> list[tuple[str, tuple[int, ...]]]:
     """The NPU kernel invocations `op` lowers to, as (kernel kind, padded dims) pairs: what the cost model times
-    with runtime_min.xdna.XdnaTiming.kernel_ms(kind, *dims). Raises NpuCodegenError if the NPU cannot run it."""
+    with ragc.costmodel.npu.XdnaTiming.kernel_ms(kind, *dims). Raises NpuCodegenError if the NPU cannot run it."""
     builder = ProgramBuilder(device=device_name(arch), keep_weights=False)
     _lower(builder, graph, op)
     return [(s["kernel"]["kernel"], tuple(s["kernel"]["dims"].values())) for s in builder.steps]
-
-
-def pack_weights(weights: dict[str, np.ndarray]) -> tuple[bytes, dict[str, dict[str, Any]]]:
-    """Concatenate fp32 arrays as bf16 (round to nearest even), each at a 64-byte aligned offset."""
-    chunks: list[bytes] = []
-    entries: dict[str, dict[str, Any]] = {}
-    offset = 0
-    for key, array in weights.items():
-        data = bf16_bits(array).astype("<u2").tobytes()
-        entries[key] = {"offset": offset, "shape": list(array.shape), "dtype": "bfloat16"}
-        padding = -len(data) % ALIGN
-        chunks.append(data + b"\0" * padding)
-        offset += len(data) + padding
-    return b"".join(chunks), entries
-
-
-def bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bf16 bit patterns, round to nearest even (NaN kept quiet); runtime_min/xdna.py reads them back."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    half = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-    return np.where(np.isnan(x), np.uint16(0x7FC0), ((bits + half) >> np.uint32(16)).astype(np.uint16))
 
 
 def _lower(builder: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:

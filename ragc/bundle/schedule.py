@@ -6,9 +6,7 @@ from typing import Any
 
 from ragc import ir
 from ragc.partition import Partition
-
-PROCESSOR_ORDER = ("cpu", "gpu", "npu")
-SCHEDULE_VERSION = 1
+from runtime_min.format import FORMAT_VERSION, PROCESSORS
 
 
 def tensor_spec(tensor: ir.Tensor) -> dict[str, Any]:
@@ -22,10 +20,12 @@ def build_schedule(
     fallbacks: dict[str, dict[str, Any]],
     predicted_ms: dict[str, float],
     objective: str = "latency",
+    constants: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """`artifacts`/`fallbacks` map partition id -> the artifact entry; `predicted_ms` partition id -> time."""
+    """`artifacts`/`fallbacks` map partition id -> the artifact entry; `predicted_ms` partition id -> time;
+    `constants` the plan outputs that are constants (name -> their tensor-store entry)."""
     writer = {name: p for p in partitions for name in p.graph.outputs}
-    processors = [d for d in PROCESSOR_ORDER if any(p.device == d for p in partitions)]
+    processors = [d for d in PROCESSORS if any(p.device == d for p in partitions)]
     entries, transfers = [], []
     steps: dict[str, list[dict[str, Any]]] = {d: [] for d in processors}
     for p in partitions:
@@ -58,7 +58,7 @@ def build_schedule(
                     }
                 )
     return {
-        "schedule_version": SCHEDULE_VERSION,
+        "schedule_version": FORMAT_VERSION,
         "objective": objective,
         "processors": processors,
         "inputs": [tensor_spec(graph.tensors[n]) for n in graph.inputs],
@@ -66,6 +66,7 @@ def build_schedule(
         "partitions": entries,
         "steps": steps,
         "transfers": transfers,
+        "constants": constants or {},
     }
 
 

@@ -15,7 +15,8 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
     """The stable `ragc inspect --json` view; tools rely on these keys."""
     from runtime_min.manifest import read_bundle
 
-    _, manifest, schedule = read_bundle(plan_dir, verify_hashes)
+    bundle = read_bundle(plan_dir, verify_hashes)
+    manifest, schedule = bundle.manifest, bundle.schedule
     return {
         "predicted_ms": manifest.get("predicted_ms"),
         "solver": manifest.get("solver"),
@@ -36,17 +37,18 @@ def print_partitions(plan_dir: str | Path, console: Console | None = None, verif
     for column in ("partition", "processor", "ops", "first op", "predicted ms"):
         table.add_column(column, justify="right" if column in ("ops", "predicted ms") else "left")
     for p in summary["partitions"]:
-        table.add_row(p["id"], p["device"], str(len(p["ops"])), p["ops"][0], _ms(p["predicted_ms"]))
+        table.add_row(
+            p["id"], p["device"], str(len(p["ops"])), p["ops"][0] if p["ops"] else "-", _ms(p["predicted_ms"])
+        )
     table.caption = f"predicted latency {_ms(summary['predicted_ms'])} ms; {len(summary['transfers'])} transfers"
     (console or Console()).print(table)
 
 
 def write_timeline(plan_dir: str | Path, path: str | Path) -> None:
     """The predicted timeline SVG the compiler stored in the bundle (one lane per processor)."""
-    from runtime_min.manifest import inside, read_bundle
+    from runtime_min.manifest import read_bundle
 
-    root, _, _ = read_bundle(plan_dir)
-    Path(path).write_bytes(inside(root, "timeline.svg").read_bytes())
+    Path(path).write_bytes(read_bundle(plan_dir).path("timeline.svg", "inspect --timeline").read_bytes())
 
 
 def print_simulation(plan_dir: str | Path, console: Console | None = None, width: int = 40) -> None:
@@ -54,7 +56,8 @@ def print_simulation(plan_dir: str | Path, console: Console | None = None, width
     alone. NPU times of a simulated NPU are predictions, like every number here: nothing is run."""
     from runtime_min.manifest import read_bundle
 
-    _, manifest, schedule = read_bundle(plan_dir)
+    bundle = read_bundle(plan_dir)
+    manifest, schedule = bundle.manifest, bundle.schedule
     console = console or Console()
     end = max((p.get("predicted_finish_ms") or 0.0) for p in schedule["partitions"]) or 1.0
     table = Table(title=f"predicted timeline of {plan_dir} on chip {manifest.get('chip_id')} (0 .. {end:.3f} ms)")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from ragc import ir
 from ragc.errors import PlacementError, UsageError
-from ragc.placement.support import DEVICES
+from runtime_min.format import PROCESSORS as DEVICES
 
 Reason = Callable[[ir.Op, str], "str | None"]  # (op, device) -> why the device cannot run it, or None
 

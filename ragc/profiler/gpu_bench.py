@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ragc.bundle.single import single_partition
 from ragc.costmodel.features import op_features
 from ragc.ir import Graph
 from ragc.profiler.context import in_context_samples
@@ -52,14 +53,7 @@ def prepare_gpu(backend: Any, graph: Graph) -> Any | None:
     except LoweringError:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in artifact.files.items():
-            (Path(tmp) / name).write_bytes(data)
-        partition = {
-            "id": "bench",
-            "device": "gpu",
-            "artifact": {"format": artifact.format, "files": sorted(artifact.files), **artifact.meta},
-        }
-        return backend.prepare(partition, Path(tmp))
+        return backend.prepare(*single_partition(artifact, graph, Path(tmp), "gpu"))
 
 
 @contextmanager
@@ -147,10 +141,11 @@ def profile_gpu(
     try:
         from runtime_min.backends.vulkan import VulkanBackend
         from runtime_min.errors import BackendUnavailable, RuntimeMinError
+        from runtime_min.options import LoadOptions
     except ImportError:
         return None
     try:
-        backend = VulkanBackend({"timestamps": True})
+        backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
     except BackendUnavailable:
         return None
     try:

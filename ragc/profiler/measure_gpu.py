@@ -22,9 +22,10 @@ def measure_gpu_models(
     without a usable GPU."""
     from runtime_min.backends.vulkan import VulkanBackend
     from runtime_min.errors import BackendUnavailable
+    from runtime_min.options import LoadOptions
 
     try:
-        backend = VulkanBackend({"timestamps": True})
+        backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
     except BackendUnavailable:
         return [], list(graphs), None
     try:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
-from typing import Any
 
 from runtime_min.backends.base import Backend, Executable, StepTiming
 from runtime_min.errors import BackendUnavailable
+from runtime_min.options import LoadOptions
 
 _BACKENDS = {
     "cpu": ("runtime_min.backends.cpu", "CpuBackend"),
@@ -17,17 +16,12 @@ _BACKENDS = {
 }
 
 
-def backend_key(device: str, options: dict[str, Any]) -> str:
+def backend_key(device: str, options: LoadOptions) -> str:
     """The NPU has two backends: `xrt` (real hardware, default) and `sim` (RAGC_NPU=sim or npu="sim")."""
-    if device != "npu":
-        return device
-    flavour = options.get("npu") or os.environ.get("RAGC_NPU", "xrt")
-    if f"npu:{flavour}" not in _BACKENDS:
-        raise BackendUnavailable(f"unknown NPU backend {flavour!r}; use RAGC_NPU=xrt or RAGC_NPU=sim")
-    return f"npu:{flavour}"
+    return f"npu:{options.npu}" if device == "npu" else device
 
 
-def open_backend(device: str, options: dict[str, Any]) -> Backend:
+def open_backend(device: str, options: LoadOptions) -> Backend:
     key = backend_key(device, options)
     if key not in _BACKENDS:
         raise BackendUnavailable(f"no backend for processor {device!r}")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import astuple, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from runtime_min.manifest import Bundle, Partition
+    from runtime_min.options import LoadOptions
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,12 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def open(cls, options: dict[str, Any]) -> Backend:
+    def open(cls, options: LoadOptions) -> Backend:
         """Start the processor (options come from runtime_min.load keyword arguments)."""
 
     @abstractmethod
-    def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> Executable:
-        """Load one partition of schedule.json (its `artifact` entry names the files, relative to bundle_dir)."""
+    def prepare(self, partition: Partition, bundle: Bundle) -> Executable:
+        """Load one partition (its artifact names the bundle files it reads; weights come from bundle.store)."""
 
     def describe(self) -> str:
         """One line naming the processor actually used (for logs and traces)."""

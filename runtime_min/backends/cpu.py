@@ -1,58 +1,68 @@
-"""The CPU backend: each partition is an ONNX model run by onnxruntime's CPU execution provider."""
+"""The CPU backend: each partition is an ONNX model run by onnxruntime's CPU execution provider; its weights are
+external data in the bundle's tensor store, which onnxruntime reads (and refuses to read outside the bundle)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runtime_min.backends.base import Backend, Executable
 from runtime_min.errors import BackendUnavailable, BundleError
+from runtime_min.manifest import Bundle, Partition
+from runtime_min.options import LoadOptions
 
 
 class CpuExecutable(Executable):
     def __init__(self, session: Any, outputs: list[str]) -> None:
-        self._session = session
+        self._run = session.run
         self._outputs = outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self._session.run(self._outputs, feeds)  # onnxruntime releases the GIL while it computes
-        return dict(zip(self._outputs, values, strict=True))
+        return dict(zip(self._outputs, self._run(self._outputs, feeds)))  # onnxruntime releases the GIL
 
 
 class CpuBackend(Backend):
     device = "cpu"
 
-    def __init__(self, ort: Any, threads: int, spinning: bool) -> None:
+    def __init__(self, ort: Any, options: LoadOptions) -> None:
         self._ort = ort
-        self._threads = threads
-        self._spinning = spinning
+        self._options = options
 
     @classmethod
-    def open(cls, options: dict[str, Any]) -> CpuBackend:
+    def open(cls, options: LoadOptions) -> CpuBackend:
         try:
             import onnxruntime
         except ImportError:
             raise BackendUnavailable("onnxruntime is not installed; `pip install onnxruntime`") from None
         onnxruntime.set_default_logger_severity(3)
-        return cls(onnxruntime, int(options.get("cpu_threads", 0)), bool(options.get("cpu_spinning", True)))
+        return cls(onnxruntime, options)
 
-    def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> CpuExecutable:
-        from runtime_min.manifest import inside
-
-        artifact = partition["artifact"]
-        if artifact["format"] != "onnx":
-            raise BundleError(f"partition {partition['id']}: the CPU backend cannot run {artifact['format']!r}")
+    def prepare(self, partition: Partition, bundle: Bundle) -> CpuExecutable:
+        where = f"partition {partition.id}"
+        path = bundle.path(partition.artifact.main, where)
         opts = self._ort.SessionOptions()
-        opts.intra_op_num_threads = self._threads
+        opts.intra_op_num_threads = self._options.cpu_threads
         opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
-        session = self._ort.InferenceSession(
-            str(inside(bundle_dir, artifact["model"])), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        return CpuExecutable(session, [o["name"] for o in partition["outputs"]])
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._options.cpu_spinning else "0")
+        try:
+            session = self._ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models and external data
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(
+                f"{where}: onnxruntime refuses {partition.artifact.main} ({first[:200]}); recompile the model"
+            ) from None
+        _check_signature(session, partition, where)
+        return CpuExecutable(session, [o.name for o in partition.outputs])
 
     def describe(self) -> str:
         return f"cpu (onnxruntime {self._ort.__version__})"
+
+
+def _check_signature(session: Any, partition: Partition, where: str) -> None:
+    """The ONNX file's inputs and outputs are the ones the schedule says (names; a mismatch is a KeyError later)."""
+    have = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    want = ([s.name for s in partition.inputs], [s.name for s in partition.outputs])
+    if sorted(have[0]) != sorted(want[0]) or not set(want[1]) <= set(have[1]):
+        raise BundleError(f"{where}: its ONNX model's inputs/outputs differ from schedule.json; recompile the model")

@@ -1,21 +1,20 @@
-"""An "xclbin-ref-v1" NPU program as both NPU backends run it: load it, lay tensors out into padded bf16 kernel
-buffers on the host (im2col, reshape, broadcast), call each kernel in order, and cut the results back out."""
+"""An "xclbin-ref-v2" NPU program as both NPU backends run it: load it (weights from the tensor store), lay tensors
+out into padded bf16 kernel buffers on the host (im2col, reshape, broadcast), call each kernel in order, and cut
+the results back out."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from runtime_min import format as fmt
 from runtime_min.errors import BundleError, InputError
-from runtime_min.xdna import from_bf16_bits, to_bf16_bits
+from runtime_min.format import from_bf16_bits, to_bf16_bits
+from runtime_min.manifest import Bundle, Partition
 
-FORMAT = "xclbin-ref-v1"
 STORAGE = {"bfloat16": np.dtype("<u2"), "float32": np.dtype("<f4")}  # how each buffer dtype sits in memory
 
 KernelCall = Callable[[dict[str, Any], list[np.ndarray]], np.ndarray]  # (step, input buffers) -> output buffer
@@ -28,30 +27,32 @@ class NpuProgram:
     outputs: list[dict[str, Any]]
     steps: list[dict[str, Any]]
     weights: dict[str, np.ndarray]  # key -> padded bf16 bits (uint16), in kernel layout
+    launch: dict[str, Any]  # the simulator's per-launch costs, as the compiler's XDNA model gave them
 
     def data_args(self, step: dict[str, Any]) -> list[dict[str, Any]]:
         """The step's data-buffer arguments (inputs then output) in call order."""
         return [a for a in step["kernel"]["arguments"] if "dtype" in a]
 
 
-def load_program(partition: dict[str, Any], bundle_dir: Path) -> NpuProgram:
-    """Read the program JSON and the packed weights named by a partition's artifact entry."""
-    artifact = partition.get("artifact") or {}
-    pid = partition.get("id", "?")
-    if artifact.get("format") != FORMAT:
-        raise BundleError(f"partition {pid} artifact format is {artifact.get('format')!r}, not {FORMAT}: recompile")
+def load_program(partition: Partition, bundle: Bundle) -> NpuProgram:
+    """Read the program JSON; its packed weights are views of the tensor store."""
+    where = f"partition {partition.id} ({partition.artifact.main})"
+    program = bundle.read_json(partition.artifact.main, where)
     try:
-        program = json.loads((Path(bundle_dir) / artifact["program"]).read_text())
-        blob = (Path(bundle_dir) / artifact["weights"]).read_bytes()
         weights = {
-            key: np.frombuffer(
-                blob, dtype=STORAGE["bfloat16"], count=math.prod(e["shape"]), offset=e["offset"]
-            ).reshape(e["shape"])
-            for key, e in program["weights"]["entries"].items()
+            key: bundle.store.tensor({**e, "dtype": "uint16"}, f"{where} weight {key!r}")
+            for key, e in fmt.need(program, "weights", dict, where).items()
         }
-        return NpuProgram(program["device"], program["inputs"], program["outputs"], program["steps"], weights)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise BundleError(f"partition {pid}: NPU program unreadable ({exc!r}): recompile the bundle") from exc
+        return NpuProgram(
+            fmt.need_str(program, "device", where, ("npu", "npu2")),
+            fmt.need_list(program, "inputs", where, dict),
+            fmt.need_list(program, "outputs", where, dict),
+            fmt.need_list(program, "steps", where, dict),
+            weights,
+            fmt.need(program, "launch", dict, where),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise fmt.bad(where, f"the NPU program is malformed ({type(exc).__name__})") from None
 
 
 def encode(values: np.ndarray, dtype: str) -> np.ndarray:

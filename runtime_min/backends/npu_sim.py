@@ -1,5 +1,7 @@
 """The simulated XDNA NPU: runs an xclbin-ref-v1 program on the CPU with the NPU's numerics (bf16 operands, fp32
-GEMM accumulation, bf16 elementwise results) and times it on a virtual clock from runtime_min.xdna.XdnaTiming.
+GEMM accumulation, bf16 elementwise results) and times it on a virtual clock with the times the compiler's XDNA
+model (ragc/costmodel/npu.py) wrote into the program: each kernel's, one host sync per launch, a cold start after
+the array sat idle.
 Every time it reports is simulated (StepTiming.simulated = True), never measured."""
 
 from __future__ import annotations
@@ -7,15 +9,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from runtime_min import format as fmt
 from runtime_min.backends.base import Backend, Executable, StepTiming
 from runtime_min.backends.npu_program import NpuProgram, decode, encode, load_program, run_program
 from runtime_min.errors import BundleError
-from runtime_min.xdna import XdnaTiming
+from runtime_min.manifest import Bundle, Partition
+from runtime_min.options import LoadOptions
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -50,9 +53,13 @@ class NpuSimExecutable(Executable):
     """One NPU partition on the simulator; the virtual NPU clock starts at 0 at prepare and only moves by
     simulated time. A run after the NPU sat idle (wall time) longer than idle_power_down_ms pays cold_start_ms."""
 
-    def __init__(self, program: NpuProgram, timing: XdnaTiming) -> None:
+    def __init__(self, program: NpuProgram, where: str) -> None:
         self.program = program
-        self.timing = timing
+        launch = fmt.need(program.launch, "host_sync_ms", (int, float), where) if program.launch else None
+        self.host_sync_ms = float(launch or 0.0)
+        self.cold_start_ms = float(fmt.need_number(program.launch, "cold_start_ms", where) or 0.0)
+        self.power_down_ms = float(fmt.need_number(program.launch, "idle_power_down_ms", where) or math.inf)
+        self.kernel_ms = [fmt.need_number(step, "simulated_ms", where) or 0.0 for step in program.steps]
         self.clock_ns = 0
         self._last_end: float | None = None  # perf_counter() when the previous run finished
         self._timings: list[StepTiming] = []
@@ -60,9 +67,9 @@ class NpuSimExecutable(Executable):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         idle_ms = math.inf if self._last_end is None else (time.perf_counter() - self._last_end) * 1e3
         self._timings = []
-        if self.timing.cold_penalty_ms(idle_ms):
-            self._advance("cold_start", self.timing.cold_penalty_ms(idle_ms))
-        self._advance("host_sync", self.timing.host_sync_ms)
+        if idle_ms >= self.power_down_ms:
+            self._advance("cold_start", self.cold_start_ms)
+        self._advance("host_sync", self.host_sync_ms)
         outputs = run_program(self.program, feeds, self._call)
         self._last_end = time.perf_counter()
         return outputs
@@ -79,7 +86,7 @@ class NpuSimExecutable(Executable):
         result = KERNELS[ref["kernel"]](*values)
         dims = list(ref["dims"].values())
         label = f"{step['op']}:{ref['kernel']} {'x'.join(map(str, dims))}"
-        self._advance(label, self.timing.kernel_ms(ref["kernel"], *dims))
+        self._advance(label, self.kernel_ms[self.program.steps.index(step)])
         return encode(result, args[-1]["dtype"])
 
     def _advance(self, label: str, ms: float) -> None:
@@ -94,18 +101,12 @@ class NpuSimBackend(Backend):
     device = "npu"
     simulated = True
 
-    def __init__(self, timing_override: dict[str, Any] | None = None) -> None:
-        self.timing_override = timing_override
-
     @classmethod
-    def open(cls, options: dict[str, Any]) -> NpuSimBackend:
-        """options["npu_timing"] (a target's npu section) overrides what each partition carries."""
-        return cls(options.get("npu_timing"))
+    def open(cls, options: LoadOptions) -> NpuSimBackend:
+        return cls()
 
-    def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> NpuSimExecutable:
-        program = load_program(partition, bundle_dir)
-        params = self.timing_override or partition["artifact"].get("npu")
-        return NpuSimExecutable(program, XdnaTiming.from_params(params))
+    def prepare(self, partition: Partition, bundle: Bundle) -> NpuSimExecutable:
+        return NpuSimExecutable(load_program(partition, bundle), f"partition {partition.id}")
 
     def describe(self) -> str:
         return "npu (simulated XDNA, bf16 on the CPU; times are modelled, not measured)"

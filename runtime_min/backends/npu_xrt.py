@@ -18,7 +18,6 @@ hands the NPU are fresh bf16 conversions (xdna_program.run_program), not caller 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ import numpy as np
 from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
 from runtime_min.backends.npu_program import STORAGE, NpuProgram, load_program, run_program
 from runtime_min.errors import BackendUnavailable, DeviceFailure
-from runtime_min.xdna import MAX_HW_CONTEXTS
+from runtime_min.manifest import Bundle, Partition
+from runtime_min.options import LoadOptions
 
-ARCH_OF_DEVICE = {"npu": "xdna", "npu2": "xdna2"}
+MAX_HW_CONTEXTS = {"npu": 6, "npu2": 16}  # hardware contexts an XDNA (npu) or XDNA2 (npu2) array holds at once
 
 
 def read_instructions(path: Path) -> np.ndarray:
@@ -39,12 +39,6 @@ def read_instructions(path: Path) -> np.ndarray:
     if path.suffix == ".txt":
         return np.array([int(line, 16) for line in path.read_text().split()], dtype=np.uint32)
     return np.fromfile(path, dtype="<u4")
-
-
-def search_path(options: dict[str, Any]) -> list[Path]:
-    """Roots to look for xclbins in: option `xclbin_path` or RAGC_XCLBIN_PATH, os.pathsep-separated."""
-    value = options.get("xclbin_path") or os.environ.get("RAGC_XCLBIN_PATH", "")
-    return [Path(p) for p in str(value).split(os.pathsep) if p]
 
 
 class _Kernel:
@@ -138,7 +132,7 @@ class NpuXrtBackend(Backend):
         self.kernels: dict[Path, _Kernel] = {}  # one hardware context per xclbin, shared by all partitions
 
     @classmethod
-    def open(cls, options: dict[str, Any]) -> NpuXrtBackend:
+    def open(cls, options: LoadOptions) -> NpuXrtBackend:
         try:
             import pyxrt  # the only place pyxrt is imported: lazily, by this backend
         except ImportError as exc:
@@ -151,7 +145,7 @@ class NpuXrtBackend(Backend):
             raise BackendUnavailable(
                 f"no XDNA NPU device ({exc}): load the amdxdna driver, or run with npu='sim'"
             ) from exc
-        return cls(pyxrt, device, search_path(options))
+        return cls(pyxrt, device, [Path(p) for p in options.xclbin_path])
 
     def locate(self, ref: dict[str, Any]) -> tuple[Path, Path]:
         """The xclbin and instruction file of a reference: <root>/<device>/<design>/<file>, first root wins."""
@@ -166,10 +160,10 @@ class NpuXrtBackend(Backend):
             f"with `make {make}` and copy both files there"
         )
 
-    def prepare(self, partition: dict[str, Any], bundle_dir: Path) -> NpuXrtExecutable:
-        program = load_program(partition, bundle_dir)
+    def prepare(self, partition: Partition, bundle: Bundle) -> NpuXrtExecutable:
+        program = load_program(partition, bundle)
         located = [self.locate(step["kernel"]) for step in program.steps]
-        limit = MAX_HW_CONTEXTS[ARCH_OF_DEVICE.get(program.device, "xdna2")]
+        limit = MAX_HW_CONTEXTS[program.device]
         needed = set(self.kernels) | {xclbin for xclbin, _ in located}
         if len(needed) > limit:
             raise BackendUnavailable(

@@ -1,4 +1,5 @@
-"""The XDNA NPU model shared by both NPU backends and the compiler's cost model: bf16 rounding and kernel timing.
+"""The one XDNA NPU timing model: the compiler's cost model uses it, and codegen writes the times it gives into each
+NPU program, which is what the simulator (runtime_min/backends/npu_sim.py) replays.
 
 Timing is a model built from published figures (tiles, MACs per cycle, clock, DMA bandwidth) and one measured
 number (sustained bf16 GEMM TFLOPS); every time it gives is simulated, never measured.
@@ -9,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
-
-from runtime_min.errors import BundleError
+from ragc.errors import PersonalityError
 
 # XDNA2 (Strix Point, e.g. Ryzen AI 9 HX 370): 32 AIE-ML tiles (8 columns x 4 rows), 512 int8 / 256 bf16 MACs per
 # tile per cycle; the same figures as ragc/targets/ryzen-ai-9-hx-370.json, used when a partition carries none.
@@ -28,7 +27,7 @@ XDNA2_DEFAULTS: dict[str, Any] = {
     "idle_power_down_ms": 200.0,  # not in target files: how long the array idles before it power-gates
 }
 
-MAX_HW_CONTEXTS = {"xdna": 6, "xdna1": 6, "xdna2": 16}  # hardware contexts an XDNA array holds at once
+ARCHS = ("xdna", "xdna1", "xdna2")
 
 # Elements one tile's vector unit finishes per cycle, per elementwise kernel (bf16, 512-bit vectors = 32 lanes;
 # transcendental kernels use polynomial or lookup-table approximations that cost several vector ops each).
@@ -46,25 +45,6 @@ ELEMENTS_PER_CYCLE = {
 GEMM_KINDS = ("matmul",)
 KERNEL_KINDS = GEMM_KINDS + tuple(ELEMENTS_PER_CYCLE)
 BF16 = 2  # bytes
-
-
-def to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bf16 bit patterns (uint16), rounding to nearest, ties to even; NaN stays a quiet NaN."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    out = rounded.astype(np.uint16)
-    out[np.isnan(x)] = 0x7FC0
-    return out
-
-
-def from_bf16_bits(bits: np.ndarray) -> np.ndarray:
-    """bf16 bit patterns (uint16) -> float32, exactly."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
-
-
-def round_bf16(x: np.ndarray) -> np.ndarray:
-    """float32 values rounded to the nearest bf16 value, kept as float32."""
-    return from_bf16_bits(to_bf16_bits(x)).reshape(np.shape(x))
 
 
 @dataclass(frozen=True)
@@ -89,12 +69,14 @@ class XdnaTiming:
         try:
             timing = cls(**{n: merged[n] for n in names})
         except (KeyError, TypeError) as exc:
-            raise BundleError(f"NPU timing parameters are malformed ({exc}): give the target's npu section") from exc
+            raise PersonalityError(
+                f"NPU timing parameters are malformed ({exc}): give the target's npu section"
+            ) from exc
         for name in names:
             if name != "arch" and name != "macs_per_cycle_per_tile" and not float(getattr(timing, name)) >= 0:
-                raise BundleError(f"NPU timing parameter {name}={getattr(timing, name)!r} must be >= 0")
-        if timing.arch not in MAX_HW_CONTEXTS:
-            raise BundleError(f"unknown NPU arch {timing.arch!r}: use one of {sorted(MAX_HW_CONTEXTS)}")
+                raise PersonalityError(f"NPU timing parameter {name}={getattr(timing, name)!r} must be >= 0")
+        if timing.arch not in ARCHS:
+            raise PersonalityError(f"unknown NPU arch {timing.arch!r}: use one of {', '.join(ARCHS)}")
         return timing
 
     def peak_macs_per_s(self, dtype: str = "bf16") -> float:
@@ -106,10 +88,6 @@ class XdnaTiming:
     def efficiency(self) -> float:
         """Fraction of peak a large GEMM sustains, calibrated on the measured bf16 GEMM TFLOPS."""
         return min(1.0, self.measured_bf16_gemm_tflops * 1e12 / (2 * self.peak_macs_per_s("bf16")))
-
-    @property
-    def max_hw_contexts(self) -> int:
-        return MAX_HW_CONTEXTS[self.arch]
 
     def compute_ms(self, kind: str, m: int, k: int = 1, n: int = 1, *, dtype: str = "bf16") -> float:
         """Time the tiles spend computing, with DMA fully overlapped."""
@@ -140,3 +118,11 @@ class XdnaTiming:
 
     def cold_penalty_ms(self, idle_ms: float) -> float:
         return self.cold_start_ms if idle_ms >= self.idle_power_down_ms else 0.0
+
+    def launch(self) -> dict[str, float]:
+        """What one partition launch costs besides its kernels, as the simulator reads it from the program."""
+        return {
+            "host_sync_ms": self.host_sync_ms,
+            "cold_start_ms": self.cold_start_ms,
+            "idle_power_down_ms": self.idle_power_down_ms,
+        }
