@@ -160,7 +160,7 @@ def _verify(root: Path, name: str, digest: Any, verify: bool) -> None:
             sha.update(block)
     if sha.hexdigest() != digest:
         raise BundleError(
-            f"bundle file {name!r} does not match its sha256 in manifest.json (tampered or corrupt); recompile the model"
+            f"bundle file {name!r} does not match its sha256 in manifest.json (tampered or corrupt); recompile it"
         )
 
 

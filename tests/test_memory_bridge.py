@@ -183,6 +183,9 @@ def test_page_aligned_inputs_are_imported(exe_factory):
     plain = exe.run(gpu_feeds(7))
     imported = exe.run({"x": x})
     assert same_bits(plain, imported)
+    if exe.arena_view is not None:  # device-local memory is host-visible here (lavapipe): inputs go straight in
+        assert exe.imports is None and exe.copy_stats().avoided >= exe.copy_stats().runs
+        return
     if exe.imports is None:
         pytest.skip("this Vulkan device lacks VK_EXT_external_memory_host")
     assert len(exe.imports._cache) == 1

@@ -19,7 +19,7 @@ class CpuExecutable(Executable):
         self._outputs = outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._outputs, self._run(self._outputs, feeds)))  # onnxruntime releases the GIL
+        return dict(zip(self._outputs, self._run(self._outputs, feeds), strict=False))  # the GIL is released
 
 
 class CpuBackend(Backend):
