@@ -55,7 +55,7 @@ class Frame:
         self.submitted_ns = time.perf_counter_ns()
         self.events = {pid: threading.Event() for pid in partitions} if workers > 1 else {}
         self.finished = threading.Event()
-        self._pending = workers
+        self._pending = max(workers, 1)  # an inline run (or a plan of no partitions) finishes once
         self._lock = threading.Lock()
 
     def fail(self, error: BaseException) -> None:

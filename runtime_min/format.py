@@ -38,6 +38,7 @@ DTYPES = (
     "uint16",
     "uint8",
     "bool",
+    "object",  # ONNX string tensors (CPU partitions only)
 )
 RECOMPILE = "the bundle is corrupt or was tampered with; recompile the model"
 

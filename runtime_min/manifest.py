@@ -224,15 +224,27 @@ def _schedule_entries(schedule: dict[str, Any], files: dict[str, str]) -> tuple:
 
 
 def _check_names(inputs: list, outputs: list, partitions: list[Partition], constants: dict) -> None:
-    """Unique ids and tensor names; every plan output is written by a partition, fed in, or a constant."""
+    """Unique ids and tensor names; every tensor read (by a partition or as a plan output) is fed in, written by a
+    partition or a constant, with the same dtype and shape everywhere it is named."""
     ids = [p.id for p in partitions]
     if len(set(ids)) != len(ids):
         raise fmt.bad(fmt.SCHEDULE, "two partitions share an id")
-    names = [s.name for s in inputs] + [s.name for p in partitions for s in p.outputs] + list(constants)
+    written = [*inputs, *(s for p in partitions for s in p.outputs)]
+    names = [s.name for s in written] + list(constants)
     if len(set(names)) != len(names):
         raise fmt.bad(fmt.SCHEDULE, "a tensor is written twice (or a partition writes a plan input)")
     if len({s.name for s in outputs}) != len(outputs):
         raise fmt.bad(fmt.SCHEDULE, "a plan output is listed twice")
-    missing = [s.name for s in outputs if s.name not in set(names)]
-    if missing:
-        raise fmt.bad(fmt.SCHEDULE, f"plan output {missing[0]!r} is written by no partition")
+    spec = {s.name: s for s in written}
+    for name, entry in constants.items():
+        where = f"{fmt.SCHEDULE} constant {name!r}"
+        spec[name] = TensorSpec(name, fmt.need_dtype(entry, "dtype", where), fmt.need_shape(entry, "shape", where))
+    for reader, wanted in [("plan output", s) for s in outputs] + [
+        (f"partition {p.id}", s) for p in partitions for s in p.inputs
+    ]:
+        if wanted.name not in spec:
+            what = "plan output" if reader == "plan output" else f"{reader} reads"
+            raise fmt.bad(fmt.SCHEDULE, f"{what} {wanted.name!r}, which is written by no partition")
+        have = spec[wanted.name]
+        if have != wanted:
+            raise fmt.bad(fmt.SCHEDULE, f"{reader} {wanted.name!r} is not {have.dtype}{list(have.shape)} as written")

@@ -65,7 +65,9 @@ def test_validate_fails_beyond_tolerance(plan, model, tmp_path):
     other = conv_bn_relu_model()
     other.graph.initializer[-1].float_data[:] = []  # a different model: fc bias changed
     other.graph.initializer[-1].raw_data = np.full(10, 5.0, np.float32).tobytes()
-    result = ragc("validate", plan, "--model", save(other, tmp_path / "other.onnx"))
+    refused = ragc("validate", plan, "--model", save(other, tmp_path / "other.onnx"))
+    assert_one_line_error(refused, "not the model this plan was compiled from")
+    result = ragc("validate", plan, "--model", tmp_path / "other.onnx", "--any-model")
     assert result.returncode == 1 and "FAIL" in result.stdout
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
-from ragc.cli.profile import costmodel
+from ragc.cli import main
 from ragc.costmodel import CostModel, cost_fn
 from ragc.costmodel.features import FAMILIES, epilogue_ops, op_family, op_features
 from ragc.costmodel.roofline import roofline_ms
@@ -185,7 +185,8 @@ def test_cli_eval_json(personality, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     save_personality(personality, store_path(personality.chip_id))
     result = CliRunner().invoke(
-        costmodel, ["eval", "--models", "cnn_plain_96,cnn_dw_224", "--devices", "cpu", "--json", "--budget", "0.05"]
+        main,
+        ["costmodel", "eval", "--models", "cnn_plain_96,cnn_dw_224", "--devices", "cpu", "--json", "--budget", "0.05"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -200,22 +201,23 @@ def test_cli_eval_saved_timings_give_the_same_report(personality, tmp_path, monk
     runner = CliRunner()
     args = ["eval", "--devices", "cpu", "--json"]
     first = runner.invoke(
-        costmodel, [*args, "--models", "cnn_plain_96,cnn_dw_224", "--budget", "0.05", "--save-timings", str(saved)]
+        main,
+        ["costmodel", *args, "--models", "cnn_plain_96,cnn_dw_224", "--budget", "0.05", "--save-timings", str(saved)],
     )
     assert first.exit_code == 0, first.output
-    again = runner.invoke(costmodel, [*args, "--timings", str(saved)])
+    again = runner.invoke(main, ["costmodel", *args, "--timings", str(saved)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout) == json.loads(first.stdout)
     data = json.loads(saved.read_text())
     saved.write_text(json.dumps(data | {"chip_id": "another-chip"}))
-    refused = runner.invoke(costmodel, [*args, "--timings", str(saved)])
+    refused = runner.invoke(main, ["costmodel", *args, "--timings", str(saved)])
     assert refused.exit_code != 0 and "measured on chip another-chip" in refused.output
     other = tmp_path / "other-chip.json"
     other.write_text(json.dumps(personality.data | {"chip_id": "another-chip"}))
-    elsewhere = runner.invoke(costmodel, [*args, "--timings", str(saved), "--target", str(other)])
+    elsewhere = runner.invoke(main, ["costmodel", *args, "--timings", str(saved), "--target", str(other)])
     assert elsewhere.exit_code == 0, elsewhere.output
     assert json.loads(elsewhere.stdout)["cpu"]["models"] == json.loads(first.stdout)["cpu"]["models"]
-    unmeasured = runner.invoke(costmodel, [*args, "--target", str(other)])
+    unmeasured = runner.invoke(main, ["costmodel", *args, "--target", str(other)])
     assert unmeasured.exit_code != 0 and "--target goes with --timings" in unmeasured.output
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
-from ragc.cli.profile import profile
+from ragc.cli import main
 from ragc.errors import PersonalityError
 from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
@@ -178,13 +178,13 @@ def test_record_run_adds_run_samples(cache, measured):
 
 def test_cli_show(cache, measured):
     runner = CliRunner()
-    result = runner.invoke(profile, ["--show"])
+    result = runner.invoke(main, ["profile", "--show"])
     assert result.exit_code != 0 and "run `ragc profile" in result.output
     save_personality(copy.deepcopy(measured))
-    result = runner.invoke(profile, ["--show"])
+    result = runner.invoke(main, ["profile", "--show"])
     assert result.exit_code == 0, result.output
     assert "samples came from recorded runs" in result.output and measured.chip_id in result.output
-    result = runner.invoke(profile, ["--show", "--target", "ryzen-ai-9-hx-370"])
+    result = runner.invoke(main, ["profile", "--show", "--target", "ryzen-ai-9-hx-370"])
     assert result.exit_code == 0 and "target-ryzen-ai-9-hx-370 (target)" in result.output
 
 

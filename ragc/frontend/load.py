@@ -3,6 +3,7 @@ folded, cleaned, topologically sorted, every node named, viewed as a ragc.ir.Gra
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from onnx import helper, shape_inference, version_converter
 from ragc import ir
 from ragc.errors import ModelError, ShapeError, UsageError
 from ragc.frontend import gs_bridge, passes
+from ragc.frontend.external import load_external_data
 from ragc.frontend.to_ir import to_ir
 
+MAX_DIM = 2**31 - 1  # larger dims overflow the int32 index math of kernels (and int64 soon after)
 MIN_NATIVE_OPSET = 13  # older models are upgraded to UPGRADE_OPSET
 UPGRADE_OPSET = 17
 MAX_OPSET = 23
@@ -40,6 +43,8 @@ def parse_shapes(specs: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...
             raise UsageError(
                 f"bad --shape {spec!r}: write NAME=DIMxDIMx... with positive integers, e.g. image=1x3x224x224"
             )
+        if max(shape) > MAX_DIM or math.prod(shape) > 2**40:
+            raise UsageError(f"bad --shape {spec!r}: dimensions this large cannot be compiled; give the real sizes")
         shapes[name] = shape
     return shapes
 
@@ -74,7 +79,10 @@ def _read(path: Path) -> bytes:
         raise ModelError(f"model file {str(path)!r} does not exist; check the path")
     if path.is_dir():
         raise ModelError(f"{str(path)!r} is a directory; pass the .onnx file itself")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {str(path)!r} ({exc.strerror}); check its permissions") from None
 
 
 def _parse(raw: bytes, path: Path) -> onnx.ModelProto:
@@ -87,12 +95,7 @@ def _parse(raw: bytes, path: Path) -> onnx.ModelProto:
         ) from None
     if not model.graph.node and not model.graph.output:
         raise ModelError(f"{str(path)!r} is not an ONNX model (no graph found); export it with torch.onnx or tf2onnx")
-    try:
-        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (FileNotFoundError, OSError) as exc:
-        raise ModelError(
-            f"external data of {str(path)!r} is missing ({exc}); keep the data files beside the model"
-        ) from None
+    load_external_data(model, path)
     return model
 
 
@@ -170,8 +173,8 @@ def _set_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
             del dims[:]
             for value in given:
                 dims.add().dim_value = value
-        elif not vi.type.tensor_type.HasField("shape") or any(not d.dim_value for d in dims):
-            shown = "x".join(d.dim_param or (str(d.dim_value) if d.dim_value else "?") for d in dims)
+        elif not vi.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
+            shown = "x".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in dims)
             dynamic.append(f"{name}[{shown}]")
     if dynamic:
         raise ShapeError(

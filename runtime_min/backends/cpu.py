@@ -60,9 +60,24 @@ class CpuBackend(Backend):
         return f"cpu (onnxruntime {self._ort.__version__})"
 
 
+ORT_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "string": "object"}
+
+
 def _check_signature(session: Any, partition: Partition, where: str) -> None:
-    """The ONNX file's inputs and outputs are the ones the schedule says (names; a mismatch is a KeyError later)."""
-    have = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-    want = ([s.name for s in partition.inputs], [s.name for s in partition.outputs])
-    if sorted(have[0]) != sorted(want[0]) or not set(want[1]) <= set(have[1]):
-        raise BundleError(f"{where}: its ONNX model's inputs/outputs differ from schedule.json; recompile the model")
+    """The ONNX file's inputs and outputs are the ones the schedule says: names, dtypes and static shapes."""
+    for declared, actual in ((partition.inputs, session.get_inputs()), (partition.outputs, session.get_outputs())):
+        have = {a.name: (_dtype(a.type), a.shape) for a in actual}
+        for spec in declared:
+            dtype, shape = have.get(spec.name, (None, None))
+            if dtype != spec.dtype or not isinstance(shape, list) or tuple(shape) != spec.shape:
+                raise BundleError(
+                    f"{where}: its ONNX model's {spec.name!r} differs from schedule.json; recompile the model"
+                )
+    if len(partition.inputs) != len(session.get_inputs()):
+        raise BundleError(f"{where}: its ONNX model takes other inputs than schedule.json says; recompile the model")
+
+
+def _dtype(ort_type: str) -> str:
+    """onnxruntime's "tensor(float)" -> "float32"."""
+    inner = ort_type.removeprefix("tensor(").removesuffix(")")
+    return ORT_TYPES.get(inner, inner)

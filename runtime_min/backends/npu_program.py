@@ -4,6 +4,7 @@ the results back out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from runtime_min.manifest import Bundle, Partition
 
 STORAGE = {"bfloat16": np.dtype("<u2"), "float32": np.dtype("<f4")}  # how each buffer dtype sits in memory
 
+MAX_ELEMENTS = 1 << 28  # no NPU buffer or host layout of a bundle may hold more (1 GiB of fp32)
 KernelCall = Callable[[dict[str, Any], list[np.ndarray]], np.ndarray]  # (step, input buffers) -> output buffer
 
 
@@ -43,7 +45,7 @@ def load_program(partition: Partition, bundle: Bundle) -> NpuProgram:
             key: bundle.store.tensor({**e, "dtype": "uint16"}, f"{where} weight {key!r}")
             for key, e in fmt.need(program, "weights", dict, where).items()
         }
-        return NpuProgram(
+        loaded = NpuProgram(
             fmt.need_str(program, "device", where, ("npu", "npu2")),
             fmt.need_list(program, "inputs", where, dict),
             fmt.need_list(program, "outputs", where, dict),
@@ -51,8 +53,35 @@ def load_program(partition: Partition, bundle: Bundle) -> NpuProgram:
             weights,
             fmt.need(program, "launch", dict, where),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+        for step in loaded.steps:
+            _check_step(loaded, step, where)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise fmt.bad(where, f"the NPU program is malformed ({type(exc).__name__})") from None
+    for sigs, specs in ((loaded.inputs, partition.inputs), (loaded.outputs, partition.outputs)):
+        if [(s.get("name"), s.get("dtype"), tuple(s.get("shape", ()))) for s in sigs] != [
+            (s.name, s.dtype, s.shape) for s in specs
+        ]:
+            raise fmt.bad(where, "its inputs and outputs are not the partition's (names, dtypes, shapes)")
+    return loaded
+
+
+def _check_step(program: NpuProgram, step: dict[str, Any], where: str) -> None:
+    """Every buffer a step makes is bounded and of a known dtype; every weight it names exists."""
+    where = f"{where} step {step.get('op')!r}"
+    for arg in program.data_args(step):
+        shape = fmt.need_shape(arg, "shape", where)
+        dtype = fmt.need_str(arg, "dtype", where, tuple(STORAGE))
+        if (
+            math.prod(shape) > MAX_ELEMENTS
+            or fmt.need_int(arg, "bytes", where) != math.prod(shape) * STORAGE[dtype].itemsize
+        ):
+            raise fmt.bad(where, f"a kernel buffer of shape {list(shape)} is too large or its bytes are wrong")
+    for entry in fmt.need_list(step, "inputs", where, dict):
+        if "weight" in entry and entry["weight"] not in program.weights:
+            raise fmt.bad(where, f"it reads weight {entry['weight']!r}, which the program does not hold")
+        if "weight" not in entry and math.prod(fmt.need_shape(entry, "shape", where)) > MAX_ELEMENTS:
+            raise fmt.bad(where, "an input layout is too large")
+    fmt.need_shape(fmt.need(step, "output", dict, where), "shape", where)
 
 
 def encode(values: np.ndarray, dtype: str) -> np.ndarray:
@@ -84,6 +113,11 @@ def apply_transforms(x: np.ndarray, transforms: list[dict[str, Any]]) -> np.ndar
     """Host-side layout changes recorded by the compiler, applied in order."""
     for t in transforms:
         ((name, arg),) = t.items()
+        if (
+            name == "im2col"
+            and x.shape[0] * math.prod(arg["output"]) * x.shape[1] * math.prod(arg["kernel"]) > MAX_ELEMENTS
+        ):
+            raise BundleError("an NPU im2col layout is too large; the bundle is corrupt or was tampered with")
         if name == "reshape":
             x = x.reshape(arg)
         elif name == "transpose":
@@ -146,9 +180,20 @@ def check_feeds(program: NpuProgram, feeds: dict[str, np.ndarray]) -> dict[str, 
 
 
 def run_program(program: NpuProgram, feeds: dict[str, np.ndarray], call: KernelCall) -> dict[str, np.ndarray]:
-    """Run every step in order through `call` (a simulator or a device) and return the partition outputs."""
+    """Run every step in order through `call` (a simulator or a device) and return the partition outputs; a step
+    whose recorded layout does not fit its tensors is a BundleError, never a wrong-shaped result."""
     tensors = check_feeds(program, feeds)
     for step in program.steps:
-        storage = call(step, input_buffers(program, step, tensors))
-        tensors[step["output"]["tensor"]] = output_tensor(program, step, storage)
-    return {sig["name"]: tensors[sig["name"]] for sig in program.outputs}
+        try:
+            storage = call(step, input_buffers(program, step, tensors))
+            tensors[step["output"]["tensor"]] = output_tensor(program, step, storage)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError, MemoryError) as exc:
+            raise fmt.bad(
+                f"NPU step {step.get('op')!r}", f"its recorded layout does not fit ({type(exc).__name__})"
+            ) from None
+    outputs = {sig["name"]: tensors.get(sig["name"]) for sig in program.outputs}
+    for sig in program.outputs:
+        value = outputs[sig["name"]]
+        if value is None or list(value.shape) != sig["shape"]:
+            raise fmt.bad(f"NPU output {sig['name']!r}", "the program's steps do not produce it as declared")
+    return outputs

@@ -1,0 +1,69 @@
+"""`ragc compile MODEL -o PLAN`: compile an ONNX model into a plan bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ragc.placement.solve import OBJECTIVES, SOLVERS
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=AxBxC", help="Static shape for an input (repeatable).")
+@click.option("--devices", help="Processors to use, e.g. cpu,gpu,npu [default: all the chip has].")
+@click.option("--target", help="Compile for another chip: a name in ragc/targets/ or a personality/target file.")
+@click.option("--solver", default="auto", show_default=True, type=click.Choice(SOLVERS), help="Placement solver.")
+@click.option(
+    "--objective",
+    default="latency",
+    show_default=True,
+    type=click.Choice(OBJECTIVES),
+    help="latency: one request soonest; throughput: pipeline stages for streams.",
+)
+@click.option("--time-limit", default=5.0, show_default=True, help="Seconds the ILP may take.")
+@click.option(
+    "--place", multiple=True, metavar="PATTERN=DEVICE", help="Force ops (op type, node name or *) onto a device."
+)
+@click.option("--cut", "cuts", multiple=True, metavar="NODE", help="Start a new partition at this node (repeatable).")
+def command(
+    model: Path,
+    out: Path,
+    shapes: tuple[str, ...],
+    devices: str | None,
+    target: str | None,
+    solver: str,
+    objective: str,
+    time_limit: float,
+    place: tuple[str, ...],
+    cuts: tuple[str, ...],
+) -> None:
+    """Compile MODEL (.onnx) into a plan bundle.
+
+    \b
+    Examples:
+      ragc compile model.onnx -o plan/
+      ragc compile model.onnx -o plan/ --shape image=1x3x224x224 --devices cpu,gpu
+      ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
+    """
+    from ragc.cli.report import print_partitions
+    from ragc.frontend import parse_shapes
+    from ragc.pipeline import compile_model
+
+    result = compile_model(
+        model,
+        out,
+        shapes=parse_shapes(shapes),
+        devices=devices,
+        place=place,
+        cut_before=cuts,
+        solver=solver,
+        objective=objective,
+        target=target,
+        time_limit_s=time_limit,
+    )
+    print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
+    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
