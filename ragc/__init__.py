@@ -4,7 +4,7 @@ Python API: `ragc.compile(model, out_dir, ...)` (see ragc.pipeline.compile_model
 (measure this chip; see ragc.profiler.profile.profile_chip).
 """
 
-__version__ = "0.1.0"
+from ragc.version import VERSION as __version__  # noqa: F401  (the public version attribute)
 
 
 def compile(*args, **kwargs):  # noqa: A001 - the design's public name

@@ -53,17 +53,7 @@ def load(
     xclbin_path: folders holding the NPU's xclbins (RAGC_XCLBIN_PATH). verify: check every file's sha256 (default
     on). An unknown option is a TypeError naming the valid ones.
     """
-    given = dict(
-        cpu_threads=cpu_threads,
-        npu=npu,
-        vulkan_device=vulkan_device,
-        zero_copy=zero_copy,
-        timestamps=timestamps,
-        disable=disable,
-        xclbin_path=xclbin_path,
-        verify=verify,
-        **unknown,
-    )
+    given = {k: v for k, v in locals().items() if k not in ("path", "unknown")} | unknown
     options = LoadOptions.make(given)
     return Plan(read_bundle(path, options.verify), options)
 

@@ -29,19 +29,19 @@ class Step:
     executable: Executable
     waits: tuple[str, ...] = ()  # partitions of other workers that must finish first
 
-    @property
-    def id(self) -> str:
-        return self.partition.id
+    def __post_init__(self) -> None:
+        self.id = self.partition.id
+        self.input_names = [spec.name for spec in self.partition.inputs]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepRecord:
     """When one step of one frame ran (perf_counter_ns), and what its backend measured or simulated inside it."""
 
     step: Step
     start_ns: int
     end_ns: int
-    timings: tuple[StepTiming, ...]
+    timings: list[StepTiming]
 
 
 class Frame:
@@ -53,13 +53,17 @@ class Frame:
         self.records: dict[str, StepRecord] = {}
         self.error: BaseException | None = None
         self.submitted_ns = time.perf_counter_ns()
-        self.events = {pid: threading.Event() for pid in partitions} if workers > 1 else {}
-        self.finished = threading.Event()
-        self._pending = max(workers, 1)  # an inline run (or a plan of no partitions) finishes once
-        self._lock = threading.Lock()
+        threaded = workers > 1  # an inline frame (one worker, or none) is done when submit returns: no sync needed
+        self.events = {pid: threading.Event() for pid in partitions} if threaded else {}
+        self.finished = threading.Event() if threaded else None
+        self._pending = workers
+        self._lock = threading.Lock() if threaded else None
 
     def fail(self, error: BaseException) -> None:
         """Keep the first error and release every worker waiting on this frame."""
+        if self._lock is None:
+            self.error = self.error or error
+            return
         with self._lock:
             if self.error is None:
                 self.error = error
@@ -67,15 +71,21 @@ class Frame:
             event.set()
 
     def worker_done(self) -> None:
+        if self._lock is None:
+            return
         with self._lock:
             self._pending -= 1
             last = self._pending == 0
         if last:
             self.finished.set()
 
+    def wait(self) -> None:
+        if self.finished is not None:
+            self.finished.wait()
+
     def result(self) -> dict[str, np.ndarray]:
         """The tensor table once every worker is done with this frame; re-raises the frame's error."""
-        self.finished.wait()
+        self.wait()
         if self.error is not None:
             raise self.error
         return self.values
@@ -157,11 +167,11 @@ class Executor:
                 frame.fail(DeviceFailure(str(self.broken)))
             if frame.error is not None:
                 return
-            feeds = {spec.name: values[spec.name] for spec in step.partition.inputs}
+            feeds = {name: values[name] for name in step.input_names}
             start = time.perf_counter_ns()
             try:
                 outputs = step.executable.run(feeds)
-                timings = tuple(step.executable.timings())
+                timings = step.executable.timings()
             except BaseException as exc:  # every failure must reach the caller, never hang it
                 frame.fail(self._failure(step, exc))
                 return

@@ -40,6 +40,9 @@ class Plan:
         self._executor: Executor | None = None
         self._last: Frame | None = None
         self._expected = {s.name: (np.dtype(s.dtype), s.shape) for s in self.inputs}
+        copied = set(bundle.constants) | set(self._expected)
+        self._written = [s.name for s in self.outputs if s.name not in copied]
+        self._copied = [s for s in self.outputs if s.name in copied]
         lists = worker_lists(bundle)
         self.processors = [p for p in bundle.manifest.get("processors", []) if p in lists]
         self.processors += sorted(set(lists) - set(self.processors))  # worker (and trace track) order
@@ -172,19 +175,19 @@ class Plan:
                 write_trace(trace, done, self.tracks())
 
     def _finish(self, frame: Frame) -> dict[str, np.ndarray]:
-        """The plan outputs of a finished frame, which then lets go of its tensors and keeps only its timings."""
-        values, constants = frame.values, self.bundle.constants
-        outputs = {}
-        for spec in self.outputs:
-            if spec.name in constants:
-                outputs[spec.name] = self.bundle.store.tensor(constants[spec.name], "constant").copy()
-            elif frame.records or spec.name not in self._expected:
-                outputs[spec.name] = values[spec.name]
-            else:
-                outputs[spec.name] = values[spec.name].copy()  # a plan input passed through: never the caller's array
+        """The plan outputs of a finished frame, which then lets go of its tensors and keeps only its timings. A
+        constant or a plan input passed through is copied: the caller never gets the store's or its own array."""
+        values = frame.values
+        outputs = {name: values[name] for name in self._written}
+        for spec in self._copied:
+            outputs[spec.name] = self._copy_of(spec.name, values)
         frame.values = {}
         self._last = frame
-        return outputs
+        return outputs if not self._copied else {s.name: outputs[s.name] for s in self.outputs}
+
+    def _copy_of(self, name: str, values: dict[str, np.ndarray]) -> np.ndarray:
+        constant = self.bundle.constants.get(name)
+        return (values[name] if constant is None else self.bundle.store.tensor(constant, "constant")).copy()
 
     def _live(self) -> Executor:
         if self._executor is None:

@@ -40,7 +40,7 @@ def assembly_line(
             yield finish(_done(in_flight.popleft()))
     finally:
         for frame in in_flight:
-            frame.finished.wait()
+            frame.wait()
 
 
 def _done(frame: Frame) -> Frame:

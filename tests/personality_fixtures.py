@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ragc.personality.chip import chip_facts, chip_id
 from ragc.personality.store import SCHEMA, Personality
-from ragc.profiler.profile import cpu_overheads, device_entry, measure_samples
+from ragc.profiler.entries import device_entry
+from ragc.profiler.profile import cpu_overheads, measure_samples
 from ragc.profiler.specs import binary, conv, gemm, layernorm, pool, unary
 from ragc.profiler.steady import Gate
 

@@ -19,7 +19,8 @@ from ragc.costmodel.roofline import roofline_ms
 from ragc.errors import PersonalityError
 from ragc.ir import Graph, Op, Tensor
 from ragc.personality.store import Personality, save_personality, store_path
-from ragc.profiler.evaluate import ModelTiming, fold_personality, leave_one_model_out, measure_models
+from ragc.profiler.evaluate import fold_personality, leave_one_model_out, measure_models
+from ragc.profiler.model_timing import ModelTiming
 from ragc.profiler.specs import bench_graph, conv, gemm, matmul, unary
 from ragc.profiler.steady import Gate
 from ragc.profiler.zoo import generated_models, model_set

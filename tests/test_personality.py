@@ -23,8 +23,8 @@ from ragc.personality.store import (
     store_dir,
     store_path,
 )
+from ragc.profiler.entries import peak_rates
 from ragc.profiler.gpu_bench import calibration_graphs, fit_launch, fit_transfer
-from ragc.profiler.profile import peak_rates
 from ragc.profiler.record import partition_op_stats, record_run, sample_sources
 from ragc.profiler.specs import conv, unary
 from ragc.profiler.steady import Gate, time_interleaved

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ragc import __version__
 from ragc.errors import UsageError
+from ragc.version import VERSION
 from runtime_min.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, SCHEDULE, dumps
 
 
@@ -30,7 +30,7 @@ def write_bundle(
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "ragc_version": __version__,
+        "ragc_version": VERSION,
         "inputs": schedule["inputs"],
         "outputs": schedule["outputs"],
         "processors": schedule["processors"],

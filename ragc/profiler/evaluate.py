@@ -15,7 +15,6 @@ runs (fold_personality).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +26,14 @@ from ragc.ir import Graph
 from ragc.personality.store import Personality
 from ragc.profiler.context import cpu_samples
 from ragc.profiler.gpu_bench import fit_launch, launch_run
-from ragc.profiler.profile import bar_advance, progress_bar
+from ragc.profiler.model_timing import ModelTiming
+from ragc.profiler.progress import bar_advance, progress_bar
 from ragc.profiler.steady import Gate, Steadiness, time_interleaved
 from ragc.profiler.timers import GraphTimer
 from ragc.profiler.zoo import model_set
 
 ROUNDS = 5  # blocks per model, round robin (see steady)
 MIN_SCORED_MS = 0.005  # op-level errors leave out ops timed under 5 us: the profiler's resolution is 1 us, its bias ~6
-
-
-@dataclass
-class ModelTiming:
-    name: str
-    graph: Graph
-    samples: list[dict[str, Any]]  # one per timed non-metadata op: {"op", "op_type", "features", "ms", "source"}
-    measured_ms: float  # whole model, one session run
-    noise_pct: float = 0.0  # how far apart the counted blocks' wall times were (BlockTimer.spread_pct)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, without the graph (model_set rebuilds it from the name)."""
-        return {
-            "name": self.name,
-            "samples": self.samples,
-            "measured_ms": self.measured_ms,
-            "noise_pct": self.noise_pct,
-        }
 
 
 def timings_from_dicts(rows: list[dict[str, Any]]) -> list[ModelTiming]:

@@ -167,8 +167,7 @@ def _heap_bytes(facts: dict[str, Any], name: str) -> int:
 def calibration_graphs() -> list[tuple[str, Graph]]:
     """Multi-op graphs whose runs calibrate what a partition adds around its kernels (see fit_launch): 1 to 32
     kernels of microseconds to milliseconds each (chains of ops that GPU codegen does not fuse)."""
-    from ragc.profiler.profile import chain
-    from ragc.profiler.specs import bench_graph, chained, conv, matmul
+    from ragc.profiler.specs import bench_graph, chain, chained, conv, matmul
 
     softmax = bench_graph("Softmax", [((8, 128, 128), False)], {"axis": -1})
     return [
@@ -206,7 +205,8 @@ def _profile(
     task: Any,
     gate: Gate,
 ) -> GpuProfile:
-    from ragc.profiler.profile import bar_advance, device_entry
+    from ragc.profiler.entries import device_entry
+    from ragc.profiler.progress import bar_advance
 
     calibration = calibration_graphs()
     bar.update(task, description="gpu", total=(len(calibration) + len(specs) + len(models)) * rounds, completed=0)

@@ -9,9 +9,9 @@ from rich.console import Console
 
 from ragc.ir import Graph
 from ragc.profiler.context import in_context_samples
-from ragc.profiler.evaluate import ModelTiming
 from ragc.profiler.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
-from ragc.profiler.profile import bar_advance, progress_bar
+from ragc.profiler.model_timing import ModelTiming
+from ragc.profiler.progress import bar_advance, progress_bar
 from ragc.profiler.steady import Gate, Steadiness, time_interleaved
 
 

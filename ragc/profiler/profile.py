@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ragc.costmodel.features import family_of_features, op_features
+from ragc.costmodel.features import op_features
 from ragc.ir import Graph
 from ragc.personality.chip import chip_facts, chip_id
 from ragc.personality.store import (
@@ -25,17 +24,14 @@ from ragc.personality.store import (
 )
 from ragc.profiler import gpu_bench
 from ragc.profiler.context import context_graphs, cpu_samples
+from ragc.profiler.entries import device_entry
 from ragc.profiler.oneop import attribute_nodes
-from ragc.profiler.specs import chained, cpu_specs, unary
+from ragc.profiler.progress import bar_advance, progress_bar
+from ragc.profiler.specs import chain, cpu_specs
 from ragc.profiler.steady import BlockTimer, Gate, Steadiness, chunks, time_interleaved
 from ragc.profiler.timers import GraphTimer
 
 MIN_MS = 1e-4
-
-
-def chain(n: int) -> Graph:
-    """n tiny Softmax ops in a row (nothing fuses them): their time minus one's is n-1 in-graph per-op overheads."""
-    return chained(unary("Softmax", 1, axis=-1), n)
 
 
 def cpu_overheads(budget_s: float, rounds: int, gate: Gate) -> tuple[float, float, float]:
@@ -80,75 +76,8 @@ def measure_samples(
     return samples, steadiness
 
 
-def peak_rates(samples: list[dict[str, Any]]) -> tuple[float, float]:
-    """(best GFLOP/s over conv and gemm samples, best GB/s over memory-bound samples)."""
-    gflops = [
-        s["features"]["flops"] / s["ms"] / 1e6 for s in samples if family_of_features(s["features"]) in ("conv", "gemm")
-    ]
-    gbps = [
-        (s["features"]["bytes_in"] + s["features"]["bytes_out"]) / s["ms"] / 1e6
-        for s in samples
-        if family_of_features(s["features"]) == "elementwise"
-    ]
-    return max(gflops, default=1.0), max(gbps, default=1.0)
-
-
-def device_entry(
-    name: str,
-    samples: list[dict[str, Any]],
-    dispatch_ms: float,
-    op_overhead_ms: float,
-    memory_bytes: int,
-    **extra: float,
-) -> dict[str, Any]:
-    gflops, gbps = peak_rates(samples)
-    return {
-        "name": name,
-        "peak_gflops": gflops,
-        "peak_gbps": gbps,
-        "dispatch_ms": dispatch_ms,
-        "op_overhead_ms": op_overhead_ms,
-        "memory_bytes": memory_bytes,
-        "samples": samples,
-        **extra,
-    }
-
-
-class ManualProgress(Progress):
-    """A progress bar redrawn only when updated: rich's refresh thread would take the GIL in the middle of timed
-    runs (on 2 cores it added 0.4 ms to a 0.5 ms probe)."""
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        super().update(*args, **kwargs)
-        self.refresh()
-
-
-def progress_bar(console: Console | None = None) -> Progress:
-    """The progress bar of profiling and evaluation (on stderr unless told otherwise)."""
-    return ManualProgress(
-        TextColumn("[bold]{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[label]}"),
-        TimeElapsedColumn(),
-        console=console or Console(stderr=True),
-        transient=True,
-        auto_refresh=False,
-    )
-
-
 def _host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def bar_advance(bar: Progress, task: Any) -> Callable[[BlockTimer, bool], None]:
-    """A time_interleaved callback that moves the bar and names the timer of each block."""
-
-    def advance(timer: BlockTimer, counted: bool) -> None:
-        note = "" if counted else " [yellow](the machine changed state: may retake)[/]"
-        bar.update(task, advance=1, label=timer.label + note)
-
-    return advance
 
 
 def profile_chip(quick: bool = True, console: Console | None = None) -> Personality:

@@ -213,3 +213,8 @@ def _random_specs(rng: np.random.Generator, count: int) -> Iterator[tuple[str, G
             op = str(rng.choice(["Add", "Mul", "Relu", "Sigmoid", "Clip"]))
             graph = binary(op, (1, n), (1, n)) if op in ("Add", "Mul") else unary(op, n)
             yield f"{op} rand {n}", graph
+
+
+def chain(n: int) -> Graph:
+    """n tiny Softmax ops in a row (nothing fuses them): their time minus one's is n-1 in-graph per-op overheads."""
+    return chained(unary("Softmax", 1, axis=-1), n)

@@ -48,6 +48,9 @@ class CopyStats:
         self.bytes_avoided += avoided * nbytes
 
 
+NO_TIMINGS: list[StepTiming] = []
+
+
 class Executable(ABC):
     """A partition made ready on one processor: weights uploaded, pipelines or sessions built once."""
 
@@ -59,8 +62,9 @@ class Executable(ABC):
         reuses an output buffer only once no array derived from it is alive."""
 
     def timings(self) -> list[StepTiming]:
-        """Timings of the last run, if the backend measures them (GPU timestamps, simulated NPU clock)."""
-        return []
+        """Timings of the last run, if the backend measures them (GPU timestamps, simulated NPU clock); callers
+        must not modify the list."""
+        return NO_TIMINGS
 
     def copy_stats(self) -> CopyStats:
         """Copies made and avoided since prepare (backends that move no data between memories report zeros)."""

@@ -1,0 +1,3 @@
+"""The version of ragc (and of the runtime it ships with)."""
+
+VERSION = "0.2.0"
