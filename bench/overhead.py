@@ -4,8 +4,8 @@
 2. a 10-partition CPU plan (tinynet cut into ten) against the same ten ONNX partitions run by onnxruntime back to
    back in one loop, with the same session options runtime_min uses.
 
-Both sides use one onnxruntime thread and run interleaved in one process (rounds of N runs each, medians of the per-round means), so a machine
-that changes speed hurts both alike. Prints a markdown table; --json for the raw figures.
+Both sides use one onnxruntime thread and run interleaved in one process (rounds of N runs each, medians of the
+per-round means), so a machine that changes speed hurts both alike. Prints a markdown table; --json for the raw figures.
 
     python bench/overhead.py [--rounds 30] [--runs 200] [--json]
 """
@@ -113,9 +113,8 @@ def main() -> None:
     print("| plan | partitions | runtime_min us | onnxruntime us | ratio | added us | budget us |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
-        print(
-            f"| {name} | {r['partitions']} | {r['runtime_min_us']} | {r['onnxruntime_us']} | {r['ratio']} | {r['added_us']} | {r['budget_us']} |"
-        )
+        cells = [r[k] for k in ("partitions", "runtime_min_us", "onnxruntime_us", "ratio", "added_us", "budget_us")]
+        print(f"| {name} | " + " | ".join(map(str, cells)) + " |")
 
 
 if __name__ == "__main__":
