@@ -78,9 +78,8 @@ def main() -> None:
     print("| process | import ms | load ms | first run ms | load + first run ms |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['process']} | {r['import_ms']:.1f} | {r['load_ms']:.1f} | {r['first_run_ms']:.1f} | {r['load_and_first_run_ms']:.1f} |"
-        )
+        cells = [f"{r[k]:.1f}" for k in ("import_ms", "load_ms", "first_run_ms", "load_and_first_run_ms")]
+        print(f"| {r['process']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
