@@ -40,6 +40,8 @@ class CompileOptions:
     objective: str = "latency"
     target: str | Path | None = None
     time_limit_s: float = 5.0
+    tune: bool = True  # time candidate plans on this chip (never for a --target, or when one processor is chosen)
+    tune_budget_s: float = 20.0
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Compilation:
     devices: list[str] = field(default_factory=list)
     problem: PlacementProblem | None = None
     placement: Placement | None = None
+    candidates: list[Any] = field(default_factory=list)  # placement.candidates.Candidate, the chosen one first
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> measured {"ms", "se_ms"}
     partitions: list[Partition] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -147,6 +151,48 @@ def placement(c: Compilation) -> None:
     c.placement = solve(c.problem, c.options.solver, c.options.objective, c.options.time_limit_s)
 
 
+def tune(c: Compilation) -> None:
+    """On the chip that is present, with several processors to choose from: time the candidate plans and keep the
+    measured best (timings reused from the personality when it has them). A cross-compile relies on the model."""
+    from ragc.personality.store import current_chip_id
+    from ragc.placement.candidates import candidates
+    from ragc.profiler.tune import tune as time_candidates
+
+    if c.placement is None:
+        return
+    c.candidates = candidates(c.problem, c.placement, c.options.objective, c.options.time_limit_s)
+    here = not c.personality.is_target and c.personality.chip_id == current_chip_id()
+    if not (c.options.tune and here and len(c.devices) > 1 and len(c.candidates) > 1):
+        return
+    chosen, c.timings = time_candidates(
+        c.candidates, lambda cand, folder: _candidate_bundle(c, cand, folder), c.personality,
+        c.loaded.source_sha256, c.options.objective, c.options.tune_budget_s,
+    )  # fmt: skip
+    c.placement = chosen.placement
+
+
+def _candidate_bundle(c: Compilation, candidate: Any, folder: Path) -> Path:
+    """A candidate plan written as a bundle of its own (for timing), by the same stages as the real one."""
+    return placed_bundle(c.model, c.loaded, c.personality, c.problem, candidate.placement, folder, c.options)
+
+
+def placed_bundle(
+    model: Path,
+    loaded: LoadedModel,
+    personality: Any,
+    problem: PlacementProblem,
+    placed: Placement,
+    folder: Path,
+    options: CompileOptions | None = None,
+) -> Path:
+    """The bundle of a placement already made (the tuner's candidates, the profiler's glue plans): the stages after
+    placement, unchanged."""
+    sub = Compilation(model, folder, options or CompileOptions(), loaded, personality, problem.devices, problem, placed)
+    for stage in (partitions, code, schedule, bundle):
+        stage(sub)
+    return sub.bundle
+
+
 def partitions(c: Compilation) -> None:
     if c.placement is None:
         return
@@ -196,12 +242,23 @@ def bundle(c: Compilation) -> None:
         "model_sha256": c.loaded.source_sha256,
         "model_name": c.model.name,
         "chip_id": c.personality.chip_id,
-        "predicted_ms": round(c.placement.predicted_ms, 6) if c.placement else 0.0,
+        "predicted_ms": round(c.placement.predicted_ms + c.personality.fixed_ms, 6) if c.placement else 0.0,
         "solver": c.placement.solver if c.placement else "none",
         "gap": None if c.placement is None or c.placement.gap is None else round(c.placement.gap, 6),
         "unified_memory": c.personality.unified_memory,
         "baselines_ms": _baselines(c.problem) if c.problem else {},
+        "candidates": [
+            {
+                "name": cand.name,
+                "predicted_ms": round(cand.placement.predicted_ms, 6),
+                "measured_ms": c.timings.get(cand.name, {}).get("ms"),
+            }
+            for cand in c.candidates
+        ],
     }
+    chosen = next((cand.name for cand in c.candidates if cand.placement is c.placement), None)
+    if chosen in c.timings:
+        info["measured_ms"], info["chosen"] = c.timings[chosen]["ms"], chosen
     c.bundle = write_bundle(c.out_dir, c.schedule, c.files, info, c.model)
 
 
@@ -209,6 +266,7 @@ STAGES: list[tuple[str, Callable[[Compilation], None]]] = [
     ("frontend", frontend),
     ("personality", personality),
     ("placement", placement),
+    ("tune", tune),
     ("partition", partitions),
     ("codegen", code),
     ("schedule", schedule),

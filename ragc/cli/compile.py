@@ -28,6 +28,13 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     "--place", multiple=True, metavar="PATTERN=DEVICE", help="Force ops (op type, node name or *) onto a device."
 )
 @click.option("--cut", "cuts", multiple=True, metavar="NODE", help="Start a new partition at this node (repeatable).")
+@click.option(
+    "--tune/--no-tune",
+    default=True,
+    show_default=True,
+    help="Time candidate plans on this chip and keep the measured best (never for --target).",
+)
+@click.option("--tune-budget", default=20.0, show_default=True, help="Seconds the timing of candidates may take.")
 def command(
     model: Path,
     out: Path,
@@ -39,6 +46,8 @@ def command(
     time_limit: float,
     place: tuple[str, ...],
     cuts: tuple[str, ...],
+    tune: bool,
+    tune_budget: float,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
 
@@ -63,6 +72,8 @@ def command(
         objective=objective,
         target=target,
         time_limit_s=time_limit,
+        tune=tune,
+        tune_budget_s=tune_budget,
     )
     print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())

@@ -28,6 +28,9 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
             for p in schedule["partitions"]
         ],
         "transfers": schedule.get("transfers", []),
+        "measured_ms": manifest.get("measured_ms"),
+        "chosen": manifest.get("chosen"),
+        "candidates": manifest.get("candidates", []),
     }
 
 
@@ -41,7 +44,16 @@ def print_partitions(plan_dir: str | Path, console: Console | None = None, verif
             p["id"], p["device"], str(len(p["ops"])), p["ops"][0] if p["ops"] else "-", _ms(p["predicted_ms"])
         )
     table.caption = f"predicted latency {_ms(summary['predicted_ms'])} ms; {len(summary['transfers'])} transfers"
-    (console or Console()).print(table)
+    console = console or Console()
+    console.print(table)
+    if any(c.get("measured_ms") is not None for c in summary["candidates"]):
+        tuned = Table(title="candidate plans timed on this chip (the kept one marked *)")
+        for column in ("candidate", "predicted ms", "measured ms"):
+            tuned.add_column(column, justify="left" if column == "candidate" else "right")
+        for c in summary["candidates"]:
+            mark = " *" if c["name"] == summary["chosen"] else ""
+            tuned.add_row(c["name"] + mark, _ms(c["predicted_ms"]), _ms(c["measured_ms"]))
+        console.print(tuned)
 
 
 def write_timeline(plan_dir: str | Path, path: str | Path) -> None:

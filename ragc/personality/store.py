@@ -69,7 +69,14 @@ class Personality:
         return self.device(device).setdefault("samples", [])
 
     def dispatch_ms(self, device: str) -> float:
-        return float(self.device(device).get("dispatch_ms", 0.0))
+        """What launching one partition on `device` costs: measured glue first, else the one-op figure."""
+        glue = self.data.get("glue", {}).get("launch_ms", {})
+        return float(glue[device] if device in glue else self.device(device).get("dispatch_ms", 0.0))
+
+    @property
+    def fixed_ms(self) -> float:
+        """What every run of a plan costs besides its partitions (measured glue; 0 where none was measured)."""
+        return float(self.data.get("glue", {}).get("fixed_ms", 0.0))
 
     def op_ms(self, device: str, kernel_ms: float) -> float:
         """What one op whose kernel takes `kernel_ms` adds to a run of a partition on `device`."""
@@ -86,7 +93,9 @@ class Personality:
         return {d: int(self.device(d)["memory_bytes"]) for d in self.devices if "memory_bytes" in self.device(d)}
 
     def _link(self, src: str, dst: str) -> dict[str, float] | None:
-        return self.data.get("transfers", {}).get(f"{src}->{dst}")
+        """Measured glue of real multi-partition plans first, else the copy micro-benchmark's figures."""
+        pair = f"{src}->{dst}"
+        return self.data.get("glue", {}).get("handoff", {}).get(pair) or self.data.get("transfers", {}).get(pair)
 
     def transfer_ms(self, src: str, dst: str, nbytes: int) -> float:
         """Time to make `nbytes` written on `src` readable on `dst`; 0 on the same device. Pairs not measured

@@ -25,6 +25,7 @@ from ragc.personality.store import (
 from ragc.profiler import gpu_bench
 from ragc.profiler.context import context_graphs, cpu_samples
 from ragc.profiler.entries import device_entry
+from ragc.profiler.glue import measure_glue
 from ragc.profiler.oneop import attribute_nodes
 from ragc.profiler.progress import bar_advance, progress_bar
 from ragc.profiler.specs import chain, cpu_specs
@@ -32,6 +33,7 @@ from ragc.profiler.steady import BlockTimer, Gate, Steadiness, chunks, time_inte
 from ragc.profiler.timers import GraphTimer
 
 MIN_MS = 1e-4
+GLUE_BUDGET_S = 6.0  # timing of the glue plans in a quick profile (a full one takes four times as long)
 
 
 def cpu_overheads(budget_s: float, rounds: int, gate: Gate) -> tuple[float, float, float]:
@@ -102,25 +104,28 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }
         gpu = gpu_bench.profile_gpu(facts, specs[::3] if quick else specs, models, budget_s, rounds, bar, task, gate)
-    data: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": "personality",
-        "chip_id": chip_id(facts),
-        "chip": facts,
-        "devices": devices,
-        "transfers": {},
-        "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
-        "profile": {
-            "quick": quick,
-            "budget_s": budget_s,
-            "rounds": rounds,
-            "steadiness": steadiness.to_dict() | {"probe_ms": gate.reference()},  # the GPU probe's included
-        },
+        data: dict[str, Any] = {
+            "schema": SCHEMA,
+            "kind": "personality",
+            "chip_id": chip_id(facts),
+            "chip": facts,
+            "devices": devices,
+            "transfers": {},
+            "unified_memory": True,  # the CPU alone has one memory; a GPU below says what it has
+        }
+        if gpu is not None:
+            devices["gpu"] = gpu.device
+            data["transfers"] = gpu.transfers
+            data["unified_memory"] = gpu.unified
+            data["glue"] = measure_glue(
+                Personality(data), GLUE_BUDGET_S if quick else 4 * GLUE_BUDGET_S, gate, bar, task
+            )
+    data["profile"] = {
+        "quick": quick,
+        "budget_s": budget_s,
+        "rounds": rounds,
+        "steadiness": steadiness.to_dict() | {"probe_ms": gate.reference()},  # the GPU probe's included
     }
-    if gpu is not None:
-        devices["gpu"] = gpu.device
-        data["transfers"] = gpu.transfers
-        data["unified_memory"] = gpu.unified
     return Personality(data)
 
 

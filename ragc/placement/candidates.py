@@ -1,0 +1,61 @@
+"""Candidate plans for the tuner to time on the chip (as TensorRT's builder times tactics): the solver's optimum,
+the optimum under pessimistic glue, HEFT's plan, and each processor first (GPU-first, NPU-first, CPU only), each
+with the model's prediction. Identical assignments are kept once, under the first name."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ragc.placement.problem import Placement, PlacementProblem
+from ragc.placement.simulate import simulate
+from ragc.placement.solve import solve
+
+PESSIMISM = 3.0  # the glue between processors costs this many times its prediction in the "pessimistic" candidate
+
+
+@dataclass
+class Candidate:
+    name: str
+    placement: Placement
+
+    @property
+    def boundaries(self) -> int:
+        """How many processor changes the plan has (fewer is simpler: a boundary must pay for itself)."""
+        return len(set(self.placement.assignment.values())) - 1
+
+
+def device_first(problem: PlacementProblem, device: str) -> Placement | None:
+    """Every unit `device` can run there, the rest on the CPU; None when a --place rule forbids that."""
+    assignment = {u.name: device if problem.supported(u, device) else "cpu" for u in problem.units}
+    if any(not problem.supported(u, assignment[u.name]) for u in problem.units):
+        return None
+    order = {d: [u.name for u in problem.units if assignment[u.name] == d] for d in problem.devices}
+    placement = simulate(problem, assignment, order)
+    placement.solver = f"{device}-first" if device != "cpu" else "cpu-only"
+    return placement
+
+
+def candidates(problem: PlacementProblem, chosen: Placement, objective: str, time_limit_s: float) -> list[Candidate]:
+    """The plans worth timing, the solver's own first; throughput plans get the single-processor ones beside it."""
+    found = [Candidate("solver", chosen)]
+    if objective == "latency":
+        found.append(Candidate("heft", solve(problem, "heft", objective)))
+        pessimistic = replace(problem, transfer_ms=lambda s, d, n: PESSIMISM * problem.transfer_ms(s, d, n))
+        plan = solve(pessimistic, "auto", objective, min(time_limit_s, 2.0))
+        order = {
+            d: [u for u in sorted(plan.start_ms, key=plan.start_ms.get) if plan.assignment[u] == d]
+            for d in problem.devices
+        }
+        again = simulate(problem, plan.assignment, order)  # predicted with the real glue
+        again.solver = "pessimistic"
+        found.append(Candidate("pessimistic", again))
+    for device in problem.devices:
+        plan = device_first(problem, device)
+        if plan is not None and math.isfinite(plan.predicted_ms):
+            found.append(Candidate(plan.solver, plan))
+    unique: list[Candidate] = []
+    for cand in found:
+        if all(cand.placement.assignment != other.placement.assignment for other in unique):
+            unique.append(cand)
+    return unique
