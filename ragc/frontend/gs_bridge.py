@@ -7,6 +7,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime
 
 from ragc.errors import ModelError
+from ragc.frontend.infer import infer_shapes
 
 
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
@@ -29,13 +30,23 @@ def fold_constants(graph: gs.Graph) -> gs.Graph:
     onnxruntime.set_default_logger_severity(3)  # folding runs onnxruntime, whose optimizer warnings are noise here
     try:
         graph.toposort()
-        graph.fold_constants(error_ok=False, size_threshold=None)
+        # fold_shapes=False: graphsurgeon's Shape folding ignores Shape's start/end (opset 15); static.py does it
+        graph.fold_constants(error_ok=False, size_threshold=None, fold_shapes=False)
     except Exception as exc:  # graphsurgeon re-raises whatever onnxruntime raised
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"constant folding failed ({first_line}); run onnx.checker on the model") from exc
     finally:
         gs.logger.G_LOGGER.severity = severity
     return cleanup(graph)
+
+
+def reinfer_shapes(graph: gs.Graph) -> gs.Graph:
+    """The graph re-imported after strict shape inference, every inner tensor's old (maybe symbolic) shape dropped."""
+    inputs = {t.name for t in graph.inputs}
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Variable) and tensor.name not in inputs:
+            tensor.shape = None
+    return gs.import_onnx(infer_shapes(gs.export_onnx(graph, do_type_check=False)))
 
 
 def cleanup(graph: gs.Graph) -> gs.Graph:

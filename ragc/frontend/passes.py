@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ragc.frontend import gs_bridge
+from ragc.frontend import gs_bridge, static
 
 
 def _constant(tensor: gs.Tensor | None) -> np.ndarray | None:
@@ -87,7 +87,7 @@ def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
 
 
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
-    gs_bridge.fold_constants,
+    static.fold_to_static,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,
     remove_inference_noops,
