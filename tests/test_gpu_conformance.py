@@ -26,7 +26,8 @@ GPU_OPS = (
     "Conv Gemm MatMul Add Sub Mul Div Pow Sqrt Exp Log Relu LeakyRelu Sigmoid Tanh Erf Gelu Clip HardSigmoid "
     "HardSwish Neg Abs Where Equal Less Greater Sum Mean Max Min MaxPool AveragePool GlobalAveragePool Softmax "
     "LayerNormalization ReduceMean ReduceSum ReduceMax Transpose Concat Split Slice Gather Pad Resize Cast Expand "
-    "Reshape Flatten Squeeze Unsqueeze Identity"
+    "Reshape Flatten Squeeze Unsqueeze Identity IsNaN IsInf Not And Or Xor Mod Floor Ceil Round Sin Cos Reciprocal "
+    "Sign LessOrEqual GreaterOrEqual Softplus"
 ).split()
 
 # inputs an op reads at compile time: a graph input feeding only these slots becomes an initializer
