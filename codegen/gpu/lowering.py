@@ -1,7 +1,7 @@
 """The GPU lowering registry: each supported op type maps to a function turning one op into kernel dispatches.
 
-See codegen/GPU_KERNELS.md for how to add an op. A lowering reads only `ragc.ir` and returns `Dispatch`es; the
-emitter (codegen/gpu.py) renders and compiles their templates, lays out their buffers and writes the program.
+See codegen/gpu/KERNELS.md for how to add an op. A lowering reads only `ragc.ir` and returns `Dispatch`es; the
+emitter (codegen/gpu/emit.py) renders and compiles their templates, lays out their buffers and writes the program.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Imports every module that registers GPU lowerings; add a new `codegen/gpu_<family>.py` here."""
+"""Imports every module that registers GPU lowerings; add a new `codegen/gpu/ops/<family>.py` here."""
 
-from codegen.gpu.ops import conv, eltwise, gemm, index, movement, pool, reduce
+from codegen.gpu.ops import conv, eltwise, gemm, generate, index, movement, pool, reduce, scan, scatter
 
-__all__ = ["conv", "eltwise", "gemm", "index", "movement", "pool", "reduce"]
+__all__ = ["conv", "eltwise", "gemm", "generate", "index", "movement", "pool", "reduce", "scan", "scatter"]

@@ -169,6 +169,13 @@ def _is_inf(op: Op, a: list[Arg]) -> str:
     return f"(ragc_isinf({x}){sign})"
 
 
+def _where(op: Op, a: list[Arg]) -> str:
+    # onnxruntime's float Where gives +0.0 for a selected -0.0 from X (not from Y); on the bits, as compilers fold
+    # X + 0.0 to X even when told to keep signed zeros (lavapipe does)
+    x = f"ragc_positive_zero({a[1].code})" if a[1].dtype == "float32" else a[1].code
+    return f"({a[0].code} ? {x} : {a[2].code})"
+
+
 def _cast(op: Op, a: list[Arg], out: str) -> str:
     code = convert(a[0].code, a[0].dtype, out)
     return f"ragc_round_half({code})" if out == "float16" and a[0].dtype != "float16" else code
@@ -202,7 +209,7 @@ OPS: dict[str, tuple[Signature, Expr]] = {
     "Reciprocal": (_F, lambda op, a: f"(1.0 / {a[0].code})"),
     "Sin": (_F, lambda op, a: f"ragc_sincos({a[0].code}, false)"),
     "Cos": (_F, lambda op, a: f"ragc_sincos({a[0].code}, true)"),
-    "Relu": (_N, lambda op, a: f"ragc_relu({a[0].code})" if a[0].dtype == "float32" else f"max({a[0].code}, 0)"),
+    "Relu": (_F, _call("ragc_relu")),
     "LeakyRelu": (_F, lambda op, a: f"({a[0].code} >= 0.0 ? {a[0].code} : {_alpha(op, 0.01)} * {a[0].code})"),
     "Sigmoid": (_F, _call("ragc_sigmoid")),
     "Tanh": (_F, _call("ragc_tanh")),
@@ -221,16 +228,13 @@ OPS: dict[str, tuple[Signature, Expr]] = {
     "And": (_binary_sig(("bool",)), _binary("&&")),
     "Or": (_binary_sig(("bool",)), _binary("||")),
     "Xor": (_binary_sig(("bool",)), _binary("!=")),
-    "Where": (
-        Signature(inputs=(("bool",), VALUES, VALUES), same_as=1, groups=(0, 1, 1)),
-        lambda op, a: f"({a[0].code} ? {a[1].code} : {a[2].code})",
-    ),
+    "Where": (Signature(inputs=(("bool",), VALUES, VALUES), same_as=1, groups=(0, 1, 1)), _where),
     "Equal": (_binary_sig(VALUES, "bool"), _compare("==")),
     "Less": (_binary_sig(NUMERIC, "bool"), _compare("<")),
     "Greater": (_binary_sig(NUMERIC, "bool"), _compare(">")),
     "LessOrEqual": (_binary_sig(NUMERIC, "bool"), _compare("<=")),
     "GreaterOrEqual": (_binary_sig(NUMERIC, "bool"), _compare(">=")),
-    "Sum": (Signature(inputs=(NUMERIC,)), _sum),
+    "Sum": (Signature(inputs=(FLOAT,)), _sum),
     "Mean": (Signature(inputs=(FLOAT,)), lambda op, a: f"({_sum(op, a)} * {float_literal(1 / len(a))})"),
     "Max": (Signature(inputs=(NUMERIC,)), _fold("ragc_max", "max")),
     "Min": (Signature(inputs=(NUMERIC,)), _fold("ragc_min", "min")),

@@ -198,25 +198,32 @@ def pad_amounts(graph: Graph, op: Op) -> tuple[list[int], list[int], float]:
     return begin, end, value
 
 
-@lowers("Pad", check=_pad_reason)
-def lower_pad(graph: Graph, op: Op) -> list[Dispatch]:
-    shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
-    begin, end, value = pad_amounts(graph, op)
+def pad_dispatch(
+    op: Op, dtype: str, shape: Sequence[int], out: Sequence[int], pads: tuple[list[int], list[int]], mode: str, value
+) -> Dispatch:
+    """A pad.comp.j2 dispatch: begin and end `pads` per axis (negative ones crop), `mode` as Pad's."""
+    begin, end = pads
     # per axis: output size, size of the input window left after negative pads crop it, begin pad, input stride,
     # first input element of that window
     dims = [
         (o, n - max(-b, 0) - max(-e, 0), max(b, 0), s, max(-b, 0))
         for o, n, b, e, s in zip(out, shape, begin, end, row_strides(shape), strict=True)
     ]
-    dtype = graph.tensors[op.inputs[0]].dtype
     params = {
         "count": numel(out),
         "dims": dims,
-        "mode": attr(op, "mode", "constant"),
+        "mode": mode,
         "value": _literal(value, dtype),
         "data_type": glsl_type(dtype),
     }
-    return [Dispatch("pad.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))]
+    return Dispatch("pad.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))
+
+
+@lowers("Pad", check=_pad_reason)
+def lower_pad(graph: Graph, op: Op) -> list[Dispatch]:
+    x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    begin, end, value = pad_amounts(graph, op)
+    return [pad_dispatch(op, x.dtype, x.shape, out.shape, (begin, end), attr(op, "mode", "constant"), value)]
 
 
 RESIZE_COORDS = (
