@@ -1,4 +1,4 @@
-"""Reductions on the GPU: the Reduce* ops, Softmax and LayerNormalization.
+"""Reductions on the GPU: the Reduce* ops, Softmax, LayerNormalization and RMSNormalization.
 
 Each is a set of rows: one output row combines `n` input elements in a fixed order (templates/_rows.glsl.j2), by
 one invocation when rows are short, else by one workgroup with a shared-memory tree. No atomics anywhere.
@@ -124,8 +124,9 @@ def _layernorm_reason(graph: Graph, op: Op) -> str | None:
     return fp32_reason(graph, op)
 
 
-@lowers("LayerNormalization", check=_layernorm_reason)
+@lowers("LayerNormalization", "RMSNormalization", check=_layernorm_reason)
 def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
+    """LayerNormalization; RMSNormalization is the same without the mean (and without bias)."""
     shape = graph.tensors[op.inputs[0]].shape
     axis = attr(op, "axis", -1) % len(shape)
     norm_shape = shape[axis:]
@@ -135,6 +136,7 @@ def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
     params, groups = row_params(numel(shape[:axis]), numel(norm_shape))
     params.update(
         epsilon=float_literal(attr(op, "epsilon", 1e-5)),
+        rms=op.op_type == "RMSNormalization",
         has_bias=has_bias,
         mean_binding=outputs.index(mean) if mean else 0,
         inv_binding=outputs.index(inv) if inv else 0,
