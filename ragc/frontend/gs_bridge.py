@@ -15,10 +15,11 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
 
 
 def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
-    """Export, keeping the original opset imports and IR version."""
+    """Export, keeping the original opset imports (of the domains still used) and IR version."""
     model = gs.export_onnx(graph, do_type_check=True)
+    used = {node.domain or "" for node in model.graph.node} | {""}
     del model.opset_import[:]
-    model.opset_import.extend(like.opset_import)
+    model.opset_import.extend(o for o in like.opset_import if (o.domain or "") in used or o.domain == "ai.onnx")
     model.ir_version = like.ir_version
     return model
 
@@ -46,7 +47,9 @@ def reinfer_shapes(graph: gs.Graph) -> gs.Graph:
     for tensor in graph.tensors().values():
         if isinstance(tensor, gs.Variable) and tensor.name not in inputs:
             tensor.shape = None
-    return gs.import_onnx(infer_shapes(gs.export_onnx(graph, do_type_check=False)))
+    model = gs.export_onnx(graph, do_type_check=False)
+    del model.graph.value_info[:]  # inference fills them in again (tensors new nodes wrote have no type yet)
+    return gs.import_onnx(infer_shapes(model))
 
 
 def cleanup(graph: gs.Graph) -> gs.Graph:

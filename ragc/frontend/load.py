@@ -12,7 +12,7 @@ from onnx import version_converter
 
 from ragc import ir
 from ragc.errors import ModelError, ShapeError, UsageError
-from ragc.frontend import gs_bridge, passes
+from ragc.frontend import contrib, gs_bridge, passes
 from ragc.frontend.infer import infer_shapes
 from ragc.frontend.to_ir import to_ir
 
@@ -51,6 +51,7 @@ def load_model(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = Non
     raw = _read(path)
     model = _parse(raw, path)
     _check_ops(model)
+    contrib.claim_default_domain(model, _default_opset(model))
     _check(model, path)
     _drop_initializer_inputs(model)
     model = _upgrade_opset(model)
@@ -110,11 +111,12 @@ def _check_ops(model: onnx.ModelProto) -> None:
         )
     for node in model.graph.node:
         known = node.domain in ("", "ai.onnx") and onnx.defs.has(node.op_type, opset, "")
-        if not known:
+        if not known and not contrib.is_contrib(node, opset):
             where = f" in domain {node.domain!r}" if node.domain else ""
             raise ModelError(
                 f"unsupported operator {node.op_type!r}{where} (node {node.name or '<unnamed>'!r}); "
-                "ragc compiles standard ONNX ops only: decompose or replace it before exporting"
+                "ragc compiles standard ONNX ops and the com.microsoft ops of onnxruntime's transformer optimizer: "
+                "decompose or replace it before exporting"
             )
 
 

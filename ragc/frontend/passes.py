@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ragc.frontend import gs_bridge, static
+from ragc.frontend import contrib, gs_bridge, static
 
 
 def _constant(tensor: gs.Tensor | None) -> np.ndarray | None:
@@ -86,8 +86,19 @@ def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def drop_empty_concat_inputs(graph: gs.Graph) -> gs.Graph:
+    """Concat inputs with no elements (the unrotated rest of a full rotary embedding, say) are left out."""
+    for node in [n for n in graph.nodes if n.op == "Concat" and len(n.inputs) > 1]:
+        kept = [t for t in node.inputs if t.shape is None or 0 not in t.shape]
+        if kept and len(kept) < len(node.inputs):
+            node.inputs = kept
+    return gs_bridge.cleanup(graph)
+
+
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
+    contrib.lower_contrib_ops,
     static.fold_to_static,
+    drop_empty_concat_inputs,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,
     remove_inference_noops,

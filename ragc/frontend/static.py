@@ -43,10 +43,10 @@ def materialize_shapes(graph: gs.Graph) -> int:
 
 def fold_to_static(graph: gs.Graph) -> gs.Graph:
     """Materialize shapes, fold constants and re-infer shapes until a round changes nothing."""
+    materialize_shapes(graph)
     for _ in range(MAX_ROUNDS):
         nodes = len(graph.nodes)
-        changed = materialize_shapes(graph)
         graph = gs_bridge.reinfer_shapes(gs_bridge.fold_constants(graph))
-        if not changed and len(graph.nodes) == nodes:
+        if not materialize_shapes(graph) and len(graph.nodes) == nodes:
             break
     return graph
