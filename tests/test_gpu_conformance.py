@@ -28,7 +28,8 @@ GPU_OPS = (
     "LayerNormalization ReduceMean ReduceSum ReduceMax Transpose Concat Split Slice Gather Pad Resize Cast Expand "
     "Reshape Flatten Squeeze Unsqueeze Identity IsNaN IsInf Not And Or Xor Mod Floor Ceil Round Sin Cos Reciprocal "
     "Sign LessOrEqual GreaterOrEqual Softplus ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ArgMax ArgMin "
-    "CumSum GatherElements GatherND ScatterElements ScatterND Tile Trilu Range"
+    "CumSum GatherElements GatherND ScatterElements ScatterND Tile Trilu Range Einsum RMSNormalization "
+    "RotaryEmbedding Attention"
 ).split()
 
 # inputs an op reads at compile time: a graph input feeding only these slots becomes an initializer

@@ -120,3 +120,29 @@ def test_scatter_with_reduction_stays_off_the_gpu():
     y = b.op("ScatterND", [data, b.const("i", np.array([[1]])), b.input("u", (1, 3))], (4, 3), reduction="add")
     g = b.graph([y])
     assert "reduction 'add'" in unsupported_reason(g, g.ops[0])
+
+
+@pytest.mark.parametrize(
+    ("equation", "a", "b", "out"),
+    [
+        ("bhid,bhjd->bhij", (1, 2, 5, 8), (1, 2, 7, 8), (1, 2, 5, 7)),
+        ("bhij,bhjd->bhid", (1, 2, 5, 7), (1, 2, 7, 8), (1, 2, 5, 8)),
+        ("i,j->ij", (5,), (9,), (5, 9)),
+        ("bij,bjk->bik", (3, 4, 6), (3, 6, 5), (3, 4, 5)),
+        ("...ij,...kj->...ik", (2, 3, 4, 6), (2, 3, 5, 6), (2, 3, 4, 5)),
+        ("bshd,bthd->bhst", (2, 5, 3, 4), (2, 6, 3, 4), (2, 3, 5, 6)),
+        ("ij,jk->ki", (4, 6), (6, 5), (5, 4)),
+    ],
+)
+def test_einsum(be, equation, a, b, out):
+    bld = Builder()
+    y = bld.op("Einsum", [bld.input("a", a), bld.input("b", b)], out, equation=equation)
+    check(bld.graph([y]), be)
+
+
+def test_einsum_variants_left_to_the_cpu():
+    for equation, shapes in (("ii,i->i", ((3, 3), (3,))), ("ij,k->i", ((3, 4), (5,)))):
+        b = Builder()
+        y = b.op("Einsum", [b.input("a", shapes[0]), b.input("b", shapes[1])], (3,), equation=equation)
+        g = b.graph([y])
+        assert "Einsum" in unsupported_reason(g, g.ops[0])

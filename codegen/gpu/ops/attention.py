@@ -119,7 +119,9 @@ def _onnx_spec(graph: Graph, op: Op) -> AttentionSpec:
 
 def _attention_reason(graph: Graph, op: Op) -> str | None:
     if any(op.inputs[4:]) or any(op.outputs[1:]):
-        return "Attention with a KV cache (past/present) or the QK output runs on the CPU"
+        return "Attention with a KV cache (past/present/nonpad lengths) or the QK output runs on the CPU"
+    if attr(op, "left_window_size", -1) != -1 or attr(op, "right_window_size", -1) != -1:
+        return "sliding-window Attention runs on the CPU"
     reason = fp32_reason(graph, Op(op.name, op.op_type, op.inputs[:3], op.outputs[:1]))
     if reason:
         return reason
