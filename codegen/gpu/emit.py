@@ -18,6 +18,7 @@ from codegen.gpu import glsl
 from codegen.gpu import ops as _ops  # noqa: F401  (registers the lowerings)
 from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
+from codegen.gpu.patterns import fuse_patterns
 from ragc.ir import Graph, Op
 
 FORMAT = "spirv-v1"
@@ -61,7 +62,7 @@ def lower(graph: Graph) -> tuple[Graph, list[Step], dict[str, str]]:
         reason = unsupported_reason(graph, op)
         if reason:
             raise LoweringError(f"op {op.name} ({op.op_type}) cannot run on the GPU: {reason}; place it elsewhere")
-    fused = fuse(graph)
+    fused = fuse(fuse_patterns(graph))
     steps: list[Step] = []
     alias: dict[str, str] = {}
     for op in fused.ops:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
 from ragc.frontend import contrib, gs_bridge, static
@@ -86,6 +87,20 @@ def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def remove_noop_casts(graph: gs.Graph) -> gs.Graph:
+    """A Cast to the dtype its input already has (the TorchScript exporter writes float -> float) is an edge."""
+    for node in [n for n in graph.nodes if n.op == "Cast" and n.inputs[0].dtype is not None]:
+        src, dst = node.inputs[0], node.outputs[0]
+        if np.dtype(src.dtype) != np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"])):
+            continue
+        if dst in graph.outputs:
+            continue
+        for consumer in list(dst.outputs):
+            consumer.inputs = [src if t is dst else t for t in consumer.inputs]
+        node.outputs = []
+    return gs_bridge.cleanup(graph)
+
+
 def drop_empty_concat_inputs(graph: gs.Graph) -> gs.Graph:
     """Concat inputs with no elements (the unrotated rest of a full rotary embedding, say) are left out."""
     for node in [n for n in graph.nodes if n.op == "Concat" and len(n.inputs) > 1]:
@@ -99,6 +114,7 @@ PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
     contrib.lower_contrib_ops,
     static.fold_to_static,
     drop_empty_concat_inputs,
+    remove_noop_casts,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,
     remove_inference_noops,

@@ -19,8 +19,8 @@ MAX_HEAD = 256
 
 @dataclass(frozen=True)
 class Operand:
-    """A Q, K, V or Y tensor seen as (batch, heads, rows, head size): its strides for batch, head and row (the
-    head-size dimension is contiguous) and its sizes."""
+    """A Q, K, V or Y tensor seen as (batch, heads, rows, head size): its strides for batch, head, row and head
+    element (`step`: 1 but for a K given transposed) and its sizes."""
 
     name: str
     batch_stride: int
@@ -29,6 +29,7 @@ class Operand:
     heads: int
     rows: int
     size: int
+    step: int = 1
 
 
 def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
@@ -41,8 +42,12 @@ def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
     return Operand(name, s * hidden, hidden // heads, hidden, heads, s, hidden // heads)
 
 
+MASKED_ROWS = ("zero", "guard", "keep")  # ONNX Attention; Where(IsNaN(p), 0, p) after Softmax; a plain Softmax
+
+
 @dataclass(frozen=True)
 class AttentionSpec:
+    batch: int
     q: Operand
     k: Operand
     v: Operand
@@ -51,7 +56,7 @@ class AttentionSpec:
     causal: bool = False
     mask: str = ""  # a bool (True: attend) or float (added) tensor broadcast to (B, Hq, Sq, Skv)
     softcap: float = 0.0
-    guard: bool = False  # NaN probabilities count as 0 (the exporters' Where(IsNaN(p), 0, p))
+    masked_rows: str = "zero"  # a row whose bias masks every key: 0 (ONNX); "guard": every NaN p is 0; "keep"
 
 
 def spec_reason(spec: AttentionSpec) -> str | None:
@@ -71,8 +76,7 @@ def _mask_strides(graph: Graph, mask: str) -> list[int]:
 
 
 def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
-    batch = graph.tensors[spec.q.name].shape[0]
-    rows = batch * spec.q.heads * spec.q.rows
+    rows = spec.batch * spec.q.heads * spec.q.rows
     local = 64 if spec.k.rows <= 256 else 128 if spec.k.rows <= 1024 else 256
     mask_type = "uint8_t" if spec.mask and graph.tensors[spec.mask].dtype == "bool" else "float"
     params = {
@@ -84,6 +88,7 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
         "D": spec.q.size,
         "DV": spec.v.size,
         "group": spec.q.heads // spec.k.heads,
+        "k_step": spec.k.step,
         **{
             f"{t}_s": [x.batch_stride, x.head_stride, x.row_stride]
             for t, x in zip("qkvo", (spec.q, spec.k, spec.v, spec.out), strict=True)
@@ -94,7 +99,7 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
         "mask_kind": ("bool" if mask_type == "uint8_t" else "float") if spec.mask else "",
         "mask_type": mask_type,
         "m_s": _mask_strides(graph, spec.mask) if spec.mask else [],
-        "guard": spec.guard,
+        "masked_rows": spec.masked_rows,
     }
     buffers = (spec.out.name, spec.q.name, spec.k.name, spec.v.name, *([spec.mask] if spec.mask else []))
     return Dispatch("attention.comp.j2", params, buffers, grid(rows * local, local))
@@ -106,6 +111,7 @@ def _onnx_spec(graph: Graph, op: Op) -> AttentionSpec:
     k, v = operand(graph, op.inputs[1], kv_heads), operand(graph, op.inputs[2], kv_heads)
     mask = op.inputs[3] if len(op.inputs) > 3 else ""
     return AttentionSpec(
+        batch=graph.tensors[op.inputs[0]].shape[0],
         q=q,
         k=k,
         v=v,
