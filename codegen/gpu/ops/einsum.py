@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from codegen.gpu.lowering import Dispatch, attr, fp32_reason, lowers, numel, strides
-from codegen.gpu.ops.gemm import gemm_params
+from codegen.gpu.ops.gemm import gemm_dispatches
 from codegen.gpu.ops.movement import strided
 from ragc.ir import Graph, Op, Tensor
 
@@ -115,8 +115,8 @@ def lower_einsum(graph: Graph, op: Op) -> list[Dispatch]:
         "b_cs": b_cs,
         "b_base": f"b * {k * n}u",
     }
-    params, groups = gemm_params(m, n, k, numel([sizes[x] for x in c.batch]), **layout)
-    dispatches = [*copies_a, *copies_b, Dispatch("gemm.comp.j2", params, (out, a, b), groups)]
+    batch = numel([sizes[x] for x in c.batch])
+    dispatches = [*copies_a, *copies_b, *gemm_dispatches(graph, op, (m, n, k, batch), layout, (a, b), out=out)]
     if out != op.outputs[0]:
         st = dict(zip(natural, strides([sizes[x] for x in natural]), strict=True))
         dispatches.append(strided(op.outputs[0], out, "float32", [sizes[x] for x in c.out], [st[x] for x in c.out]))
