@@ -2,7 +2,9 @@
 
 The artifact holds one SPIR-V module per distinct kernel, a packed weights file and `<pid>.program.json`:
 regions "weights" (uploaded once) and "arena" (inputs, outputs and scratch, scratch reused by lifetime), every
-tensor's region/offset/size, and the dispatch list (kernel file, bound tensors, workgroup counts).
+tensor's region/offset/size, and the dispatch list (kernel file, bound tensors, workgroup counts, and "barrier":
+whether it must wait for the dispatches before it, see barriers.py), and "requires": the device properties the
+kernels rely on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from codegen.artifact import Artifact
 from codegen.gpu import glsl
 from codegen.gpu import ops as _ops  # noqa: F401  (registers the lowerings)
+from codegen.gpu.barriers import barriers
 from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
 from codegen.gpu.patterns import fuse_patterns
@@ -23,6 +26,9 @@ from ragc.ir import Graph, Op
 
 FORMAT = "spirv-v1"
 ALIGN = 256  # covers every device's minStorageBufferOffsetAlignment (the Vulkan maximum is 256)
+# device properties every kernel relies on (VkPhysicalDeviceFloatControlsProperties: templates/_common.glsl.j2
+# declares SignedZeroInfNanPreserve for 32-bit floats); a runtime refuses devices without them
+REQUIRES = ("shaderSignedZeroInfNanPreserveFloat32",)
 
 
 def _align(n: int) -> int:
@@ -135,18 +141,26 @@ def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_i
     tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where) for n in names}
     files: dict[str, bytes] = {}
     dispatches = []
-    for step in steps:
+    waits = barriers([(s.dispatch.buffers, s.dispatch.writes) for s in steps], tensors)
+    for step, wait in zip(steps, waits, strict=True):
         d = step.dispatch
         spirv = glsl.build(d.template, d.params)
         kernel = f"{partition_id}.{hashlib.sha256(spirv).hexdigest()[:16]}.spv"
         files[kernel] = spirv
         dispatches.append(
-            {"label": step.label, "kernel": kernel, "bindings": list(d.buffers), "groups": list(d.groups)}
+            {
+                "label": step.label,
+                "kernel": kernel,
+                "bindings": list(d.buffers),
+                "groups": list(d.groups),
+                "barrier": wait,
+            }
         )
     weights_file = f"{partition_id}.weights.bin"
     program_file = f"{partition_id}.program.json"
     program = {
         "version": 1,
+        "requires": list(REQUIRES),
         "regions": {"weights": {"file": weights_file, "nbytes": len(weights)}, "arena": {"nbytes": arena_bytes}},
         "inputs": list(graph.inputs),
         "outputs": list(graph.outputs),

@@ -35,12 +35,14 @@ GLSL_TYPES = {
 @dataclass(frozen=True)
 class Dispatch:
     """One compute dispatch: `templates/<template>` rendered with `params`, tensors bound at set 0 binding 0.. in
-    the order of `buffers`, launched with `groups` workgroups."""
+    the order of `buffers` (the first `writes` of them written, the rest only read), launched with `groups`
+    workgroups."""
 
     template: str
     params: dict[str, Any]
     buffers: tuple[str, ...]
     groups: tuple[int, int, int]
+    writes: int = 1
 
 
 Lowering = Callable[[Graph, Op], list[Dispatch]]

@@ -145,4 +145,4 @@ def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
         bias_index=broadcast_index(graph.tensors[op.inputs[2]].shape, norm_shape, "k") if has_bias else "",
     )
     buffers = (*outputs, *op.inputs[: 3 if has_bias else 2])
-    return [Dispatch("layernorm.comp.j2", params, buffers, groups)]
+    return [Dispatch("layernorm.comp.j2", params, buffers, groups, writes=len(outputs))]
