@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.gemm import fma_peak, time_program  # noqa: E402
+from bench.gemm import fma_peak, open_timed_backend, time_program  # noqa: E402
 from codegen.gpu import Step, lower  # noqa: E402
 from codegen.gpu.lowering import Dispatch  # noqa: E402
 from codegen.gpu.ops.gemm import LARGE, MEDIUM, THIN, gemm_params, gemm_plan  # noqa: E402
@@ -69,10 +69,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="two shapes, few repetitions, a small FMA kernel")
     args = ap.parse_args()
-    backend = VulkanBackend({"timestamps": True})
-    print(backend.describe(), flush=True)
-    if backend.device_type == "cpu":
-        print("note: a CPU Vulkan device (lavapipe): these numbers are not GPU performance")
+    backend = open_timed_backend()
     reps = 2 if args.quick else args.reps
     peak = fma_peak(backend, 1 << (14 if args.quick else 20), 256 if args.quick else 4096, reps) * 1e-3
     print(f"\nFMA ceiling: {peak:.1f} TFLOP/s\n")

@@ -75,25 +75,20 @@ def batchnorm_to_affine(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def _is_noop(node: gs.Node) -> bool:
+    """Dropout (inference), Identity, and a Cast to the dtype its input already has (the TorchScript exporter
+    writes float -> float)."""
+    if node.op == "Cast":
+        src = node.inputs[0].dtype
+        return src is not None and np.dtype(src) == np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
+    return node.op in ("Dropout", "Identity")
+
+
 def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
-    """Dropout (inference) and Identity become plain edges, unless they feed a graph output directly."""
-    for node in [n for n in graph.nodes if n.op in ("Dropout", "Identity")]:
+    """No-op nodes (_is_noop) become plain edges, unless they feed a graph output directly."""
+    for node in [n for n in graph.nodes if _is_noop(n)]:
         src, dst = node.inputs[0], node.outputs[0]
         if dst in graph.outputs or any(mask.outputs or mask in graph.outputs for mask in node.outputs[1:]):
-            continue
-        for consumer in list(dst.outputs):
-            consumer.inputs = [src if t is dst else t for t in consumer.inputs]
-        node.outputs = []
-    return gs_bridge.cleanup(graph)
-
-
-def remove_noop_casts(graph: gs.Graph) -> gs.Graph:
-    """A Cast to the dtype its input already has (the TorchScript exporter writes float -> float) is an edge."""
-    for node in [n for n in graph.nodes if n.op == "Cast" and n.inputs[0].dtype is not None]:
-        src, dst = node.inputs[0], node.outputs[0]
-        if np.dtype(src.dtype) != np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"])):
-            continue
-        if dst in graph.outputs:
             continue
         for consumer in list(dst.outputs):
             consumer.inputs = [src if t is dst else t for t in consumer.inputs]
@@ -114,7 +109,6 @@ PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
     contrib.lower_contrib_ops,
     static.fold_to_static,
     drop_empty_concat_inputs,
-    remove_noop_casts,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,
     remove_inference_noops,
