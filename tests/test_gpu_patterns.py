@@ -98,3 +98,38 @@ def test_rms_norm_pattern_is_one_dispatch(be, square, recip, gamma):
     g = b.graph([y])
     assert _templates(g) == ["layernorm"]
     check(g, be)
+
+
+def _repeat_heads(b: Builder, x: str, kv: int, rep: int, s: int, d: int) -> str:
+    """K or V (1, kv, s, d) repeated to (1, kv * rep, s, d) as HF's repeat_kv exports."""
+    u = b.op("Unsqueeze", [x, b.const(f"ax{x}", np.array([2]))], (1, kv, 1, s, d))
+    e = b.op("Expand", [u, b.const(f"sh{x}", np.array([1, kv, rep, s, d]))], (1, kv, rep, s, d))
+    return b.op("Reshape", [e, b.const(f"rs{x}", np.array([1, kv * rep, s, d]))], (1, kv * rep, s, d))
+
+
+def test_grouped_query_repeat_and_3d_transpose_detour_are_absorbed(be):
+    """Grouped-query K and V repeated over the query heads, K^T through the dynamo exporter's 3-D detour."""
+    b = Builder()
+    q = b.input("q", (1, 4, 6, 8))
+    k, v = (_repeat_heads(b, b.input(n, (1, 2, 6, 8)), 2, 2, 6, 8) for n in ("k", "v"))
+    flat = b.op("Reshape", [k, b.const("to3", np.array([4, 6, 8]))], (4, 6, 8))
+    kt = b.op(
+        "Reshape",
+        [b.op("Transpose", [flat], (4, 8, 6), perm=[0, 2, 1]), b.const("to4", np.array([1, 4, 8, 6]))],
+        (1, 4, 8, 6),
+    )
+    p = b.op("Softmax", [b.op("MatMul", [q, kt], (1, 4, 6, 6))], (1, 4, 6, 6), axis=-1)
+    y = b.op("MatMul", [p, v], (1, 4, 6, 8))
+    g = b.graph([y])
+    assert _templates(g) == ["attention"]
+    check(g, be)
+
+
+def test_onnx_attention_absorbs_transposes(be):
+    b = Builder()
+    q, k, v = (b.op("Transpose", [b.input(n, (2, 5, 4, 8))], (2, 4, 5, 8), perm=[0, 2, 1, 3]) for n in "qkv")
+    y = b.op("Transpose", [b.op("Attention", [q, k, v], (2, 4, 5, 8), is_causal=1)], (2, 5, 4, 8), perm=[0, 2, 1, 3])
+    g = b.graph([y])
+    g.opset = 23
+    assert _templates(g) == ["attention"]
+    check(g, be)

@@ -1,7 +1,9 @@
 """GPU pattern fusion: op sequences the exporters write, each replaced by one op with a one-dispatch kernel.
 
 - Attention: MatMul(q [* s], k^T [* s]) [* or / scale] [+ mask] -> Softmax -> [Where(IsNaN(p), 0, p)] -> MatMul(v)
-  becomes a "ragc.FusedAttention" op carrying an AttentionSpec (templates/attention.comp.j2).
+  becomes a "ragc.FusedAttention" op carrying an AttentionSpec (templates/attention.comp.j2); Transposes around
+  it and the repeat of K/V over query heads (grouped-query) are absorbed into its strides. The opset-23
+  Attention op absorbs them the same way.
 - RMSNorm: x -> Pow(x, 2) or x * x -> ReduceMean(last axis) -> + eps -> Sqrt -> Reciprocal or 1 / . -> x * . [* g]
   becomes an RMSNormalization op.
 A match needs every inner tensor read only inside it (and not a partition output); otherwise the ops stay.
@@ -15,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from codegen.gpu.lowering import Dispatch, lowers, strides
-from codegen.gpu.ops.attention import AttentionSpec, Operand, attention_dispatch, spec_reason
+from codegen.gpu.ops.attention import AttentionSpec, Operand, attention_dispatch, onnx_attention_spec, spec_reason
 from ragc.ir import Graph, Op, Tensor
 
 FUSED_ATTENTION = "ragc.FusedAttention"
@@ -78,12 +80,26 @@ def _operand(graph: Graph, name: str, axis_of: list[int], k_side: bool = False) 
     return Operand(name, at[0], at[1], at[row], size[1], size[row], size[elem], step=at[elem])
 
 
-def _absorb(view: _View, name: str, readers: set[str]) -> tuple[str, list[int], Op | None]:
-    """A 4-D Transpose writing `name`, read only by the ops named, is absorbed: its input and perm."""
+def _absorb(view: _View, name: str, readers: set[str]) -> tuple[str, list[int], list[Op]]:
+    """A 4-D Transpose writing `name`, read only by the ops named, is absorbed: its input, perm and ops. So is
+    the 3-D detour the dynamo exporter writes for swapping the last two axes: Reshape to (B * H, S, D),
+    Transpose [0, 2, 1], Reshape back."""
+    tensors = view.graph.tensors
+    if len(tensors[name].shape) != 4 or not view.private(name, readers):
+        return name, [0, 1, 2, 3], []
     t = view.source(name, "Transpose")
-    if t is None or len(view.graph.tensors[name].shape) != 4 or not view.private(name, readers):
-        return name, [0, 1, 2, 3], None
-    return t.inputs[0], list(t.attrs.get("perm", [3, 2, 1, 0])), t
+    if t is not None:
+        return t.inputs[0], list(t.attrs.get("perm", [3, 2, 1, 0])), [t]
+    back = view.source(name, "Reshape")
+    t = back and view.source(back.inputs[0], "Transpose")
+    there = t and view.source(t.inputs[0], "Reshape")
+    if not (there and t.attrs.get("perm") == [0, 2, 1] and len(tensors[there.inputs[0]].shape) == 4):
+        return name, [0, 1, 2, 3], []
+    b, h, s, d = tensors[there.inputs[0]].shape
+    private = view.private(back.inputs[0], {back.name}) and view.private(t.inputs[0], {t.name})
+    if not private or tensors[t.inputs[0]].shape != (b * h, s, d) or tensors[name].shape != (b, h, d, s):
+        return name, [0, 1, 2, 3], []
+    return there.inputs[0], [0, 1, 3, 2], [back, t, there]
 
 
 def _only_reader(view: _View, name: str) -> Op | None:
@@ -105,22 +121,65 @@ def _absorb_output(view: _View, name: str) -> tuple[str, list[int], list[Op]]:
     return t.outputs[0], [perm.index(i) for i in range(4)], [*ops, t]
 
 
-def _operands(view: _View, members: set[str], names: tuple[str, str, str, str]):
-    """Q, K, V and Y operands, each through an absorbed Transpose where one fits; and the absorbed ops."""
+def _ungroup(view: _View, name: str, readers: set[str]) -> tuple[str, list[Op]]:
+    """K or V repeated over query heads as exporters write it (Unsqueeze at 2, Expand, Reshape to B x H x S x D)
+    is read ungrouped: the kernel maps query head h to KV head h / group itself."""
+    tensors = view.graph.tensors
+    r = view.source(name, "Reshape")
+    e = r and view.source(r.inputs[0], "Expand")
+    u = e and view.source(e.inputs[0], "Unsqueeze")
+    if not (u and view.private(name, readers) and view.private(r.inputs[0], {r.name})):
+        return name, []
+    src, rep = u.inputs[0], tensors[e.outputs[0]].shape
+    b, h, s, d = tensors[src].shape if len(tensors[src].shape) == 4 else (0, 0, 0, 0)
+    shapes = (tensors[u.outputs[0]].shape, rep, tensors[name].shape)
+    if not view.private(e.inputs[0], {e.name}) or shapes != (
+        (b, h, 1, s, d),
+        (b, h, rep[2], s, d),
+        (b, h * rep[2], s, d),
+    ):
+        return name, []
+    return src, [r, e, u]
+
+
+def _operands(
+    view: _View, members: set[str], names: tuple[str, str, str, str], k_rows: bool = False, ungroup: bool = True
+):
+    """Q, K, V and Y operands, each through an absorbed Transpose (K and V also through an absorbed head repeat,
+    when both have one) where one fits, and the absorbed ops; `k_rows`: names[1] holds K as (B, H, S, D)."""
     graph, operands, absorbed = view.graph, [], []
     for role, name in enumerate(names[:3]):
-        src, axis_of, t = _absorb(view, name, members)
-        op = _operand(graph, src, axis_of, role == 1) if t is not None else None
+        base = [0, 1, 3, 2] if role == 1 and k_rows else [0, 1, 2, 3]
+        src, perm, found = _absorb(view, name, members)
+        readers = {found[-1].name} if found else members
+        src, grouped = _ungroup(view, src, readers) if role and ungroup else (src, [])
+        op = _operand(graph, src, [perm[a] for a in base], role == 1) if found or grouped else None
         if op is None:
-            op, t = _operand(graph, name, [0, 1, 2, 3], role == 1), None
+            op, found, grouped = _operand(graph, name, base, role == 1), [], []
         operands.append(op)
-        absorbed += [t] if t is not None else []
+        absorbed += found + grouped
+    if ungroup and None not in operands[1:] and operands[1].heads != operands[2].heads:
+        return _operands(view, members, names, k_rows, ungroup=False)  # only one of K and V repeats as expected
     src, axis_of, ops = _absorb_output(view, names[3])
     out = _operand(graph, src, axis_of) if ops else None
     if out is None:
         out, ops = _operand(graph, names[3], [0, 1, 2, 3]), []
     operands.append(out)
     return operands, absorbed + ops
+
+
+def _onnx_attention(view: _View, op: Op) -> tuple[Op, list[Op]] | None:
+    """An opset-23 Attention on 4-D operands, with the Transposes and head repeats around it absorbed."""
+    graph = view.graph
+    if any(len(graph.tensors[n].shape) != 4 for n in op.inputs[:3]):
+        return None
+    names = (*op.inputs[:3], op.outputs[0])
+    operands, absorbed = _operands(view, {op.name}, names, k_rows=True)
+    if not absorbed or None in operands:
+        return None
+    spec = replace(onnx_attention_spec(graph, op), q=operands[0], k=operands[1], v=operands[2], out=operands[3])
+    inputs = [n for n in (spec.q.name, spec.k.name, spec.v.name, spec.mask) if n]
+    return Op(op.name, FUSED_ATTENTION, inputs, [spec.out.name], {"spec": spec}), [op, *absorbed]
 
 
 def _attention(view: _View, second: Op) -> tuple[Op, list[Op]] | None:
@@ -251,7 +310,7 @@ def _last_axis_mean(graph: Graph, mean: Op) -> bool:
 def fuse_patterns(graph: Graph) -> Graph:
     """A new graph (tensors copied) with every attention and RMSNorm pattern replaced by its fused op."""
     graph = Graph(list(graph.ops), dict(graph.tensors), list(graph.inputs), list(graph.outputs), graph.opset)
-    for matcher, op_type in ((_attention, "MatMul"), (_rms_norm, "Mul")):
+    for matcher, op_type in ((_attention, "MatMul"), (_onnx_attention, "Attention"), (_rms_norm, "Mul")):
         view = _View(graph)
         replaced: dict[str, Op] = {}
         dropped: set[str] = set()

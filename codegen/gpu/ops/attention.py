@@ -105,7 +105,7 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
     return Dispatch("attention.comp.j2", params, buffers, grid(rows * local, local))
 
 
-def _onnx_spec(graph: Graph, op: Op) -> AttentionSpec:
+def onnx_attention_spec(graph: Graph, op: Op) -> AttentionSpec:
     q_heads, kv_heads = attr(op, "q_num_heads", 0) or None, attr(op, "kv_num_heads", 0) or None
     q = operand(graph, op.inputs[0], q_heads)
     k, v = operand(graph, op.inputs[1], kv_heads), operand(graph, op.inputs[2], kv_heads)
@@ -133,7 +133,7 @@ def _attention_reason(graph: Graph, op: Op) -> str | None:
         return reason
     if len(graph.tensors[op.inputs[0]].shape) == 3 and not (attr(op, "q_num_heads", 0) and attr(op, "kv_num_heads", 0)):
         return "3-D Attention needs q_num_heads and kv_num_heads"
-    spec = _onnx_spec(graph, op)
+    spec = onnx_attention_spec(graph, op)
     if spec.mask:
         m = graph.tensors[spec.mask]
         if m.dtype not in ("bool", "float32") or m.shape[-1] != spec.k.rows or len(m.shape) > 4:
@@ -143,7 +143,7 @@ def _attention_reason(graph: Graph, op: Op) -> str | None:
 
 @lowers("Attention", check=_attention_reason)
 def lower_attention(graph: Graph, op: Op) -> list[Dispatch]:
-    return [attention_dispatch(graph, _onnx_spec(graph, op))]
+    return [attention_dispatch(graph, onnx_attention_spec(graph, op))]
 
 
 def _rotary_reason(graph: Graph, op: Op) -> str | None:
