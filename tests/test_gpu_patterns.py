@@ -133,3 +133,23 @@ def test_onnx_attention_absorbs_transposes(be):
     g.opset = 23
     assert _templates(g) == ["attention"]
     check(g, be)
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_rotate_half_is_one_dispatch(be, swapped):
+    """HF's apply_rotary_pos_emb: q * cos + rotate_half(q) * sin, cos and sin broadcast over heads."""
+    b = Builder()
+    x, shape = b.input("x", (1, 3, 7, 16)), (1, 3, 7, 16)
+    cos, sin = b.input("cos", (1, 1, 7, 16)), b.input("sin", (1, 1, 7, 16))
+
+    def half(name, start, end):
+        consts = [b.const(f"{name}{k}", np.array([v])) for k, v in enumerate((start, end, -1))]
+        return b.op("Slice", [x, *consts], (1, 3, 7, 8))
+
+    turned = b.op("Concat", [b.op("Neg", [half("hi", 8, 16)], (1, 3, 7, 8)), half("lo", 0, 8)], shape, axis=-1)
+    a = b.op("Mul", [cos, x] if swapped else [x, cos], shape)
+    c = b.op("Mul", [sin, turned] if swapped else [turned, sin], shape)
+    y = b.op("Add", [c, a] if swapped else [a, c], shape)
+    g = b.graph([y])
+    assert _templates(g) == ["rotate_half"]
+    check(g, be)
