@@ -4,7 +4,6 @@ onnxruntime (rtol 1e-4, atol 1e-4: sums over K up to 768) and bit-identical from
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from gpu_harness import Builder, backend, check, random_feeds, run_gpu
 
