@@ -46,11 +46,17 @@ def assert_specials(got: np.ndarray, want: np.ndarray, exact: bool, zero_signs: 
 
 
 def run_case(
-    be, build: Callable[[Builder], list[str]], exact: bool, feeds: dict | None = None, zero_signs: bool = True
+    be,
+    build: Callable[[Builder], list[str]],
+    exact: bool,
+    feeds: dict | None = None,
+    zero_signs: bool = True,
+    opset: int | None = None,
 ) -> None:
     b = Builder()
     outs = build(b)
     g = b.graph(outs)
+    g.opset = opset or g.opset
     feeds = feeds or {n: _special_feed(g.tensors[n].shape, g.tensors[n].dtype) for n in g.inputs}
     got, want = run_gpu(g, feeds, be), reference(g, feeds)
     for name in outs:
@@ -234,6 +240,29 @@ def test_gemm_and_conv_propagate(be):
         return [mm, gemm, conv]
 
     run_case(be, build, exact=False, feeds={"x": x}, zero_signs=False)
+
+
+def test_transformer_ops_propagate(be):
+    """CumSum, Einsum, RMSNormalization, RotaryEmbedding and Attention (opset 23) on rows with NaN, +-Inf and
+    -0.0. (Linear Resize is left out: whether onnxruntime multiplies a NaN or Inf neighbour of weight 0 depends on
+    the kernel it picks; KERNELS.md lists it.)"""
+    x = _rows()
+    angles = np.linspace(-3, 3, 48, dtype=np.float32).reshape(6, 8)
+
+    def build(b):
+        xi = b.input("x", x.shape)
+        x4 = b.op("Reshape", [xi, b.const("s4", np.array([1, 2, 3, N]))], (1, 2, 3, N))
+        cos, sin = b.const("cos", np.cos(angles)), b.const("sin", np.sin(angles))
+        pos = b.const("pos", np.array([[0, 2, 5]]))
+        return [
+            b.op("CumSum", [xi, b.const("axis", np.int64(1))], x.shape),
+            b.op("Einsum", [xi, b.weight("e", (N, 3))], (6, 3), equation="ij,jk->ik"),
+            b.op("RMSNormalization", [xi, b.weight("g", (N,))], x.shape),
+            b.op("RotaryEmbedding", [x4, cos, sin, pos], (1, 2, 3, N)),
+            b.op("Attention", [x4, x4, x4], (1, 2, 3, N)),
+        ]
+
+    run_case(be, build, exact=False, feeds={"x": x}, zero_signs=False, opset=23)
 
 
 def test_denormals_on_lavapipe(be):
