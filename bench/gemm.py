@@ -79,16 +79,22 @@ def fma_peak(backend: VulkanBackend, invocations: int, iterations: int, reps: in
     return invocations * iterations * chains * 4 * 2 / seconds * 1e-9
 
 
+def open_timed_backend() -> VulkanBackend:
+    """The Vulkan backend with timestamp queries, its device printed (and a warning on a CPU implementation)."""
+    backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
+    print(backend.describe(), flush=True)
+    if backend.device_type == "cpu":
+        print("note: a CPU Vulkan device (lavapipe): these numbers are not GPU performance")
+    return backend
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small FMA kernel and only the default tile (emit's)")
     args = ap.parse_args()
-    backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
-    print(backend.describe(), flush=True)
-    if backend.device_type == "cpu":
-        print("note: a CPU Vulkan device (lavapipe): these numbers are not GPU performance")
+    backend = open_timed_backend()
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((args.n, args.n), dtype=np.float32) for _ in range(2))
     peak = fma_peak(backend, 1 << (14 if args.quick else 20), 256 if args.quick else 4096, args.reps)

@@ -26,7 +26,10 @@ GPU_OPS = (
     "Conv Gemm MatMul Add Sub Mul Div Pow Sqrt Exp Log Relu LeakyRelu Sigmoid Tanh Erf Gelu Clip HardSigmoid "
     "HardSwish Neg Abs Where Equal Less Greater Sum Mean Max Min MaxPool AveragePool GlobalAveragePool Softmax "
     "LayerNormalization ReduceMean ReduceSum ReduceMax Transpose Concat Split Slice Gather Pad Resize Cast Expand "
-    "Reshape Flatten Squeeze Unsqueeze Identity"
+    "Reshape Flatten Squeeze Unsqueeze Identity IsNaN IsInf Not And Or Xor Mod Floor Ceil Round Sin Cos Reciprocal "
+    "Sign LessOrEqual GreaterOrEqual Softplus ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ArgMax ArgMin "
+    "CumSum GatherElements GatherND ScatterElements ScatterND Tile Trilu Range Einsum RMSNormalization "
+    "RotaryEmbedding Attention"
 ).split()
 
 # inputs an op reads at compile time: a graph input feeding only these slots becomes an initializer
@@ -42,6 +45,14 @@ COMPILE_TIME = {
     "ReduceMean": (1,),
     "ReduceSum": (1,),
     "ReduceMax": (1,),
+    "ReduceMin": (1,),
+    "ReduceProd": (1,),
+    "ReduceL1": (1,),
+    "ReduceL2": (1,),
+    "ReduceSumSquare": (1,),
+    "CumSum": (1,),
+    "Tile": (1,),
+    "Trilu": (1,),
 }
 
 # case name -> why it fails today (ops owned by another engineer); each runs as a strict xfail

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
 from ragc.cli import main
+from ragc.costmodel.features import partition_op_stats
 from ragc.errors import PersonalityError
 from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
@@ -25,7 +26,7 @@ from ragc.personality.store import (
 )
 from ragc.profiler.entries import peak_rates
 from ragc.profiler.gpu_bench import calibration_graphs, fit_launch, fit_transfer
-from ragc.profiler.record import partition_op_stats, record_run, sample_sources
+from ragc.profiler.record import record_run, sample_sources
 from ragc.profiler.specs import conv, unary
 from ragc.profiler.steady import Gate, time_interleaved
 

@@ -3,8 +3,9 @@
 The artifact holds one SPIR-V module per distinct kernel (`<sha256 prefix>.spv`, shared by every partition that
 uses it) and `<pid>.gpu.json` (read by runtime_min/backends/gpu_program.py): the sizes of the regions "weights"
 (uploaded once, each weight read from the bundle's tensor store) and "arena" (inputs, outputs and scratch, scratch
-reused by lifetime), every tensor's region/offset/size, and the dispatch list (kernel file, bound tensors,
-workgroup counts).
+reused by lifetime), every tensor's region/offset/size, the dispatch list (kernel file, bound tensors, workgroup
+counts, and "barrier": whether it must wait for the dispatches before it, see barriers.py), and "requires": the
+device properties the kernels rely on.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from dataclasses import dataclass
 from codegen.artifact import Artifact, TensorStore
 from codegen.gpu import glsl
 from codegen.gpu import ops as _ops  # noqa: F401  (registers the lowerings)
+from codegen.gpu.barriers import barriers
 from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
+from codegen.gpu.patterns import fuse_patterns
 from ragc.ir import Graph, Op
 from runtime_min.format import ARTIFACT_FORMATS, GPU_ALIGN, align, dumps
 
 FORMAT = ARTIFACT_FORMATS["gpu"]
+# device properties every kernel relies on (VkPhysicalDeviceFloatControlsProperties: templates/_common.glsl.j2
+# declares SignedZeroInfNanPreserve for 32-bit floats); a runtime refuses devices without them
+REQUIRES = ("shaderSignedZeroInfNanPreserveFloat32",)
 
 
 def _align(n: int) -> int:
@@ -60,7 +66,7 @@ def lower(graph: Graph) -> tuple[Graph, list[Step], dict[str, str]]:
         reason = unsupported_reason(graph, op)
         if reason:
             raise LoweringError(f"op {op.name} ({op.op_type}) cannot run on the GPU: {reason}; place it elsewhere")
-    fused = fuse(graph)
+    fused = fuse(fuse_patterns(graph))
     steps: list[Step] = []
     alias: dict[str, str] = {}
     for op in fused.ops:
@@ -132,17 +138,25 @@ def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_i
     tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where, stored) for n in names}
     files: dict[str, bytes] = {}
     dispatches = []
-    for step in steps:
+    waits = barriers([(s.dispatch.buffers, s.dispatch.writes) for s in steps], tensors)
+    for step, wait in zip(steps, waits, strict=True):
         d = step.dispatch
         spirv = glsl.build(d.template, d.params)
         kernel = f"{hashlib.sha256(spirv).hexdigest()[:24]}.spv"
         files[kernel] = spirv
         dispatches.append(
-            {"label": step.label, "kernel": kernel, "bindings": list(d.buffers), "groups": list(d.groups)}
+            {
+                "label": step.label,
+                "kernel": kernel,
+                "bindings": list(d.buffers),
+                "groups": list(d.groups),
+                "barrier": wait,
+            }
         )
     program_file = f"{partition_id}.gpu.json"
     program = {
         "version": 2,
+        "requires": list(REQUIRES),
         "weights_bytes": weights_bytes,
         "arena_bytes": arena_bytes,
         "inputs": list(graph.inputs),

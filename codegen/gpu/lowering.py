@@ -1,7 +1,7 @@
 """The GPU lowering registry: each supported op type maps to a function turning one op into kernel dispatches.
 
-See codegen/GPU_KERNELS.md for how to add an op. A lowering reads only `ragc.ir` and returns `Dispatch`es; the
-emitter (codegen/gpu.py) renders and compiles their templates, lays out their buffers and writes the program.
+See codegen/gpu/KERNELS.md for how to add an op. A lowering reads only `ragc.ir` and returns `Dispatch`es; the
+emitter (codegen/gpu/emit.py) renders and compiles their templates, lays out their buffers and writes the program.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ GLSL_TYPES = {
 @dataclass(frozen=True)
 class Dispatch:
     """One compute dispatch: `templates/<template>` rendered with `params`, tensors bound at set 0 binding 0.. in
-    the order of `buffers`, launched with `groups` workgroups."""
+    the order of `buffers` (the first `writes` of them written, the rest only read), launched with `groups`
+    workgroups."""
 
     template: str
     params: dict[str, Any]
     buffers: tuple[str, ...]
     groups: tuple[int, int, int]
+    writes: int = 1
 
 
 Lowering = Callable[[Graph, Op], list[Dispatch]]

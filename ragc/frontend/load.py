@@ -9,12 +9,13 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import helper, shape_inference, version_converter
+from onnx import version_converter
 
 from ragc import ir
 from ragc.errors import ModelError, ShapeError, UsageError
-from ragc.frontend import gs_bridge, passes
+from ragc.frontend import contrib, gs_bridge, passes
 from ragc.frontend.external import load_external_data
+from ragc.frontend.infer import infer_shapes
 from ragc.frontend.to_ir import to_ir
 
 MAX_DIM = 2**31 - 1  # larger dims overflow the int32 index math of kernels (and int64 soon after)
@@ -55,15 +56,16 @@ def load_model(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = Non
     raw = _read(path)
     model = _parse(raw, path)
     _check_ops(model)
+    contrib.claim_default_domain(model, _default_opset(model))
     _check(model, path)
     _drop_initializer_inputs(model)
     model = _upgrade_opset(model)
     _set_input_shapes(model, shapes or {})
-    model = _infer_shapes(model)
+    model = infer_shapes(model)
     graph = gs_bridge.import_graph(model)
     for rewrite in passes.PIPELINE:
         graph = rewrite(graph)
-    model = _infer_shapes(gs_bridge.export_model(graph, like=model))
+    model = infer_shapes(gs_bridge.export_model(graph, like=model))
     _name_nodes(model)
     return LoadedModel(proto=model, graph=to_ir(model), source_sha256=_sha256(raw))
 
@@ -112,11 +114,12 @@ def _check_ops(model: onnx.ModelProto) -> None:
         )
     for node in model.graph.node:
         known = node.domain in ("", "ai.onnx") and onnx.defs.has(node.op_type, opset, "")
-        if not known:
+        if not known and not contrib.is_contrib(node, opset):
             where = f" in domain {node.domain!r}" if node.domain else ""
             raise ModelError(
                 f"unsupported operator {node.op_type!r}{where} (node {node.name or '<unnamed>'!r}); "
-                "ragc compiles standard ONNX ops only: decompose or replace it before exporting"
+                "ragc compiles standard ONNX ops and the com.microsoft ops of onnxruntime's transformer optimizer: "
+                "decompose or replace it before exporting"
             )
 
 
@@ -180,43 +183,6 @@ def _set_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
         raise ShapeError(
             f"dynamic input shape: {', '.join(dynamic)}; give static shapes with --shape NAME=1x3x224x224 for each"
         )
-
-
-def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Strict shape inference; large weights are shown to it as typed inputs so their bytes are not copied."""
-    light = onnx.ModelProto()
-    if model.ByteSize() < _INFER_INLINE_BYTES:
-        light.CopyFrom(model)
-    else:
-        _copy_without_large_weights(model, light)
-    try:
-        inferred = shape_inference.infer_shapes(light, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as exc:  # InferenceError, or a checker error for inconsistent models
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShapeError(f"shape inference failed: {first}; fix the model or the shapes given with --shape") from None
-    del model.graph.value_info[:]
-    model.graph.value_info.extend(inferred.graph.value_info)
-    del model.graph.output[:]
-    model.graph.output.extend(inferred.graph.output)
-    return model
-
-
-_INFER_INLINE_BYTES = 64 << 20
-_LARGE_WEIGHT_BYTES = 1 << 16
-
-
-def _copy_without_large_weights(model: onnx.ModelProto, light: onnx.ModelProto) -> None:
-    light.ir_version = model.ir_version
-    light.opset_import.extend(model.opset_import)
-    light.graph.name = model.graph.name
-    light.graph.node.extend(model.graph.node)
-    light.graph.input.extend(model.graph.input)
-    light.graph.output.extend(model.graph.output)
-    for init in model.graph.initializer:
-        if len(init.raw_data) > _LARGE_WEIGHT_BYTES:
-            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-        else:
-            light.graph.initializer.append(init)
 
 
 def _name_nodes(model: onnx.ModelProto) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-from ragc.frontend import gs_bridge
+from ragc.frontend import contrib, gs_bridge, static
 
 
 def _constant(tensor: gs.Tensor | None) -> np.ndarray | None:
@@ -74,9 +75,18 @@ def batchnorm_to_affine(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def _is_noop(node: gs.Node) -> bool:
+    """Dropout (inference), Identity, and a Cast to the dtype its input already has (the TorchScript exporter
+    writes float -> float)."""
+    if node.op == "Cast":
+        src = node.inputs[0].dtype
+        return src is not None and np.dtype(src) == np.dtype(onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
+    return node.op in ("Dropout", "Identity")
+
+
 def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
-    """Dropout (inference) and Identity become plain edges, unless they feed a graph output directly."""
-    for node in [n for n in graph.nodes if n.op in ("Dropout", "Identity")]:
+    """No-op nodes (_is_noop) become plain edges, unless they feed a graph output directly."""
+    for node in [n for n in graph.nodes if _is_noop(n)]:
         src, dst = node.inputs[0], node.outputs[0]
         if dst in graph.outputs or any(mask.outputs or mask in graph.outputs for mask in node.outputs[1:]):
             continue
@@ -86,8 +96,19 @@ def remove_inference_noops(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def drop_empty_concat_inputs(graph: gs.Graph) -> gs.Graph:
+    """Concat inputs with no elements (the unrotated rest of a full rotary embedding, say) are left out."""
+    for node in [n for n in graph.nodes if n.op == "Concat" and len(n.inputs) > 1]:
+        kept = [t for t in node.inputs if t.shape is None or 0 not in t.shape]
+        if kept and len(kept) < len(node.inputs):
+            node.inputs = kept
+    return gs_bridge.cleanup(graph)
+
+
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
-    gs_bridge.fold_constants,
+    contrib.lower_contrib_ops,
+    static.fold_to_static,
+    drop_empty_concat_inputs,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,
     remove_inference_noops,

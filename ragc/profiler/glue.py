@@ -8,8 +8,9 @@ usual state). Every plan's wall time is then
 
 with island(bytes) = island_latency + 2 * bytes / bandwidth: the hand-off into the GPU and back, the GPU launch
 (submit and fence) and the wake-up of the worker that waits, all together, since every GPU island has exactly one
-entry and one exit. The non-negative least-squares fit of those terms (in relative error, so short plans count as much as long ones) goes into the personality's `glue`, which
-`Personality.dispatch_ms` and `transfer_ms` (what the placement solvers price boundaries with) read first.
+entry and one exit. The non-negative least-squares fit of those terms (in relative error, so short plans count as
+much as long ones) goes into the personality's `glue`, which `Personality.dispatch_ms` and `transfer_ms` (what the
+placement solvers price boundaries with) read first.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def features(pattern: str) -> tuple[int, int, int, int]:
 
 def plans(personality: Any, folder: Path) -> list[tuple[str, int, int, Path]]:
     """(pattern, size index, crossing bytes, bundle) for every pattern at every size."""
+    from ragc.compilation import placed_bundle
     from ragc.frontend import load_model
-    from ragc.pipeline import placed_bundle
     from ragc.placement import build_problem, simulate
 
     out = []

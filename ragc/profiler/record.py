@@ -10,23 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragc.costmodel.features import epilogue_ops, family_of_features, op_features
+from ragc.costmodel.features import family_of_features
 from ragc.errors import PersonalityError
-from ragc.ir import Graph
 from ragc.personality.store import Personality, load_personality, save_personality
 
 MAX_RUN_SAMPLES = 5000  # per device; the oldest run samples are dropped first
-
-
-def partition_op_stats(graph: Graph, op_names: list[str]) -> list[dict[str, Any]]:
-    """[{"name", "op_type", "features", "fused"}] for the named ops of a partition, in graph order (JSON-ready)."""
-    fused = epilogue_ops(graph)
-    chosen = set(op_names)
-    return [
-        {"name": op.name, "op_type": op.op_type, "features": op_features(graph, op), "fused": op.name in fused}
-        for op in graph.ops
-        if op.name in chosen
-    ]
 
 
 def _check(sample: dict[str, Any], devices: list[str]) -> None:

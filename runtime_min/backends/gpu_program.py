@@ -3,7 +3,9 @@ inside its region, every weight inside the tensor store, every binding a known t
 
 Layout: {"version": 2, "weights_bytes", "arena_bytes", "inputs", "outputs",
          "tensors": {name: {"dtype", "shape", "nbytes", "region": "weights"|"arena", "offset", "store_offset"?}},
-         "dispatches": [{"label", "kernel", "bindings": [tensor...], "groups": [x, y, z]}]}
+         "dispatches": [{"label", "kernel", "bindings": [tensor...], "groups": [x, y, z], "barrier"?}],
+         "requires"?: [float-controls property names the kernels rely on]}
+A dispatch with "barrier": false touches nothing the dispatches since the last barrier wrote (codegen/gpu/barriers.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from runtime_min.manifest import Partition
 
 VERSION = 2
 MAX_DISPATCHES = 1 << 16
+KNOWN_REQUIREMENTS = ("shaderSignedZeroInfNanPreserveFloat32",)  # VkPhysicalDeviceFloatControlsProperties fields
 
 
 class GpuProgram:
     def __init__(self, data: dict[str, Any], partition: Partition, where: str) -> None:
         fmt.need_int(data, "version", where, VERSION, VERSION)
+        self.requires = fmt.need_list(data, "requires", where, str) if "requires" in data else []
+        unknown = sorted(set(self.requires) - set(KNOWN_REQUIREMENTS))
+        if unknown:
+            raise fmt.bad(where, f"its kernels need {unknown[0]!r}, which this runtime does not know (a newer ragc?)")
         self.weights_bytes = fmt.need_int(data, "weights_bytes", where)
         self.arena_bytes = fmt.need_int(data, "arena_bytes", where)
         self.inputs = fmt.need_list(data, "inputs", where, str)
@@ -79,7 +86,10 @@ class GpuProgram:
         groups = fmt.need_list(d, "groups", where, int)
         if len(groups) != 3 or min(groups) < 1:
             raise fmt.bad(where, f"groups {groups} are not three positive counts")
-        return {"label": label, "kernel": kernel, "bindings": bindings, "groups": groups}
+        barrier = d.get("barrier", True)  # a program without the field waits before every dispatch
+        if not isinstance(barrier, bool):
+            raise fmt.bad(where, f"barrier {barrier!r} is not true or false")
+        return {"label": label, "kernel": kernel, "bindings": bindings, "groups": groups, "barrier": barrier}
 
     def weight_sources(self) -> list[tuple[str, int]]:
         """(tensor, offset in the tensor store) of every weight."""

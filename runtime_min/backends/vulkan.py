@@ -36,6 +36,7 @@ from runtime_min.options import LoadOptions
 from runtime_min.shared_memory import is_shareable, round_up
 
 HOST_IMPORT = "VK_EXT_external_memory_host"
+FLOAT_CONTROLS = "VK_KHR_shader_float_controls"  # core in Vulkan 1.2; enabled where a 1.1 device offers it
 TYPE_NAMES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
 TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # preference, lower first: discrete, integrated, virtual, CPU, other
 FENCE_TIMEOUT_NS = 30 * 10**9
@@ -90,9 +91,8 @@ def spirv_bindings(code: bytes, where: str) -> set[int]:
 
 def _struct(vk: Any, name: str, stype: str, chained: Any = None) -> Any:
     """A zeroed Vk<name> with its sType (and pNext) set, for the queries the package has no wrapper for."""
-    return vk.ffi.new(
-        f"Vk{name}*", {"sType": getattr(vk, f"VK_STRUCTURE_TYPE_{stype}"), "pNext": chained or vk.ffi.NULL}
-    )
+    fields = {"sType": getattr(vk, f"VK_STRUCTURE_TYPE_{stype}"), "pNext": chained or vk.ffi.NULL}
+    return vk.ffi.new(f"Vk{name}*", fields)
 
 
 class Device:
@@ -117,10 +117,10 @@ class Device:
             if not compute:
                 raise BackendUnavailable(f"{self.props.deviceName} has no compute queue; pick another device")
             self.family, self.timestamp_bits = compute[0], families[compute[0]].timestampValidBits
-            self.extensions = sorted(
-                e.extensionName for e in vk.vkEnumerateDeviceExtensionProperties(self.physical, None)
-            )
+            extensions = vk.vkEnumerateDeviceExtensionProperties(self.physical, None)
+            self.extensions = sorted(e.extensionName for e in extensions)
             self.device = self._create_device()
+            self.float_controls = self._float_controls()
         except BaseException:
             vk.vkDestroyInstance(self.instance, None)
             raise
@@ -138,7 +138,7 @@ class Device:
         vk, ffi = self.vk, self.vk.ffi
         f8 = _struct(vk, "PhysicalDevice8BitStorageFeatures", "PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES")
         f16 = _struct(vk, "PhysicalDevice16BitStorageFeatures", "PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES")
-        names = [e for e in ("VK_KHR_8bit_storage", HOST_IMPORT) if e in self.extensions]
+        names = [e for e in ("VK_KHR_8bit_storage", FLOAT_CONTROLS, HOST_IMPORT) if e in self.extensions]
         if "VK_KHR_8bit_storage" in names or vk.VK_VERSION_MINOR(self.props.apiVersion) >= 2:
             f16.pNext = f8
         features = _struct(vk, "PhysicalDeviceFeatures2", "PHYSICAL_DEVICE_FEATURES_2", f16)
@@ -157,6 +157,21 @@ class Device:
     def create(self, kind: str, **fields: Any) -> Any:
         """vkCreate<kind> with a Vk<kind>CreateInfo of `fields` (every nested value stays alive in `fields`)."""
         return getattr(self.vk, f"vkCreate{kind}")(self.device, getattr(self.vk, f"Vk{kind}CreateInfo")(**fields), None)
+
+    def _float_controls(self) -> dict[str, bool]:
+        """VkPhysicalDeviceFloatControlsProperties as {field: bool} (all false where neither 1.2 nor the extension)."""
+        vk = self.vk
+        if vk.VK_VERSION_MINOR(self.props.apiVersion) < 2 and FLOAT_CONTROLS not in self.extensions:
+            return {}
+        props = self.query("PhysicalDeviceFloatControlsProperties", "PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES")
+        return {name: bool(getattr(props, name)) for name in dir(props) if name.startswith("shader")}
+
+    def query(self, name: str, stype: str) -> Any:
+        """The device's Vk<name> properties struct, filled through vkGetPhysicalDeviceProperties2."""
+        props = _struct(self.vk, name, stype)
+        chain = _struct(self.vk, "PhysicalDeviceProperties2", "PHYSICAL_DEVICE_PROPERTIES_2", props)
+        self.vk.vkGetPhysicalDeviceProperties2(self.physical, chain)
+        return props
 
     def _pipeline_cache(self) -> Any:
         """The pipeline cache, seeded from the user cache (a stale or foreign file is ignored)."""
@@ -322,12 +337,8 @@ class HostImports:
 
     def __init__(self, alloc: Allocator) -> None:
         vk, self.alloc = alloc.vk, alloc
-        host = _struct(
-            vk, "PhysicalDeviceExternalMemoryHostPropertiesEXT", "PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT"
-        )
-        vk.vkGetPhysicalDeviceProperties2(
-            alloc.dev.physical, _struct(vk, "PhysicalDeviceProperties2", "PHYSICAL_DEVICE_PROPERTIES_2", host)
-        )
+        stype = "PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT"
+        host = alloc.dev.query("PhysicalDeviceExternalMemoryHostPropertiesEXT", stype)
         self.align = int(host.minImportedHostPointerAlignment)
         self._properties = vk.vkGetDeviceProcAddr(alloc.dev.device, "vkGetMemoryHostPointerPropertiesEXT")
         self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, Buffer]] = OrderedDict()
@@ -403,14 +414,10 @@ class VulkanExecutable(Executable):
         self.io_sets: list[IoSet] = []  # io_sets[0] is private (its outputs are copied); the others are leased
         self.desc_pool = self.query_pool = self.fence = self.upload_cmd = self.imports = self.arena_view = None
         try:
-            self.program = program = GpuProgram(
-                bundle.read_json(partition.artifact.main, self.where), partition, self.where
-            )
-            usage = (
-                vk.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT
-                | vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT
-                | vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT
-            )
+            data = bundle.read_json(partition.artifact.main, self.where)
+            self.program = program = GpuProgram(data, partition, self.where)
+            usage = vk.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT
+            usage |= vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT
             self.weights = self._buffer(program.weights_bytes, usage, "device")
             self.arena = self._arena(program.arena_bytes, usage)
             self._upload_weights(bundle)
@@ -419,10 +426,8 @@ class VulkanExecutable(Executable):
             self._kernels(bundle)
             self._descriptors()
             if backend.options.timestamps and self.dev.timestamp_bits and program.dispatches:
-                pool = vk.VkQueryPoolCreateInfo(
-                    queryType=vk.VK_QUERY_TYPE_TIMESTAMP, queryCount=2 * len(program.dispatches)
-                )
-                self.query_pool = vk.vkCreateQueryPool(self.dev.device, pool, None)
+                count = 2 * len(program.dispatches)
+                self.query_pool = self.dev.create("QueryPool", queryType=vk.VK_QUERY_TYPE_TIMESTAMP, queryCount=count)
             self.fence = vk.vkCreateFence(self.dev.device, vk.VkFenceCreateInfo(), None)
             self.io_sets.append(self._new_set())
         except BaseException:
@@ -454,9 +459,8 @@ class VulkanExecutable(Executable):
         try:
             for name, store_offset in self.program.weight_sources():
                 t = self.program.tensors[name]
-                staging.mapped[t["offset"] : t["offset"] + t["nbytes"]] = bundle.store.view(
-                    store_offset, t["nbytes"], self.where
-                )
+                source = bundle.store.view(store_offset, t["nbytes"], self.where)
+                staging.mapped[t["offset"] : t["offset"] + t["nbytes"]] = source
             vk.vkBeginCommandBuffer(cmd, vk.VkCommandBufferBeginInfo())
             vk.vkCmdCopyBuffer(
                 cmd, staging.handle, self.weights.handle, 1, [vk.VkBufferCopy(size=self.program.weights_bytes)]
@@ -564,6 +568,8 @@ class VulkanExecutable(Executable):
             after,
         )
         for i, (d, dset) in enumerate(zip(program.dispatches, self.descriptor_sets, strict=True)):
+            if i and d["barrier"]:  # only where this dispatch touches what the ones since the last barrier wrote
+                self._barrier(io.cmd, (compute, vk.VK_ACCESS_SHADER_WRITE_BIT), after)
             kernel = self.kernels[d["kernel"]]
             vk.vkCmdBindPipeline(io.cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, kernel.pipeline)
             sets = vk.ffi.new("VkDescriptorSet[]", [dset])
@@ -573,7 +579,7 @@ class VulkanExecutable(Executable):
             vk.vkCmdDispatch(io.cmd, *d["groups"])
             if self.query_pool is not None:
                 vk.vkCmdWriteTimestamp(io.cmd, compute, self.query_pool, 2 * i + 1)
-            self._barrier(io.cmd, (compute, vk.VK_ACCESS_SHADER_WRITE_BIT), after)
+        self._barrier(io.cmd, (compute, vk.VK_ACCESS_SHADER_WRITE_BIT), after)
         self._copies(io.cmd, staging.handle, program.outputs, to_device=False)
         self._barrier(
             io.cmd,

@@ -1,5 +1,31 @@
-"""Imports every module that registers GPU lowerings; add a new `codegen/gpu_<family>.py` here."""
+"""Imports every module that registers GPU lowerings; add a new `codegen/gpu/ops/<family>.py` here."""
 
-from codegen.gpu.ops import conv, eltwise, gemm, index, movement, pool, reduce
+from codegen.gpu.ops import (
+    attention,
+    conv,
+    einsum,
+    eltwise,
+    gemm,
+    generate,
+    index,
+    movement,
+    pool,
+    reduce,
+    scan,
+    scatter,
+)
 
-__all__ = ["conv", "eltwise", "gemm", "index", "movement", "pool", "reduce"]
+__all__ = [
+    "attention",
+    "conv",
+    "einsum",
+    "eltwise",
+    "gemm",
+    "generate",
+    "index",
+    "movement",
+    "pool",
+    "reduce",
+    "scan",
+    "scatter",
+]

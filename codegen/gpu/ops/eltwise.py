@@ -1,98 +1,16 @@
-"""Elementwise ops on the GPU: GLSL expressions per op, trees of them fused into one kernel or a GEMM/Conv epilogue."""
+"""Elementwise ops on the GPU: trees of typed expressions (expressions.py) fused into one kernel or a GEMM/Conv
+epilogue."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from codegen.gpu.lowering import Dispatch, attr, broadcast_index, float_literal, glsl_type, grid, lowers, numel
+from codegen.gpu.lowering import Dispatch, broadcast_index, glsl_type, grid, lowers, numel
+from codegen.gpu.ops.expressions import COMPUTE, Arg, expression, scalar_literal, signature
+from codegen.gpu.ops.expressions import OPS as _OPS
 from ragc.ir import Graph, Op
 
-Expr = Callable[[Op, list[str]], str]
-
-
-def _binary(symbol: str) -> Expr:
-    return lambda op, a: f"({a[0]} {symbol} {a[1]})"
-
-
-def _compare(symbol: str) -> Expr:
-    return lambda op, a: f"(({a[0]} {symbol} {a[1]}) ? 1.0 : 0.0)"
-
-
-def _call(fn: str) -> Expr:
-    return lambda op, a: f"{fn}({a[0]})"
-
-
-def _fold(fn: str) -> Expr:
-    def expr(op: Op, a: list[str]) -> str:
-        out = a[0]
-        for arg in a[1:]:
-            out = f"{fn}({out}, {arg})"
-        return out
-
-    return expr
-
-
-def _gelu(op: Op, a: list[str]) -> str:
-    x = a[0]
-    if attr(op, "approximate", "none") == "tanh":
-        return f"(0.5 * {x} * (1.0 + ragc_tanh(0.7978845608 * ({x} + 0.044715 * {x} * {x} * {x}))))"
-    return f"(0.5 * {x} * (1.0 + ragc_erf({x} * 0.7071067812)))"
-
-
-def _clip(op: Op, a: list[str]) -> str:
-    out = a[0]
-    lo = a[1] if len(a) > 1 and a[1] else ("min" in op.attrs and float_literal(op.attrs["min"]))
-    hi = a[2] if len(a) > 2 and a[2] else ("max" in op.attrs and float_literal(op.attrs["max"]))
-    if lo:
-        out = f"max({out}, {lo})"
-    if hi:
-        out = f"min({out}, {hi})"
-    return out
-
-
-def _alpha(default: float) -> Callable[[Op], str]:
-    return lambda op: float_literal(attr(op, "alpha", default))
-
-
-EXPRESSIONS: dict[str, Expr] = {
-    "Add": _binary("+"),
-    "Sub": _binary("-"),
-    "Mul": _binary("*"),
-    "Div": _binary("/"),
-    "Pow": lambda op, a: f"ragc_pow({a[0]}, {a[1]})",
-    "Sqrt": _call("sqrt"),
-    "Exp": _call("exp"),
-    "Log": _call("log"),
-    "Abs": _call("abs"),
-    "Floor": _call("floor"),
-    "Ceil": _call("ceil"),
-    "Neg": lambda op, a: f"(-{a[0]})",
-    "Reciprocal": lambda op, a: f"(1.0 / {a[0]})",
-    "Relu": lambda op, a: f"max({a[0]}, 0.0)",
-    "LeakyRelu": lambda op, a: f"({a[0]} >= 0.0 ? {a[0]} : {_alpha(0.01)(op)} * {a[0]})",
-    "Sigmoid": _call("ragc_sigmoid"),
-    "Tanh": _call("ragc_tanh"),
-    "Erf": _call("ragc_erf"),
-    "Gelu": _gelu,
-    "Softplus": lambda op, a: f"(max({a[0]}, 0.0) + log(1.0 + exp(-abs({a[0]}))))",
-    "Clip": _clip,
-    "HardSigmoid": lambda op, a: (
-        f"clamp({_alpha(0.2)(op)} * {a[0]} + {float_literal(attr(op, 'beta', 0.5))}, 0.0, 1.0)"
-    ),
-    "HardSwish": lambda op, a: f"({a[0]} * clamp({a[0]} * {float_literal(1 / 6)} + 0.5, 0.0, 1.0))",
-    "Where": lambda op, a: f"({a[0]} != 0.0 ? {a[1]} : {a[2]})",
-    "Equal": _compare("=="),
-    "Less": _compare("<"),
-    "Greater": _compare(">"),
-    "LessOrEqual": _compare("<="),
-    "GreaterOrEqual": _compare(">="),
-    "Sum": _fold("ragc_add"),
-    "Mean": lambda op, a: f"({_fold('ragc_add')(op, a)} * {float_literal(1 / len(a))})",
-    "Max": _fold("max"),
-    "Min": _fold("min"),
-}
-BOOL_OUT = frozenset({"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"})
+EXPRESSIONS = frozenset({*_OPS, "Cast"})  # every op type computed elementwise (and so fusable)
 EPILOGUE_ANCHORS = frozenset({"Conv", "Gemm", "MatMul"})  # their lowerings accept a fused elementwise tail
 
 
@@ -114,60 +32,86 @@ def chain_of(op: Op) -> Chain:
     return Chain(ops=(op,), leaves=tuple(dict.fromkeys(n for n in op.inputs if n)), output=op.outputs[0])
 
 
+def _output_dtype(graph: Graph, op: Op) -> str:
+    sig = signature(op.op_type)
+    if sig.output == "same":
+        return graph.tensors[op.inputs[sig.same_as]].dtype
+    return graph.tensors[op.outputs[0]].dtype if sig.output == "to" else sig.output
+
+
 def eltwise_reason(graph: Graph, op: Op) -> str | None:
+    """None when the op's dtypes are ones its GPU expression takes, with static, non-empty shapes."""
+    sig = signature(op.op_type)
+    group_dtype: dict[int, str] = {}
     for i, name in enumerate(op.inputs):
         if not name:
             continue
-        t = graph.tensors[name]
-        wanted = "bool" if (op.op_type == "Where" and i == 0) else "float32"
-        if t.dtype != wanted:
-            return f"input {name} is {t.dtype}; the GPU {op.op_type} takes {wanted}"
+        dtype = graph.tensors[name].dtype
+        allowed = sig.inputs[min(i, len(sig.inputs) - 1)]
+        if dtype not in allowed:
+            return f"input {name} is {dtype}; the GPU {op.op_type} takes {'/'.join(allowed)}"
+        if group_dtype.setdefault(sig.groups[min(i, len(sig.groups) - 1)], dtype) != dtype:
+            return f"the inputs of {op.op_type} differ in dtype ({dtype}, {group_dtype[sig.groups[0]]})"
     out = graph.tensors[op.outputs[0]]
-    if out.dtype != ("bool" if op.op_type in BOOL_OUT else "float32"):
-        return f"output {out.name} is {out.dtype}"
-    if numel(out.shape) == 0:
-        return f"output {out.name} is empty"
+    wanted = _output_dtype(graph, op)
+    if out.dtype != wanted or out.dtype not in COMPUTE:
+        return f"output {out.name} is {out.dtype}; the GPU {op.op_type} gives {wanted}"
+    if op.op_type == "Mod" and out.dtype == "float32" and not op.attrs.get("fmod", 0):
+        return "Mod of floats needs fmod=1 (the ONNX rule)"
+    for name in [n for n in op.inputs if n] + [out.name]:
+        shape = graph.tensors[name].shape
+        if any(not isinstance(d, int) or d <= 0 for d in shape):
+            return f"{name} has shape {shape}; the GPU needs static non-empty shapes"
     return None
 
 
 @dataclass(frozen=True)
 class Fragment:
     """GLSL for one chain: buffer declarations of the leaves read from memory and a function computing one
-    output element, `float <name>(float primary, uint i)` where `i` is the flat output index."""
+    output element, `<type> <name>(float primary, uint i)` where `i` is the flat output index and <type> the
+    compute type of the chain's output."""
 
     buffers: tuple[tuple[int, str, str, str], ...]  # (binding, glsl name, element type, access) for buffer()
     tensors: tuple[str, ...]  # tensor bound at each of `buffers`, in order
     function: str
 
 
+def load(dtype: str, code: str) -> str:
+    """A stored element (its glsl_type) as its compute type."""
+    return {"bool": f"(uint({code}) != 0u)", "float16": f"float({code})"}.get(dtype, code)
+
+
+def store(dtype: str, code: str) -> str:
+    """A computed value as the element type stored for `dtype`."""
+    return {"bool": f"uint8_t({code} ? 1u : 0u)", "float16": f"float16_t({code})"}.get(dtype, code)
+
+
 def chain_fragment(graph: Graph, chain: Chain, primary: str | None, first_binding: int, name: str) -> Fragment:
-    """The chain as a GLSL function; `primary` (a leaf) comes in as the argument instead of a memory read."""
+    """The chain as a GLSL function; `primary` (a float leaf) comes in as the argument instead of a memory read."""
     out_shape = graph.tensors[chain.output].shape
-    values: dict[str, str] = {}
+    values: dict[str, Arg] = {}
     buffers, tensors, lines = [], [], []
     for leaf in chain.leaves:
         t = graph.tensors[leaf]
         if leaf == primary:
-            values[leaf] = "primary"
+            values[leaf] = Arg("primary", t.dtype)
         elif t.is_constant and numel(t.shape) == 1:
-            values[leaf] = float_literal(float(t.data.reshape(-1)[0]))
+            values[leaf] = Arg(scalar_literal(t.data, t.dtype), t.dtype)
         else:
             binding = first_binding + len(buffers)
             buffers.append((binding, f"leaf{binding}", glsl_type(t.dtype), "readonly"))
             tensors.append(leaf)
-            values[leaf] = f"v{binding}"
-            load = f"leaf{binding}.data[{broadcast_index(t.shape, out_shape, 'i')}]"
-            lines.append(
-                f"float v{binding} = float({load});"
-                if t.dtype == "float32"
-                else f"float v{binding} = float(uint({load}));"
-            )
+            values[leaf] = Arg(f"v{binding}", t.dtype)
+            element = f"leaf{binding}.data[{broadcast_index(t.shape, out_shape, 'i')}]"
+            lines.append(f"{COMPUTE[t.dtype]} v{binding} = {load(t.dtype, element)};")
     for k, op in enumerate(chain.ops):
-        args = [values[n] if n else "" for n in op.inputs]
-        lines.append(f"float t{k} = {EXPRESSIONS[op.op_type](op, args)};")
-        values[op.outputs[0]] = f"t{k}"
+        out = graph.tensors[op.outputs[0]].dtype
+        code = expression(op, [values[n] if n else Arg("", "") for n in op.inputs], out)
+        lines.append(f"{COMPUTE[out]} t{k} = {code};")
+        values[op.outputs[0]] = Arg(f"t{k}", out)
     body = "\n    ".join(lines)
-    function = f"float {name}(float primary, uint i) {{\n    {body}\n    return {values[chain.output]};\n}}"
+    result = COMPUTE[graph.tensors[chain.output].dtype]
+    function = f"{result} {name}(float primary, uint i) {{\n    {body}\n    return {values[chain.output].code};\n}}"
     return Fragment(buffers=tuple(buffers), tensors=tuple(tensors), function=function)
 
 
@@ -189,7 +133,7 @@ def epilogue(graph: Graph, op: Op, first_binding: int) -> tuple[Fragment, str]:
     return chain_fragment(graph, chain, op.attrs["ragc_epilogue_input"], first_binding, "ragc_epilogue"), chain.output
 
 
-@lowers(*EXPRESSIONS, check=eltwise_reason)
+@lowers(*sorted(EXPRESSIONS), check=eltwise_reason)
 def lower_eltwise(graph: Graph, op: Op) -> list[Dispatch]:
     chain = chain_of(op)
     out = graph.tensors[chain.output]
@@ -197,7 +141,8 @@ def lower_eltwise(graph: Graph, op: Op) -> list[Dispatch]:
     params = {
         "count": numel(out.shape),
         "out_type": glsl_type(out.dtype),
-        "out_bool": out.dtype == "bool",
+        "value_type": COMPUTE[out.dtype],
+        "store": store(out.dtype, "v"),
         "leaves": fragment.buffers,
         "function": fragment.function,
     }

@@ -1,36 +1,74 @@
-"""Gemm and MatMul on the GPU: one tiled kernel (templates/gemm.comp.j2) with bias and a fused epilogue."""
+"""Gemm and MatMul on the GPU: one tiled kernel (templates/gemm.comp.j2) with bias and a fused epilogue, the tile
+chosen per shape, split-K (with an ordered reduction) where the output alone cannot fill the GPU."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from codegen.gpu.lowering import Dispatch, attr, broadcast_index, float_literal, fp32_reason, lowers, numel
-from codegen.gpu.ops.eltwise import epilogue, identity_fragment, own_inputs
-from ragc.ir import Graph, Op
+from codegen.gpu.lowering import Dispatch, attr, broadcast_index, float_literal, fp32_reason, grid, lowers, numel
+from codegen.gpu.ops.eltwise import Fragment, epilogue, identity_fragment, own_inputs
+from ragc.ir import Graph, Op, Tensor
 
 # tile shapes: BM x BN outputs per workgroup, BK deep, TM x TN per thread (TM, TN multiples of 4)
 LARGE = {"BM": 64, "BN": 128, "BK": 16, "TM": 4, "TN": 8}  # the best of bench/gemm.py's sweep on an H200
 MEDIUM = {"BM": 64, "BN": 64, "BK": 16, "TM": 4, "TN": 4}
-THIN = {"BM": 16, "BN": 64, "BK": 16, "TM": 4, "TN": 4}
+SMALL = {"BM": 32, "BN": 64, "BK": 16, "TM": 4, "TN": 4}
+THIN = {"BM": 16, "BN": 64, "BK": 16, "TM": 4, "TN": 4}  # M <= 16: the GEMV shapes of decoding
+TARGET_GROUPS = 256  # workgroups that fill a large GPU about twice (an H200 has 132 SMs)
+MAX_SPLITS = 16
+MIN_SPLIT_STEPS = 4  # BK steps per split at least
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    tile: dict[str, int]
+    splits: int = 1  # split-K: K ranges summed by gemm_reduce.comp.j2 in a fixed order
+    k_split: int = 0
+
+
+def _groups(tile: dict[str, int], m: int, n: int, batch: int) -> int:
+    return batch * -(-m // tile["BM"]) * -(-n // tile["BN"])
+
+
+def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPlan:
+    """The tile for a batched m x n x k GEMM: the largest that still gives TARGET_GROUPS workgroups; when none does
+    (the small-M GEMMs of batch-1 transformers), K is split until it does, each split at least MIN_SPLIT_STEPS
+    tiles deep."""
+    if m <= 16:
+        tile = THIN
+    else:
+        fits = [t for t in (LARGE, MEDIUM, SMALL) if _groups(t, m, n, batch) >= TARGET_GROUPS]
+        tile = fits[0] if fits else MEDIUM if m >= 64 else SMALL
+    groups = _groups(tile, m, n, batch)
+    splits = min(MAX_SPLITS, -(-TARGET_GROUPS // groups), k // (MIN_SPLIT_STEPS * tile["BK"])) if split else 1
+    if splits <= 1:
+        return GemmPlan(tile)
+    k_split = -(-k // splits // tile["BK"]) * tile["BK"]
+    return GemmPlan(tile, -(-k // k_split), k_split)
 
 
 def gemm_tile(m: int, n: int, batch: int) -> dict[str, int]:
-    """The tile for an m x n output repeated `batch` times: large tiles only when they still fill a big GPU."""
-    if m <= 16:
-        return THIN
-    if m >= 64 and n >= 128 and batch * -(-m // 64) * -(-n // 128) >= 128:
-        return LARGE
-    return MEDIUM
+    """The tile gemm_plan picks (it does not depend on K; the split does), for readers of the policy."""
+    return gemm_plan(m, n, 0, batch, split=False).tile
 
 
 def gemm_params(
-    m: int, n: int, k: int, batch: int, tile: dict[str, int] | None = None, **layout: Any
+    m: int,
+    n: int,
+    k: int,
+    batch: int,
+    tile: dict[str, int] | None = None,
+    splits: int = 1,
+    k_split: int = 0,
+    **layout: Any,
 ) -> tuple[dict[str, Any], tuple[int, int, int]]:
     """Template params and workgroup counts of one batched GEMM; `layout` gives the operand strides and bases
-    (a_rs, a_cs, a_base, b_rs, b_cs, b_base), im2col and bias keys as templates/gemm.comp.j2 reads them."""
-    t = tile or gemm_tile(m, n, batch)
+    (a_rs, a_cs, a_base, b_rs, b_cs, b_base), im2col and bias keys as templates/gemm.comp.j2 reads them. With
+    `splits` > 1 the kernel writes `splits` partial outputs (see gemm_dispatches)."""
+    t = tile or gemm_plan(m, n, k, batch, split=False).tile
     params: dict[str, Any] = {
         "M": m,
         "N": n,
@@ -48,6 +86,9 @@ def gemm_params(
         "b_cs": 0,
         "leaves": (),
         "epilogue": identity_fragment("ragc_epilogue").function,
+        "splits": splits,
+        "k_split": k_split,
+        "batch": batch,
     }
     params.update(layout)
     per_thread = 4 * params["threads"]  # every invocation moves whole vec4s of both tiles
@@ -56,8 +97,45 @@ def gemm_params(
     params["a_vec4"] = params["a_cs"] == 1 and k % 4 == 0
     params["b_vec4"] = not im2col and params["b_cs"] == 1 and n % 4 == 0
     params["c_vec4"] = n % 4 == 0
-    groups = (-(-n // t["BN"]), -(-m // t["BM"]), batch)
+    groups = (-(-n // t["BN"]), -(-m // t["BM"]), batch * splits)
     return params, groups
+
+
+def gemm_dispatches(
+    graph: Graph,
+    op: Op,
+    shape: tuple[int, int, int, int],
+    layout: dict[str, Any],
+    operands: tuple[str, str],
+    bias: tuple[str, str, str] | None = None,
+    out: str | None = None,
+) -> list[Dispatch]:
+    """GEMM (m, n, k, batch) of `op` as gemm_plan decides: one dispatch, or a split-K pass into a temporary and
+    the ordered reduction. `bias`: (tensor, GLSL index of m, nq and b, beta literal); the op's fused epilogue is
+    applied last, unless `out` names the tensor to write (then none)."""
+    m, n, k, batch = shape
+    plan = gemm_plan(m, n, k, batch)
+    bias_params = {"bias_index": bias[1], "beta": bias[2]} if bias else {}
+    extra = (bias[0],) if bias else ()
+
+    def tail(first: int) -> tuple[Fragment, str]:
+        return (identity_fragment("ragc_epilogue"), out) if out else epilogue(graph, op, first)
+
+    if plan.splits == 1:
+        fragment, final = tail(3 + len(extra))
+        params, groups = gemm_params(m, n, k, batch, plan.tile, **layout, **bias_params)
+        params.update(leaves=fragment.buffers, epilogue=fragment.function)
+        return [Dispatch("gemm.comp.j2", params, (final, *operands, *extra, *fragment.tensors), groups)]
+    partial = f"{op.name}/splitk"
+    graph.tensors[partial] = Tensor(partial, (plan.splits * batch * m * n,), "float32")
+    params, groups = gemm_params(m, n, k, batch, plan.tile, plan.splits, plan.k_split, **layout)
+    fragment, final = tail(2 + len(extra))
+    reduce = {"count": batch * m * n, "splits": plan.splits, "M": m, "N": n, "bias_index": "", "beta": "1.0"}
+    reduce.update(bias_params, leaves=fragment.buffers, epilogue=fragment.function)
+    return [
+        Dispatch("gemm.comp.j2", params, (partial, *operands), groups),
+        Dispatch("gemm_reduce.comp.j2", reduce, (final, partial, *extra, *fragment.tensors), grid(reduce["count"])),
+    ]
 
 
 def _gemm_reason(graph: Graph, op: Op) -> str | None:
@@ -70,14 +148,6 @@ def _gemm_reason(graph: Graph, op: Op) -> str | None:
     if op.op_type == "MatMul" and min(len(s) for s in shapes) < 1:
         return "MatMul needs inputs of rank 1 or more"
     return None
-
-
-def _with_epilogue(graph: Graph, op: Op, params: dict[str, Any], bindings: list[str]) -> tuple[str, ...]:
-    """Add the op's fused epilogue to `params`; returns every bound tensor, output first."""
-    fragment, out = epilogue(graph, op, len(bindings) + 1)
-    params["leaves"] = fragment.buffers
-    params["epilogue"] = fragment.function
-    return (out, *bindings, *fragment.tensors)
 
 
 @lowers("Gemm", check=_gemm_reason)
@@ -95,15 +165,12 @@ def lower_gemm(graph: Graph, op: Op) -> list[Dispatch]:
         "b_base": "0u",
         "alpha": float_literal(attr(op, "alpha", 1.0)),
     }
-    bindings = [op.inputs[0], op.inputs[1]]
     inputs = own_inputs(op)
+    bias = None
     if len(inputs) > 2 and inputs[2]:
-        bias = graph.tensors[op.inputs[2]]
-        layout["bias_index"] = broadcast_index(bias.shape, (m, n), f"(m * {n}u + nq)")
-        layout["beta"] = float_literal(attr(op, "beta", 1.0))
-        bindings.append(op.inputs[2])
-    params, groups = gemm_params(m, n, k, 1, **layout)
-    return [Dispatch("gemm.comp.j2", params, _with_epilogue(graph, op, params, bindings), groups)]
+        index = broadcast_index(graph.tensors[inputs[2]].shape, (m, n), f"(m * {n}u + nq)")
+        bias = (inputs[2], index, float_literal(attr(op, "beta", 1.0)))
+    return gemm_dispatches(graph, op, (m, n, k, 1), layout, (inputs[0], inputs[1]), bias)
 
 
 @lowers("MatMul", check=_gemm_reason)
@@ -121,5 +188,4 @@ def lower_matmul(graph: Graph, op: Op) -> list[Dispatch]:
         "b_cs": 1,
         "b_base": f"({broadcast_index(b_batch, out_batch, 'b')}) * {k * n}u",
     }
-    params, groups = gemm_params(m, n, k, numel(out_batch), **layout)
-    return [Dispatch("gemm.comp.j2", params, _with_epilogue(graph, op, params, list(op.inputs[:2])), groups)]
+    return gemm_dispatches(graph, op, (m, n, k, numel(out_batch)), layout, (op.inputs[0], op.inputs[1]))

@@ -1,4 +1,4 @@
-"""Data movement on the GPU: Transpose, Concat, Split, Slice, Expand and Cast as strided copies; Gather, Pad, Resize.
+"""Data movement on the GPU: Transpose, Concat, Split, Slice and Expand as strided copies; Gather, Pad, Resize.
 
 Every index is resolved at compile time into sizes, strides, offsets and tables baked into the kernel.
 """
@@ -14,9 +14,8 @@ from codegen.gpu.lowering import strides as row_strides
 from codegen.gpu.ops.index import merge_dims, offset_expr
 from ragc.ir import Graph, Op
 
-COPY_TYPES = ("float32", "float16", "int32", "int64", "bool")  # element types the copy kernels move, Cast converts
+COPY_TYPES = ("float32", "float16", "int32", "int64", "bool")  # element types the copy kernels move
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
-_ZERO = {"float": "0.0", "int": "0", "int64_t": "int64_t(0)", "uint8_t": "0u", "float16_t": "0.0"}
 
 
 def typed_reason(graph: Graph, names: Sequence[str], allowed: Sequence[str] = COPY_TYPES) -> str | None:
@@ -38,22 +37,10 @@ def constants_reason(graph: Graph, op: Op, first: int) -> str | None:
     return None
 
 
-def _convert(src: str, dst: str) -> str:
-    """GLSL expression converting a loaded element "@" of numpy dtype `src` to `dst` (numpy casting rules)."""
-    src_t, dst_t = glsl_type(src), glsl_type(dst)
-    if src_t == dst_t:
-        return "@"
-    # 8- and 16-bit storage types only convert to and from their 32-bit kin: widen them first
-    value = {"bool": "uint(@)", "float16": "float(@)"}.get(src, "@")
-    if dst == "bool":
-        return f"uint8_t({value} != {_ZERO[src_t]} ? 1u : 0u)"
-    return f"float16_t(float({value}))" if dst == "float16" else f"{dst_t}({value})"
-
-
 def strided(
     dst: str,
     src: str,
-    dtypes: tuple[str, str],
+    dtype: str,
     sizes: Sequence[int],
     step: Sequence[int],
     base: int = 0,
@@ -65,16 +52,14 @@ def strided(
         "count": numel(sizes),
         "offset": offset_expr(merged, merged_step, "i", base),
         "scatter": scatter,
-        "dst_type": glsl_type(dtypes[1]),
-        "src_type": glsl_type(dtypes[0]),
-        "load": _convert(*dtypes),
+        "data_type": glsl_type(dtype),
     }
     return Dispatch("strided.comp.j2", params, (dst, src), grid(params["count"]))
 
 
 def _copy(graph: Graph, op: Op, sizes: Sequence[int], step: Sequence[int], base: int = 0, out: int = 0) -> Dispatch:
     dtype = graph.tensors[op.inputs[0]].dtype
-    return strided(op.outputs[out], op.inputs[0], (dtype, dtype), sizes, step, base)
+    return strided(op.outputs[out], op.inputs[0], dtype, sizes, step, base)
 
 
 def _data_reason(graph: Graph, op: Op) -> str | None:
@@ -99,12 +84,6 @@ def lower_expand(graph: Graph, op: Op) -> list[Dispatch]:
     padded = (1,) * (len(out) - len(shape)) + tuple(shape)
     step = [0 if size == 1 else s for size, s in zip(padded, row_strides(padded), strict=True)]
     return [_copy(graph, op, out, step)]
-
-
-@lowers("Cast", check=_data_reason)
-def lower_cast(graph: Graph, op: Op) -> list[Dispatch]:
-    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-    return [strided(y.name, x.name, (x.dtype, y.dtype), [numel(x.shape)], [1])]
 
 
 def slice_starts(graph: Graph, op: Op) -> tuple[list[int], list[int]]:
@@ -165,7 +144,7 @@ def lower_concat(graph: Graph, op: Op) -> list[Dispatch]:
     st = row_strides(out.shape)
     offsets = _axis_offsets(graph, op.inputs, axis)
     return [
-        strided(out.name, name, (out.dtype, out.dtype), graph.tensors[name].shape, st, off * st[axis], True)
+        strided(out.name, name, out.dtype, graph.tensors[name].shape, st, off * st[axis], True)
         for name, off in zip(op.inputs, offsets, strict=True)
     ]
 
@@ -219,25 +198,32 @@ def pad_amounts(graph: Graph, op: Op) -> tuple[list[int], list[int], float]:
     return begin, end, value
 
 
-@lowers("Pad", check=_pad_reason)
-def lower_pad(graph: Graph, op: Op) -> list[Dispatch]:
-    shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
-    begin, end, value = pad_amounts(graph, op)
+def pad_dispatch(
+    op: Op, dtype: str, shape: Sequence[int], out: Sequence[int], pads: tuple[list[int], list[int]], mode: str, value
+) -> Dispatch:
+    """A pad.comp.j2 dispatch: begin and end `pads` per axis (negative ones crop), `mode` as Pad's."""
+    begin, end = pads
     # per axis: output size, size of the input window left after negative pads crop it, begin pad, input stride,
     # first input element of that window
     dims = [
         (o, n - max(-b, 0) - max(-e, 0), max(b, 0), s, max(-b, 0))
         for o, n, b, e, s in zip(out, shape, begin, end, row_strides(shape), strict=True)
     ]
-    dtype = graph.tensors[op.inputs[0]].dtype
     params = {
         "count": numel(out),
         "dims": dims,
-        "mode": attr(op, "mode", "constant"),
+        "mode": mode,
         "value": _literal(value, dtype),
         "data_type": glsl_type(dtype),
     }
-    return [Dispatch("pad.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))]
+    return Dispatch("pad.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))
+
+
+@lowers("Pad", check=_pad_reason)
+def lower_pad(graph: Graph, op: Op) -> list[Dispatch]:
+    x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    begin, end, value = pad_amounts(graph, op)
+    return [pad_dispatch(op, x.dtype, x.shape, out.shape, (begin, end), attr(op, "mode", "constant"), value)]
 
 
 RESIZE_COORDS = (

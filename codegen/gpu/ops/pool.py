@@ -29,6 +29,8 @@ def lower_pool(graph: Graph, op: Op) -> list[Dispatch]:
         "OH": oh,
         "OW": ow,
         "is_max": op.op_type.endswith("MaxPool"),
+        # onnxruntime starts GlobalMaxPool at the lowest float, MaxPool at -inf (its all -inf windows differ)
+        "max_init": "-3.4028234663852886e38" if op.op_type == "GlobalMaxPool" else "uintBitsToFloat(0xff800000u)",
         "count_include_pad": bool(attr(op, "count_include_pad", 0)),
     }
     return [Dispatch("pool.comp.j2", params, (op.outputs[0], op.inputs[0]), grid(params["count"]))]

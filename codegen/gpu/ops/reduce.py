@@ -1,4 +1,4 @@
-"""Reductions on the GPU: ReduceSum, ReduceMean, ReduceMax, Softmax and LayerNormalization.
+"""Reductions on the GPU: the Reduce* ops, Softmax, LayerNormalization and RMSNormalization.
 
 Each is a set of rows: one output row combines `n` input elements in a fixed order (templates/_rows.glsl.j2), by
 one invocation when rows are short, else by one workgroup with a shared-memory tree. No atomics anywhere.
@@ -25,14 +25,20 @@ from ragc.ir import Graph, Op
 
 GROUP_MIN = 64  # rows at least this long are reduced by a whole workgroup
 WIDE_MIN = 2048  # rows at least this long get 256 lanes instead of 64
+# op -> (combine, initial value, map of each element "@", map of the result "@"); Max and Min propagate NaN
 REDUCE_OPS = {
-    "ReduceSum": ("ragc_plus", "0.0"),
-    "ReduceMean": ("ragc_plus", "0.0"),
-    "ReduceMax": ("max", "uintBitsToFloat(0xff800000u)"),
+    "ReduceSum": ("ragc_plus", "0.0", "@", "@"),
+    "ReduceMean": ("ragc_plus", "0.0", "@", "@ / {n}.0"),
+    "ReduceMax": ("ragc_max", "uintBitsToFloat(0xff800000u)", "@", "@"),
+    "ReduceMin": ("ragc_min", "uintBitsToFloat(0x7f800000u)", "@", "@"),
+    "ReduceProd": ("ragc_times", "1.0", "@", "@"),
+    "ReduceL1": ("ragc_plus", "0.0", "abs(@)", "@"),
+    "ReduceL2": ("ragc_plus", "0.0", "@ * @", "sqrt(@)"),
+    "ReduceSumSquare": ("ragc_plus", "0.0", "@ * @", "@"),
 }
 
 
-def _rows(rows: int, n: int) -> tuple[dict[str, Any], tuple[int, int, int]]:
+def row_params(rows: int, n: int) -> tuple[dict[str, Any], tuple[int, int, int]]:
     """Template params choosing one invocation or one workgroup per row, and the launch grid."""
     group = n >= GROUP_MIN
     local = 256 if n >= WIDE_MIN else 64
@@ -81,9 +87,9 @@ def lower_reduce(graph: Graph, op: Op) -> list[Dispatch]:
     kept = [d for d in range(len(shape)) if d not in axes]
     kept_sizes, (kept_strides,) = merge_dims([shape[d] for d in kept], [st[d] for d in kept])
     red_sizes, (red_strides,) = merge_dims([shape[d] for d in axes], [st[d] for d in axes])
-    params, groups = _rows(numel(kept_sizes), numel(red_sizes))
-    combine, init = REDUCE_OPS[op.op_type]
-    params.update(combine=combine, init=init, mean=op.op_type == "ReduceMean")
+    params, groups = row_params(numel(kept_sizes), numel(red_sizes))
+    combine, init, pre, post = REDUCE_OPS[op.op_type]
+    params.update(combine=combine, init=init, pre=pre, post=post.format(n=params["n"]))
     return [
         _row_dispatch(
             "reduce.comp.j2",
@@ -103,7 +109,7 @@ def lower_softmax(graph: Graph, op: Op) -> list[Dispatch]:
     axis = attr(op, "axis", 1 if legacy else -1) % len(shape)
     outer = numel(shape[:axis])
     size, inner = (numel(shape[axis:]), 1) if legacy else (shape[axis], numel(shape[axis + 1 :]))
-    params, groups = _rows(outer * inner, size)
+    params, groups = row_params(outer * inner, size)
     base = offset_expr((outer, inner), (size * inner, 1), "row")
     return [
         _row_dispatch(
@@ -118,17 +124,19 @@ def _layernorm_reason(graph: Graph, op: Op) -> str | None:
     return fp32_reason(graph, op)
 
 
-@lowers("LayerNormalization", check=_layernorm_reason)
+@lowers("LayerNormalization", "RMSNormalization", check=_layernorm_reason)
 def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
+    """LayerNormalization; RMSNormalization is the same without the mean (and without bias)."""
     shape = graph.tensors[op.inputs[0]].shape
     axis = attr(op, "axis", -1) % len(shape)
     norm_shape = shape[axis:]
     outputs = [n for n in op.outputs if n]
     has_bias = len(op.inputs) > 2 and bool(op.inputs[2])
     mean, inv = (op.outputs + ["", ""])[1:3]
-    params, groups = _rows(numel(shape[:axis]), numel(norm_shape))
+    params, groups = row_params(numel(shape[:axis]), numel(norm_shape))
     params.update(
         epsilon=float_literal(attr(op, "epsilon", 1e-5)),
+        rms=op.op_type == "RMSNormalization",
         has_bias=has_bias,
         mean_binding=outputs.index(mean) if mean else 0,
         inv_binding=outputs.index(inv) if inv else 0,
@@ -137,4 +145,4 @@ def lower_layernorm(graph: Graph, op: Op) -> list[Dispatch]:
         bias_index=broadcast_index(graph.tensors[op.inputs[2]].shape, norm_shape, "k") if has_bias else "",
     )
     buffers = (*outputs, *op.inputs[: 3 if has_bias else 2])
-    return [Dispatch("layernorm.comp.j2", params, buffers, groups)]
+    return [Dispatch("layernorm.comp.j2", params, buffers, groups, writes=len(outputs))]

@@ -1,0 +1,181 @@
+"""Attention on the GPU: the opset-23 Attention and RotaryEmbedding ops, each one dispatch.
+
+`attention_dispatch` builds templates/attention.comp.j2 from a description of the operands; the ONNX op lowers
+through it here, and the pattern the exporters write (MatMul, scale, mask, Softmax, guard, MatMul) through it in
+codegen/gpu/attention_fuse.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from codegen.gpu.lowering import Dispatch, attr, float_literal, fp32_reason, grid, lowers, numel, strides
+from ragc.ir import Graph, Op
+
+MAX_KV = 3072  # keys per query row: the scores stay in 16 KiB of shared memory with the row of Q
+MAX_HEAD = 256
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A Q, K, V or Y tensor seen as (batch, heads, rows, head size): its strides for batch, head, row and head
+    element (`step`: 1 but for a K given transposed) and its sizes."""
+
+    name: str
+    batch_stride: int
+    head_stride: int
+    row_stride: int
+    heads: int
+    rows: int
+    size: int
+    step: int = 1
+
+
+def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
+    """A 4-D (B, H, S, D) tensor, or a 3-D (B, S, H * D) one split into `heads`."""
+    shape = graph.tensors[name].shape
+    if len(shape) == 4:
+        b, h, s, d = shape
+        return Operand(name, h * s * d, s * d, d, h, s, d)
+    b, s, hidden = shape
+    return Operand(name, s * hidden, hidden // heads, hidden, heads, s, hidden // heads)
+
+
+MASKED_ROWS = ("zero", "guard", "keep")  # ONNX Attention; Where(IsNaN(p), 0, p) after Softmax; a plain Softmax
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    batch: int
+    q: Operand
+    k: Operand
+    v: Operand
+    out: Operand
+    scale: float
+    causal: bool = False
+    mask: str = ""  # a bool (True: attend) or float (added) tensor broadcast to (B, Hq, Sq, Skv)
+    softcap: float = 0.0
+    masked_rows: str = "zero"  # a row whose bias masks every key: 0 (ONNX); "guard": every NaN p is 0; "keep"
+
+
+def spec_reason(spec: AttentionSpec) -> str | None:
+    if spec.k.rows > MAX_KV:
+        return f"{spec.k.rows} keys exceed the {MAX_KV} of the one-dispatch attention kernel"
+    if max(spec.q.size, spec.v.size) > MAX_HEAD:
+        return f"head size {max(spec.q.size, spec.v.size)} exceeds {MAX_HEAD}"
+    if spec.q.heads % spec.k.heads or spec.k.heads != spec.v.heads:
+        return f"{spec.q.heads} query heads do not group over {spec.k.heads} key/value heads"
+    return None
+
+
+def _mask_strides(graph: Graph, mask: str) -> list[int]:
+    """Strides of the mask over (batch, head, query, key), 0 along the dimensions it broadcasts."""
+    shape = (1,) * (4 - len(graph.tensors[mask].shape)) + tuple(graph.tensors[mask].shape)
+    return [0 if size == 1 else step for size, step in zip(shape, strides(shape), strict=True)]
+
+
+def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
+    rows = spec.batch * spec.q.heads * spec.q.rows
+    local = 64 if spec.k.rows <= 256 else 128 if spec.k.rows <= 1024 else 256
+    mask_type = "uint8_t" if spec.mask and graph.tensors[spec.mask].dtype == "bool" else "float"
+    params = {
+        "local": local,
+        "rows": rows,
+        "SQ": spec.q.rows,
+        "SKV": spec.k.rows,
+        "HQ": spec.q.heads,
+        "D": spec.q.size,
+        "DV": spec.v.size,
+        "group": spec.q.heads // spec.k.heads,
+        "k_step": spec.k.step,
+        **{
+            f"{t}_s": [x.batch_stride, x.head_stride, x.row_stride]
+            for t, x in zip("qkvo", (spec.q, spec.k, spec.v, spec.out), strict=True)
+        },
+        "scale": float_literal(spec.scale),
+        "softcap": float_literal(spec.softcap) if spec.softcap else "",
+        "causal": spec.causal,
+        "mask_kind": ("bool" if mask_type == "uint8_t" else "float") if spec.mask else "",
+        "mask_type": mask_type,
+        "m_s": _mask_strides(graph, spec.mask) if spec.mask else [],
+        "masked_rows": spec.masked_rows,
+    }
+    buffers = (spec.out.name, spec.q.name, spec.k.name, spec.v.name, *([spec.mask] if spec.mask else []))
+    return Dispatch("attention.comp.j2", params, buffers, grid(rows * local, local))
+
+
+def onnx_attention_spec(graph: Graph, op: Op) -> AttentionSpec:
+    q_heads, kv_heads = attr(op, "q_num_heads", 0) or None, attr(op, "kv_num_heads", 0) or None
+    q = operand(graph, op.inputs[0], q_heads)
+    k, v = operand(graph, op.inputs[1], kv_heads), operand(graph, op.inputs[2], kv_heads)
+    mask = op.inputs[3] if len(op.inputs) > 3 else ""
+    return AttentionSpec(
+        batch=graph.tensors[op.inputs[0]].shape[0],
+        q=q,
+        k=k,
+        v=v,
+        out=operand(graph, op.outputs[0], q_heads),
+        scale=attr(op, "scale", 1.0 / math.sqrt(q.size)),
+        causal=bool(attr(op, "is_causal", 0)),
+        mask=mask,
+        softcap=float(attr(op, "softcap", 0.0)),
+    )
+
+
+def _attention_reason(graph: Graph, op: Op) -> str | None:
+    if any(op.inputs[4:]) or any(op.outputs[1:]):
+        return "Attention with a KV cache (past/present/nonpad lengths) or the QK output runs on the CPU"
+    if attr(op, "left_window_size", -1) != -1 or attr(op, "right_window_size", -1) != -1:
+        return "sliding-window Attention runs on the CPU"
+    reason = fp32_reason(graph, Op(op.name, op.op_type, op.inputs[:3], op.outputs[:1]))
+    if reason:
+        return reason
+    if len(graph.tensors[op.inputs[0]].shape) == 3 and not (attr(op, "q_num_heads", 0) and attr(op, "kv_num_heads", 0)):
+        return "3-D Attention needs q_num_heads and kv_num_heads"
+    spec = onnx_attention_spec(graph, op)
+    if spec.mask:
+        m = graph.tensors[spec.mask]
+        if m.dtype not in ("bool", "float32") or m.shape[-1] != spec.k.rows or len(m.shape) > 4:
+            return f"attention mask {m.name} {m.dtype}{m.shape} is not a bool/float32 mask over all {spec.k.rows} keys"
+    return spec_reason(spec)
+
+
+@lowers("Attention", check=_attention_reason)
+def lower_attention(graph: Graph, op: Op) -> list[Dispatch]:
+    return [attention_dispatch(graph, onnx_attention_spec(graph, op))]
+
+
+def _rotary_reason(graph: Graph, op: Op) -> str | None:
+    reason = fp32_reason(graph, Op(op.name, op.op_type, op.inputs[:3], op.outputs))
+    if reason:
+        return reason
+    if len(op.inputs) > 3 and op.inputs[3] and graph.tensors[op.inputs[3]].dtype not in ("int64", "int32"):
+        return "position ids must be int64 or int32"
+    x = graph.tensors[op.inputs[0]].shape
+    if len(x) == 3 and not attr(op, "num_heads", 0):
+        return "3-D RotaryEmbedding needs num_heads"
+    return None
+
+
+@lowers("RotaryEmbedding", check=_rotary_reason)
+def lower_rotary(graph: Graph, op: Op) -> list[Dispatch]:
+    x = graph.tensors[op.inputs[0]].shape
+    heads_first = len(x) == 4
+    b, h, s, dh = x if heads_first else (x[0], attr(op, "num_heads", 1), x[1], x[2] // attr(op, "num_heads", 1))
+    positions = op.inputs[3] if len(op.inputs) > 3 else ""
+    cos = graph.tensors[op.inputs[1]].shape
+    params = {
+        "count": numel(x),
+        "DH": dh,
+        "S": s,
+        "H": h,
+        "heads_first": heads_first,
+        "rot": attr(op, "rotary_embedding_dim", 0) or dh,
+        "interleaved": bool(attr(op, "interleaved", 0)),
+        "positions": {"int64": "int64_t", "int32": "int"}[graph.tensors[positions].dtype] if positions else "",
+        "max_pos": cos[0],
+        "batched_cache": not positions and len(cos) == 3 and cos[0] > 1,
+    }
+    buffers = (op.outputs[0], *op.inputs[:3], *([positions] if positions else []))
+    return [Dispatch("rotary.comp.j2", params, buffers, grid(params["count"]))]
