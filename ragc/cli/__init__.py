@@ -61,7 +61,11 @@ def main() -> None:
     default="latency",
     show_default=True,
     type=click.Choice(OBJECTIVES),
-    help="latency: one request soonest; throughput: pipeline stages for streams.",
+    help="latency: one request soonest; throughput: pipeline stages for streams; energy: least energy per request "
+    "(within --max-latency-ms).",
+)
+@click.option(
+    "--max-latency-ms", type=click.FloatRange(min=0, min_open=True), help="With --objective energy: the latency cap."
 )
 @click.option("--time-limit", default=5.0, show_default=True, help="Seconds the ILP may take.")
 @click.option(
@@ -77,6 +81,7 @@ def compile_cmd(
     target: str | None,
     solver: str,
     objective: str,
+    max_latency_ms: float | None,
     time_limit: float,
     place: tuple[str, ...],
     cuts: tuple[str, ...],
@@ -95,6 +100,7 @@ def compile_cmd(
         cut_before=cuts,
         solver=solver,
         objective=objective,
+        max_latency_ms=max_latency_ms,
         target=target,
         time_limit_s=time_limit,
     )
@@ -180,13 +186,17 @@ def inspect_cmd(plan: Path, as_json: bool, timeline: Path | None) -> None:
 
 @main.command("simulate")
 @click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print {predicted_ms, energy_mj, partitions: [...]} as JSON.")
 @friendly_errors
-def simulate_cmd(plan: Path) -> None:
-    """Print PLAN's predicted timeline on the chip it was compiled for (a target needs no hardware), against
-    each processor alone."""
-    from ragc.cli.report import print_simulation
+def simulate_cmd(plan: Path, as_json: bool) -> None:
+    """Print PLAN's predicted timeline and energy on the chip it was compiled for (a target needs no hardware),
+    against each processor alone."""
+    from ragc.cli.report import print_simulation, simulation_summary
 
-    print_simulation(plan)
+    if as_json:
+        click.echo(json.dumps(simulation_summary(plan), indent=1, sort_keys=True))
+    else:
+        print_simulation(plan)
 
 
 @main.command("validate")
