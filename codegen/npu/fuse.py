@@ -33,7 +33,14 @@ def epilogues(graph: ir.Graph) -> dict[str, list[str]]:
             continue
         chain: list[str] = []
         tensor = op.outputs[0]
-        while len(chain) < MAX_CHAIN and tensor not in outputs and len(consumers.get(tensor, [])) == 1:
+        while len(chain) < MAX_CHAIN and tensor not in outputs:
+            silu = _silu(graph, consumers, tensor, outputs)
+            if silu is not None and not is_depthwise(graph, op):
+                chain += [silu[0].name, silu[1].name]
+                tensor = silu[1].outputs[0]
+                continue
+            if len(consumers.get(tensor, [])) != 1:
+                break
             nxt = consumers[tensor][0]
             kind = epilogue_kind(graph, nxt, tensor)
             if kind is None or not _ready(nxt, tensor, producers, position, op.name):
@@ -45,6 +52,37 @@ def epilogues(graph: ir.Graph) -> dict[str, list[str]]:
         if chain:
             plan[op.name] = chain
     return plan
+
+
+def _silu(
+    graph: ir.Graph, consumers: dict[str, list[ir.Op]], tensor: str, outputs: set[str]
+) -> tuple[ir.Op, ir.Op] | None:
+    """x * Sigmoid(x), the usual export of SiLU before opset 24's Swish: (the Sigmoid, the Mul), or None."""
+    readers = consumers.get(tensor, [])
+    if len(readers) != 2:
+        return None
+    sig = next((r for r in readers if r.op_type == "Sigmoid"), None)
+    mul = next((r for r in readers if r.op_type == "Mul"), None)
+    if sig is None or mul is None or sig.outputs[0] in outputs or set(mul.inputs) != {tensor, sig.outputs[0]}:
+        return None
+    return (sig, mul) if [c.name for c in consumers.get(sig.outputs[0], [])] == [mul.name] else None
+
+
+def chain_entries(graph: ir.Graph, gemm: ir.Op, chain: list[str]) -> list[tuple[str, ir.Op, str | None]]:
+    """The epilogue of a fused chain: (kind, op, its other operand or None) per entry; a SiLU pair (x * Sigmoid(x))
+    is one "swish" entry on its Mul."""
+    entries: list[tuple[str, ir.Op, str | None]] = []
+    via, ops, k = gemm.outputs[0], [graph.op(n) for n in chain], 0
+    while k < len(ops):
+        op = ops[k]
+        pair = op.op_type == "Sigmoid" and k + 1 < len(ops) and set(ops[k + 1].inputs) == {via, op.outputs[0]}
+        if pair:
+            op, k = ops[k + 1], k + 1
+            entries.append(("swish", op, None))
+        else:
+            entries.append((epilogue_kind(graph, op, via), op, next((n for n in op.inputs if n and n != via), None)))
+        via, k = op.outputs[0], k + 1
+    return entries
 
 
 def _ready(op: ir.Op, via: str, producers: dict[str, ir.Op], position: dict[str, int], gemm: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from codegen.npu.catalog import CONV_GROUPED, GEMV, MATMUL, MLIR_DTYPES, Buffer
-from codegen.npu.fuse import clip_bounds, epilogue_kind, is_depthwise
+from codegen.npu.fuse import chain_entries, clip_bounds, is_depthwise
 from codegen.npu.lower import Operand, ProgramBuilder, all_of, float_reason, lowers, operand, tensor
 from codegen.npu.ops_vector import lower_dwconv
 from ragc import ir
@@ -28,11 +28,8 @@ def _epilogue(b: ProgramBuilder, graph: ir.Graph, op: ir.Op, to_gemm: list[dict[
     entries: list[dict[str, Any]] = []
     operands: list[tuple[str, Operand]] = []
     via = op.outputs[0]
-    for name in b.fusion.get(op.name, []):
-        fused = graph.op(name)
-        kind = epilogue_kind(graph, fused, via)
-        other = next((n for n in fused.inputs if n != via), None)
-        entry: dict[str, Any] = {"kind": kind, "op": name}
+    for kind, fused, other in chain_entries(graph, op, b.fusion.get(op.name, [])):
+        entry: dict[str, Any] = {"kind": kind, "op": fused.name}
         if kind == "bias":
             row = np.asarray(tensor(graph, other).data, np.float32).reshape(-1)
             operands.append((f"bias{len(operands)}", Operand((n,), data=np.broadcast_to(row, (n,)).copy())))

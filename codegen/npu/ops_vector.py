@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from codegen.npu.catalog import DWCONV, KERNELS, LAYERNORM, RMSNORM, SOFTMAX, Buffer
-from codegen.npu.fuse import clip_bounds, epilogue_kind
+from codegen.npu.fuse import chain_entries, clip_bounds
 from codegen.npu.lower import Operand, ProgramBuilder, all_of, float_reason, lowers, operand, tensor
 from ragc import ir
 
@@ -135,22 +135,17 @@ def lower_dwconv(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
         operands.append(Operand((channels,), data=np.asarray(tensor(graph, op.inputs[2]).data, np.float32)))
         buffers.append(Buffer("bias", "bfloat16", (cp,)))
         epilogue.append({"kind": "bias", "op": op.name, "input": "bias"})
-    via = op.outputs[0]
-    for name in chain:
-        fused = graph.op(name)
-        entry = {"kind": epilogue_kind(graph, fused, via), "op": name}
-        if entry["kind"] == "clip":
+    for kind, fused, other in chain_entries(graph, op, chain):
+        entry = {"kind": kind, "op": fused.name}
+        if kind == "clip":
             entry["min"], entry["max"] = clip_bounds(graph, fused)
-        elif entry["kind"] == "scale":
-            other = next(n for n in fused.inputs if n != via)
+        elif kind == "scale":
             entry["value"] = float(np.asarray(tensor(graph, other).data).reshape(-1)[0])
-        elif entry["kind"] == "bias":
-            other = tensor(graph, next(n for n in fused.inputs if n != via))
-            operands.append(Operand((channels,), data=np.asarray(other.data, np.float32).reshape(channels)))
+        elif kind == "bias":
+            operands.append(Operand((channels,), data=np.asarray(tensor(graph, other).data, np.float32).reshape(-1)))
             buffers.append(Buffer(f"bias{len(buffers)}", "bfloat16", (cp,)))
             entry["input"] = buffers[-1].role
         epilogue.append(entry)
-        via = fused.outputs[0]
     buffers.append(Buffer("C", "bfloat16", (batch, cp, oh, ow)))
     strides = list(op.attrs.get("strides", [1, 1]))
     extra = {
