@@ -46,7 +46,7 @@ def solve(
         if power is None:
             raise UsageError("objective 'energy' needs power figures: this chip's personality has no power section")
         watts = np.array([power[d] for d in model.devices], dtype=float)
-        return solve_energy(model, watts, max_latency_ms, time_limit_s)
+        return solve_energy(model, watts, max_latency_ms, time_limit_s, _heuristic_plans(model))
     if solver in ("heft", "greedy", "single"):
         return {"heft": solve_heft, "greedy": solve_greedy, "single": solve_single}[solver](model)
     return _solve_exact(model, time_limit_s, fallback=solver == "auto")
