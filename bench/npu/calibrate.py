@@ -55,8 +55,8 @@ CHECKS = [
         AIR,
         "the model prices kernels at what the array and a tuned tiling reach (the GEMM checks above), mlir-air's "
         "kernels run far below that: its profile gives o_ffn 41 ms/layer (model: about 13 ms) and flash_attn 22 "
-        "ms/layer (model: about 1 ms; mlir-air's attention reaches 0.8 TFLOPS counting the causal half). The gap is the "
-        "implementation's efficiency, which no architecture figure gives",
+        "ms/layer (model: about 1 ms; mlir-air's attention reaches 0.8 TFLOPS counting the causal half). The gap "
+        "is the implementation's efficiency, which no architecture figure gives",
     ),
     Check(
         "Llama-3.2-1B bf16 prefill, 2048 tokens (IRON)",
