@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.npu import models
 from bench.npu.common import ROOT, compile_and_simulate, device_span_ms, progress, write_region
+from ragc.profiler import workloads as models
 
 TAKA = "Taka et al., *Striking the Balance: GEMM Performance Optimization Across Generations of Ryzen AI NPUs*, 2025 (https://arxiv.org/abs/2512.13282)"  # noqa: E501
 AIR = "mlir-air programming_examples/llama32_1b/docs/profile.md (Xilinx/mlir-air), measured on Strix (NPU2)"

@@ -231,12 +231,14 @@ def _read_inputs(specs: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 def _add_profile_commands() -> None:
+    from ragc.cli.explain import explain
     from ragc.cli.profile import costmodel, profile
+    from ragc.cli.selftest import selftest
 
-    for command in (profile, costmodel.commands["eval"]):
+    for command in (profile, costmodel.commands["eval"], explain, selftest):
         command.callback = friendly_errors(command.callback)
-    main.add_command(profile)
-    main.add_command(costmodel)
+    for command in (profile, costmodel, explain, selftest):
+        main.add_command(command)
 
 
 _add_profile_commands()

@@ -1,8 +1,8 @@
-"""The NPU bench workloads as ONNX models built in code (onnx.helper, seeded random weights, opset 23):
-square GEMMs (bf16 as float32 MatMul, int8 as QLinearMatMul), Llama-3.2-1B-shaped prefill and decoder stacks,
-BERT-base, MobileNetV2, and one LM-head partition. Transformer layers share one set of weights (the same
-initializers), so a 16-layer model is one layer's weights on disk; shapes, and so every simulated time, are those
-of the real model."""
+"""NPU workloads as ONNX models built in code (onnx.helper, seeded random weights, opset 23), for bench/npu,
+`ragc selftest` and the tests: square GEMMs (bf16 as float32 MatMul, int8 as QLinearMatMul), Llama-3.2-1B-shaped
+prefill and decoder stacks, BERT-base, MobileNetV2, and one LM-head partition. Transformer layers share one set of
+weights (the same initializers), so a 16-layer model is one layer's weights on disk; shapes, and so every
+simulated time, are those of the real model."""
 
 from __future__ import annotations
 
