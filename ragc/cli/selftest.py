@@ -120,6 +120,7 @@ def predictions(folder: Path, bar: Progress, repeat: int = 10) -> list[dict[str,
 
     import runtime_min
     from ragc.pipeline import compile_model
+    from ragc.profiler import power
     from ragc.profiler.modelgen import small_cnn, transformer
 
     fixed = {
@@ -136,17 +137,27 @@ def predictions(folder: Path, bar: Progress, repeat: int = 10) -> list[dict[str,
         plan = runtime_min.load(folder / f"pred-{name}", npu="sim")
         feeds = _feeds(plan)
         plan.run(feeds)
+        meters = [c for c in power.counters() if c.readable]
+        before, started = [power.read(c) for c in meters], time.perf_counter()
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
             plan.run(feeds)
             times.append((time.perf_counter() - start) * 1e3)
-        measured = statistics.median(times)
+        after, seconds = [power.read(c) for c in meters], time.perf_counter() - started
+        energy = {
+            c.name: round(power.energy_mj(b, a, c, seconds) / repeat, 4)
+            for c, b, a in zip(meters, before, after, strict=True)
+            if b is not None and a is not None and a >= b
+        }
+        manifest = json.loads((folder / f"pred-{name}" / "manifest.json").read_text())
         rows.append(
             {
                 "model": name,
                 "predicted_ms": round(result.predicted_ms, 4),
-                "measured_ms": round(measured, 4),
+                "measured_ms": round(statistics.median(times), 4),
+                "predicted_mj": manifest.get("energy_mj"),
+                "measured_mj": energy,
                 "processors": sorted({p.device for p in result.partitions}),
             }
         )
@@ -196,6 +207,7 @@ def machine() -> dict[str, Any]:
     """Hardware and driver facts, nothing personal."""
     from ragc.personality.chip import chip_facts
     from ragc.profiler.npu_stack import npu_stack
+    from ragc.profiler.power import counters
 
     facts = chip_facts()
     return {
@@ -205,6 +217,9 @@ def machine() -> dict[str, Any]:
         ],
         "os": {"system": platform.system(), "kernel": platform.release(), "python": platform.python_version()},
         "npu_stack": [{"part": f.part, "found": f.found, "detail": f.detail} for f in npu_stack()],
+        "power_counters": [
+            {"name": c.name, "kind": c.kind, "readable": c.readable, "detail": c.detail} for c in counters()
+        ],
     }
 
 
