@@ -11,8 +11,8 @@ import onnxruntime
 import pytest
 
 import runtime_min
-from ragc.profiler import workloads as models
 from ragc.pipeline import compile_model
+from ragc.profiler import workloads as models
 
 TINY_LLAMA = {"dim": 64, "heads": 4, "kv_heads": 2, "hidden": 128, "layers": 2, "vocab": 100}
 MODELS = {

@@ -291,3 +291,29 @@ def test_sim_rejects_bad_feeds_and_bundles(tmp_path):
         with pytest.raises(BundleError, match=message):
             NpuSimBackend.open(LoadOptions()).prepare(partition, bundle)
         assert name
+
+
+def test_hostile_steps_are_refused_in_one_line(tmp_path):
+    nodes, inputs, consts = CASES["matmul-bias-gelu-residual"]
+    model = make_model(nodes, inputs, consts, ["y"])
+    partition, bundle = write_bundle(to_ir(model), tmp_path)
+    program = json.loads((tmp_path / "p1.npu.json").read_text())
+    feeds = {"x": _w(*inputs["x"])}
+
+    def broken(change) -> dict:
+        steps = json.loads(json.dumps(program["steps"]))
+        change(steps[0])
+        return {**program, "steps": steps}
+
+    bad_epilogue = broken(lambda s: s["kernel"]["epilogue"].append({"kind": "fft"}))
+    (tmp_path / "p1.npu.json").write_text(json.dumps(bad_epilogue))
+    executable = NpuSimBackend.open(LoadOptions()).prepare(partition, bundle)
+    with pytest.raises(BundleError, match="unknown NPU epilogue 'fft'"):
+        executable.run(feeds)
+    for change, message in (
+        (lambda s: s.update(simulated_ms="slow"), "simulated_ms is not a number"),
+        (lambda s: s["kernel"].update(kernel="fft"), "unknown kernel 'fft'"),
+    ):
+        (tmp_path / "p1.npu.json").write_text(json.dumps(broken(change)))
+        with pytest.raises(BundleError, match=message):
+            NpuSimBackend.open(LoadOptions()).prepare(partition, bundle).run(feeds)
