@@ -22,6 +22,7 @@ from typing import Any
 from ragc.costmodel import npu_tiling as tiling
 from ragc.costmodel.npu_tiling import GemmTiling, XdnaArray
 from ragc.errors import PersonalityError
+from ragc.targets import NPU_KEYS, load_target
 
 ARCHS = ("xdna", "xdna1", "xdna2")
 DEFAULT_TARGET = "ryzen-ai-9-hx-370"  # whose npu section stands in when a personality has none
@@ -59,7 +60,6 @@ class XdnaLaunch:
 
 ARRAY_KEYS = tuple(f.name for f in fields(XdnaArray))
 LAUNCH_KEYS = tuple(f.name for f in fields(XdnaLaunch))
-NPU_KEYS = ARRAY_KEYS + LAUNCH_KEYS
 
 
 class XdnaTiming:
@@ -73,8 +73,6 @@ class XdnaTiming:
     def from_params(cls, params: dict[str, Any] | None = None) -> XdnaTiming:
         """The model of a target's npu section; None: the default target's (ragc/targets/ryzen-ai-9-hx-370.json)."""
         if params is None:
-            from ragc.targets import load_target
-
             params = load_target(DEFAULT_TARGET)["npu"]
         missing = [k for k in NPU_KEYS if k not in params]
         if missing:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ragc.targets import npu_dram_bytes_per_s, npu_peak_macs_per_s
+
 STACK_BYTES = 1024  # mlir-aie's default core stack, taken out of each tile's L1 data memory
 TILE_STEP = 16  # candidate block sizes are multiples of this (and of the mmul intrinsic)
 MAX_BLOCK = 256
@@ -51,11 +53,10 @@ class XdnaArray:
 
     def dram_bytes_per_s(self) -> float:
         """DDR bandwidth, capped by what the shim streams carry in one direction."""
-        shim = self.columns * self.shim_channels * self.stream_bytes_per_cycle * self.clock_ghz * 1e9
-        return min(self.ddr_gbps * 1e9, shim)
+        return npu_dram_bytes_per_s(self.__dict__)
 
     def peak_macs_per_s(self, dtype: str) -> float:
-        return self.tiles * self.macs_per_cycle[dtype] * self.clock_ghz * 1e9
+        return npu_peak_macs_per_s(self.__dict__, dtype)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,27 @@ from ragc.errors import PersonalityError
 TARGETS_DIR = Path(__file__).resolve().parent
 DEVICE_KEYS = ("peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes")
 NPU_DERIVED = ("peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms")  # devices.npu figures the npu section gives
+# the XDNA model's figures (ragc.costmodel.npu: the array's, then the launches')
+NPU_KEYS = (
+    "arch",
+    "columns",
+    "rows",
+    "clock_ghz",
+    "macs_per_cycle",
+    "mmul",
+    "vector_lanes",
+    "l1_bytes",
+    "memtile_bytes",
+    "stream_bytes_per_cycle",
+    "shim_channels",
+    "ddr_gbps",
+    "accumulator_block_cycles",
+    "host_sync_ms",
+    "runlist_entry_ms",
+    "context_switch_ms",
+    "cold_start_ms",
+    "idle_power_down_ms",
+)
 POWER_KEYS = ("active_w", "idle_w")
 
 
@@ -50,22 +71,33 @@ def check_target(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _check_npu(data: dict[str, Any], sources: dict[str, Any], where: str) -> None:
     """The npu section: every figure of the XDNA model with a source; devices.npu's launch and peak figures are
-    derived from it (written once, here), not given twice."""
-    from ragc.costmodel.npu import NPU_KEYS, XdnaTiming
-
+    derived from it (written once, here), not given twice. The XDNA model checks the values when it is built."""
     section = data.get("npu", {})
     missing = [k for k in NPU_KEYS if k not in section or f"npu.{k}" not in sources]
     if missing:
         raise PersonalityError(f"{where}: npu section lacks {', '.join(missing)} (or their sources); add them")
-    timing = XdnaTiming.from_params(section)
-    derived = {
-        "peak_gflops": 2 * timing.array.peak_macs_per_s("bf16") / 1e9,
-        "peak_gbps": timing.array.dram_bytes_per_s() / 1e9,
-        "dispatch_ms": timing.launch_costs.host_sync_ms,
-        "op_overhead_ms": timing.launch_costs.runlist_entry_ms,
-    }
+    try:
+        derived = {
+            "peak_gflops": 2 * npu_peak_macs_per_s(section, "bf16") / 1e9,
+            "peak_gbps": npu_dram_bytes_per_s(section) / 1e9,
+            "dispatch_ms": float(section["host_sync_ms"]),
+            "op_overhead_ms": float(section["runlist_entry_ms"]),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PersonalityError(f"{where}: the npu section is malformed ({exc}); fix its figures") from exc
     data["devices"]["npu"].update(derived)
     sources.update({f"devices.npu.{k}": f"derived from the npu section ({k})" for k in derived})
+
+
+def npu_peak_macs_per_s(npu: dict[str, Any], dtype: str) -> float:
+    """The array's peak MAC rate: every compute tile's matrix unit, one mmul per cycle."""
+    return npu["columns"] * npu["rows"] * npu["macs_per_cycle"][dtype] * npu["clock_ghz"] * 1e9
+
+
+def npu_dram_bytes_per_s(npu: dict[str, Any]) -> float:
+    """DDR bandwidth the array reaches, capped by what the shim streams carry in one direction."""
+    shim = npu["columns"] * npu["shim_channels"] * npu["stream_bytes_per_cycle"] * npu["clock_ghz"] * 1e9
+    return min(npu["ddr_gbps"] * 1e9, shim)
 
 
 def _check_power(data: dict[str, Any], sources: dict[str, Any], where: str) -> None:
