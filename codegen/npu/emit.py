@@ -5,7 +5,7 @@ xclbin, instruction file and kernel name, argument layout, padded sizes, host-si
 steps: renames), the segments (consecutive calls sharing an xclbin, one run list each) and what the compiler's
 XDNA model says each call and launch costs; every constant operand, laid out and padded (bf16 as little-endian
 uint16 bits, int8 as is), goes into the bundle's tensor store, named by its offset there. See
-codegen/npu/catalog.py and KERNELS.md for the kernels.
+codegen/npu/catalog.py for the kernels and codegen/npu/KERNELS.md for how to add one.
 """
 
 from __future__ import annotations
