@@ -97,12 +97,6 @@ def test_segments_pay_a_sync_each_and_a_switch_only_when_the_xclbin_changes():
     assert t.switch_ms() == costs.context_switch_ms + costs.host_sync_ms
 
 
-def test_cold_start_after_idle_only():
-    t = XdnaTiming.from_params(HX)
-    assert t.cold_penalty_ms(HX["idle_power_down_ms"]) == HX["cold_start_ms"]
-    assert t.cold_penalty_ms(HX["idle_power_down_ms"] / 2) == 0.0
-
-
 def test_default_model_is_the_hx_370_target():
     assert XdnaTiming.from_params().describe() == XdnaTiming.from_params(HX).describe()
     assert XdnaTiming.from_params(HX).describe()["peak_tops"] == {"bf16": 29.49, "int8": 58.98}

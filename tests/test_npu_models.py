@@ -42,3 +42,12 @@ def test_model_runs_whole_on_the_simulated_npu(name, tmp_path):
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     else:
         np.testing.assert_allclose(got, want, rtol=5e-2, atol=5e-2 * float(np.abs(want).max()))
+
+
+def test_same_model_same_target_gives_a_byte_identical_npu_bundle(tmp_path):
+    path = models.save(MODELS["llama"](), tmp_path / "llama.onnx")
+    for name in ("a", "b"):
+        compile_model(path, tmp_path / name, target="ryzen-ai-9-hx-370", devices="npu")
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert any(f.endswith(".npu.json") for f in files)
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)

@@ -89,7 +89,11 @@ def explain(model: Path, target: str | None, objective: str, max_latency_ms: flo
     if "npu" not in devices:
         console.print("this chip has no NPU in its personality")
         return
-    facts = npu_breakdown(chosen.loaded.graph, XdnaTiming.from_params(chosen.personality.data.get("npu")))
+    timing = XdnaTiming.from_params(chosen.personality.data.get("npu"))
+    facts = npu_breakdown(chosen.loaded.graph, timing)
+    array = timing.describe()
+    peaks = ", ".join(f"{d} {v} TOPS" for d, v in array["peak_tops"].items())
+    console.print(f"NPU model: {array['arch']}, {array['tiles']} tiles, peak {peaks}, DDR {array['ddr_gbps']} GB/s")
     used = _ops(chosen).get("npu", 0)
     total = sum(_ops(chosen).values())
     console.print(

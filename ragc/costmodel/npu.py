@@ -172,10 +172,6 @@ class XdnaTiming:
         """What entering another xclbin inside a partition costs: the context switch and the run list's host sync."""
         return self.launch_costs.context_switch_ms + self.launch_costs.host_sync_ms
 
-    def cold_penalty_ms(self, idle_ms: float) -> float:
-        costs = self.launch_costs
-        return costs.cold_start_ms if idle_ms >= costs.idle_power_down_ms else 0.0
-
     def describe(self) -> dict[str, Any]:
         """The array's derived peaks, for reports: bf16 and int8 TOPS, DDR GB/s."""
         a = self.array
