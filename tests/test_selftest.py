@@ -24,7 +24,8 @@ from runtime_min.manifest import read_bundle
 FAKE_DIR = Path(__file__).parent / "fake_pyxrt"
 
 
-def test_selftest_writes_a_shareable_report(tmp_path):
+def test_selftest_writes_a_shareable_report(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyxrt", None)  # no XRT here (other tests leave the stand-in imported)
     report = tmp_path / "report.json"
     result = CliRunner().invoke(main, ["selftest", "--skip-profile", "--report", str(report), "--budget", "300"])
     assert result.exit_code == 0, result.output
@@ -60,6 +61,10 @@ def test_npu_timings_go_through_pyxrt(tmp_path, monkeypatch):
     assert [r["kernel"] for r in rows] == [f"gemm bf16 {s}^3" for s in NPU_KERNELS]
     assert all(r["predicted_ms"] > 0 and r["measured_ms"] > 0 for r in rows)
     assert sum(name == "kernel.call" for name, _ in pyxrt.CALLS) == 3 * len(NPU_KERNELS)
+    monkeypatch.setenv("RAGC_XCLBIN_PATH", str(tmp_path / "nothing-built"))
+    with _bar(Console(file=open("/dev/null", "w"))) as bar:  # noqa: SIM115
+        missing = npu_measured(tmp_path, "ryzen-ai-9-hx-370", bar, repeat=1)
+    assert all(r["measured_ms"] is None and "not found on RAGC_XCLBIN_PATH" in r["note"] for r in missing)
 
 
 def test_compare_flags_figures_the_measurement_contradicts(tmp_path):

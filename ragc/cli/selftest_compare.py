@@ -32,7 +32,7 @@ def comparison_rows(report: dict[str, Any], target: dict[str, Any]) -> list[tupl
         if pair in target.get("transfers", {}):
             for key in ("latency_ms", "gbps"):
                 rows.append((f"transfers.{pair}.{key}", float(target["transfers"][pair][key]), float(link[key])))
-    for entry in report.get("npu_measured", []):
+    for entry in (e for e in report.get("npu_measured", []) if e.get("measured_ms") is not None):
         rows.append((f"npu kernel {entry['kernel']}", float(entry["predicted_ms"]), float(entry["measured_ms"])))
     return rows
 
