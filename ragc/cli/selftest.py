@@ -98,7 +98,11 @@ def conformance(folder: Path, found: dict[str, str], bar: Progress, deadline: fl
             try:
                 plan_dir = folder / f"plan-{len(results)}"
                 compile_model(path, plan_dir, target=TARGET_FOR_CONFORMANCE, devices=device)
-                plan = runtime_min.load(plan_dir, npu="sim" if how == "sim" else "xrt")
+                with warnings.catch_warnings():  # a fallback is reported below, as this row's result
+                    warnings.simplefilter("ignore", runtime_min.RuntimeMinWarning)
+                    plan = runtime_min.load(plan_dir, npu="sim" if how == "sim" else "xrt")
+                if device in plan.fallbacks:
+                    raise RuntimeError(f"{device} fell back to the CPU: {plan.fallbacks[device][:160]}")
                 feeds = _feeds(plan)
                 got = plan.run(feeds)[plan.outputs[0].name]
                 want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
