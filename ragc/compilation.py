@@ -13,10 +13,12 @@ from codegen.artifact import Artifact, TensorStore
 from ragc.bundle.schedule import build_schedule
 from ragc.bundle.timeline import timeline_svg
 from ragc.bundle.write import write_bundle
+from ragc.costmodel.energy import add_partition_energy, energy_info, power_figures
 from ragc.costmodel.features import partition_op_stats
 from ragc.frontend import LoadedModel
 from ragc.partition import Partition, partition
-from ragc.placement import Placement, PlacementProblem, simulate
+from ragc.placement import Placement, PlacementProblem
+from ragc.placement.candidates import device_first
 from runtime_min.format import TENSOR_STORE, dumps
 
 
@@ -28,6 +30,7 @@ class CompileOptions:
     cut_before: tuple[str, ...] = ()
     solver: str = "auto"
     objective: str = "latency"
+    max_latency_ms: float | None = None  # objective "energy": the latency cap
     target: str | Path | None = None
     time_limit_s: float = 5.0
     tune: bool = True  # time candidate plans on this chip (never for a --target, or when one processor is chosen)
@@ -114,6 +117,7 @@ def schedule(c: Compilation) -> None:
     s["stages"] = _stages(c.problem, c.placement, c.partitions)
     if c.placement is not None:
         _add_predicted_spans(s, c.problem, c.placement)
+        add_partition_energy(s, c.problem, c.placement, _power(c))
         c.files["timeline.svg"] = timeline_svg(c.placement, c.problem).encode()
     c.files["opstats.json"] = dumps({p.id: partition_op_stats(graph, p.ops) for p in c.partitions})
     c.schedule = s
@@ -129,6 +133,7 @@ def bundle(c: Compilation) -> None:
         "gap": None if c.placement is None or c.placement.gap is None else round(c.placement.gap, 6),
         "unified_memory": c.personality.unified_memory,
         "baselines_ms": _baselines(c.problem) if c.problem else {},
+        **(energy_info(c.problem, c.placement, _power(c), _baseline_plans(c.problem)) if c.placement else {}),
         "candidates": [
             {
                 "name": cand.name,
@@ -175,14 +180,16 @@ def _add_predicted_spans(schedule: dict[str, Any], problem: PlacementProblem, pl
 
 def _baselines(problem: PlacementProblem) -> dict[str, float]:
     """Predicted latency of each processor alone (the CPU taking what it cannot run), for comparison."""
-    baselines = {}
-    for device in problem.devices:
-        assignment = {u.name: device if problem.supported(u, device) else "cpu" for u in problem.units}
-        if any(not problem.supported(u, assignment[u.name]) for u in problem.units):
-            continue  # a --place rule keeps some unit off the CPU
-        order = {d: [u.name for u in problem.units if assignment[u.name] == d] for d in problem.devices}
-        baselines[device] = round(simulate(problem, assignment, order).predicted_ms, 6)
-    return baselines
+    return {device: round(plan.predicted_ms, 6) for device, plan in _baseline_plans(problem).items()}
+
+
+def _baseline_plans(problem: PlacementProblem) -> dict[str, Placement]:
+    plans = {device: device_first(problem, device) for device in problem.devices}
+    return {device: plan for device, plan in plans.items() if plan is not None}
+
+
+def _power(c: Compilation) -> dict[str, tuple[float, float]] | None:
+    return power_figures(c.personality.data, c.problem.devices) if c.problem else None
 
 
 def _stages(problem: PlacementProblem | None, placement: Placement | None, parts: list[Partition]):

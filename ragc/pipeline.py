@@ -14,6 +14,7 @@ import codegen
 from ragc import ir
 from ragc.bundle.write import check_target
 from ragc.compilation import Compilation, CompileOptions, bundle, code, partitions, placed_bundle, schedule
+from ragc.costmodel.energy import power_figures
 from ragc.errors import RagcError, UsageError
 from ragc.frontend import load_model
 from ragc.partition import Partition
@@ -107,7 +108,10 @@ def placement(c: Compilation) -> None:
         return c.personality.transfer_ms(src, dst, nbytes) + (c.personality.dispatch_ms(dst) if src != dst else 0.0)
 
     c.problem = build_problem(graph, devices, op_cost, transfer_ms, c.personality.capacity_bytes, units)
-    c.placement = solve(c.problem, c.options.solver, c.options.objective, c.options.time_limit_s)
+    power = power_figures(c.personality.data, devices) if c.options.objective == "energy" else None
+    c.placement = solve(
+        c.problem, c.options.solver, c.options.objective, c.options.time_limit_s, power, c.options.max_latency_ms
+    )
 
 
 def tune(c: Compilation) -> None:

@@ -22,15 +22,25 @@ OPSET = 24  # Swish needs 24, Gelu 20
 
 
 def make_model(
-    nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], consts: dict[str, np.ndarray], outputs: list[str]
+    nodes: list[onnx.NodeProto],
+    inputs: dict[str, tuple[int, ...]],
+    consts: dict[str, np.ndarray],
+    outputs: list[str],
+    input_dtype: int = onnx.TensorProto.FLOAT,
 ) -> onnx.ModelProto:
-    """A float32 model with shapes inferred; `consts` become initializers."""
+    """A model with shapes inferred: inputs of `input_dtype`; `consts` become initializers (float32 unless they are
+    integer arrays)."""
+
+    def constant(value) -> np.ndarray:
+        array = np.asarray(value)
+        return array if array.dtype.kind in "iub" else array.astype(np.float32)
+
     graph = helper.make_graph(
         nodes,
         "npu_test",
-        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(np.asarray(v, np.float32), n) for n, v in consts.items()],
+        [helper.make_tensor_value_info(n, input_dtype, list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in outputs],
+        [numpy_helper.from_array(constant(v), n) for n, v in consts.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

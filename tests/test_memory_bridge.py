@@ -214,6 +214,7 @@ def test_empty_shared_is_page_aligned(shape, dtype):
 
 
 def test_npu_xrt_counts_its_bo_copies(fake, plan):  # noqa: F811  (the imported fixtures)
+    fake.configure(user_pointers=False)  # the copying path (user-pointer bos: tests/test_npu_xrt.py)
     partition, bundle, root = plan
     exe = NpuXrtBackend.open(LoadOptions(xclbin_path=(str(root),))).prepare(partition, bundle)
     setup = len(fake.CALLS)

@@ -10,18 +10,7 @@ from ragc.costmodel import cost_fn
 from ragc.errors import PersonalityError
 from ragc.personality.store import load_personality
 from ragc.profiler.specs import conv
-from ragc.targets import check_target, load_target, target_names
-
-NPU_XDNA2 = {
-    "arch": "xdna2",
-    "tiles": 32,
-    "macs_per_cycle_per_tile": {"bf16": 256, "int8": 512},
-    "clock_ghz": 1.8,
-    "dispatch_us": 50,
-    "host_sync_ms": 0.5,
-    "cold_start_ms": 120,
-    "measured_bf16_gemm_tflops": 14.7,
-}
+from ragc.targets import check_target, figure, load_target, target_names, target_path
 
 
 def test_shipped_targets_load_and_cite_sources():
@@ -34,12 +23,38 @@ def test_shipped_targets_load_and_cite_sources():
 
 
 def test_npu_sections():
-    hx = load_target("ryzen-ai-9-hx-370")["npu"]
-    assert {k: hx[k] for k in NPU_XDNA2} == NPU_XDNA2
-    assert hx["dma_gbps"] > 0
+    hx = load_target("ryzen-ai-9-hx-370")
+    assert (hx["npu"]["arch"], hx["npu"]["columns"], hx["npu"]["rows"], hx["npu"]["clock_ghz"]) == ("xdna2", 8, 4, 1.8)
+    assert hx["npu"]["macs_per_cycle"] == {"bf16": 256, "int8": 512}
     phoenix = load_target("ryzen-7-7840u")["npu"]
-    assert (phoenix["arch"], phoenix["tiles"], phoenix["macs_per_cycle_per_tile"]["bf16"]) == ("xdna1", 16, 128)
-    assert (phoenix["clock_ghz"], phoenix["measured_bf16_gemm_tflops"]) == (1.6, 3.1)
+    assert (phoenix["arch"], phoenix["columns"], phoenix["macs_per_cycle"]["bf16"]) == ("xdna1", 4, 128)
+    # devices.npu's launch and peak figures are derived from the npu section, never written twice
+    npu = hx["devices"]["npu"]
+    assert npu["dispatch_ms"] == hx["npu"]["host_sync_ms"] and npu["peak_gbps"] == hx["npu"]["ddr_gbps"]
+    assert npu["peak_gflops"] == pytest.approx(2 * 32 * 256 * 1.8)
+    raw = json.loads(target_path("ryzen-ai-9-hx-370").read_text())
+    assert set(raw["devices"]["npu"]) == {"name", "memory_bytes"}
+
+
+def test_power_and_uncertainty_sections():
+    for name in target_names():
+        data = load_target(name)
+        assert set(data["power"]) == {"cpu", "gpu", "npu"}
+        assert data["power"]["npu"]["active_w"] < data["power"]["gpu"]["active_w"]
+        for path, (low, high) in data["uncertainty"].items():
+            assert low <= figure(data, path) <= high, path
+    data = load_target("ryzen-ai-9-hx-370")
+    del data["sources"]["power.gpu.idle_w"]
+    with pytest.raises(PersonalityError, match=r"power.gpu.idle_w has no 'sources' entry"):
+        check_target(data, "broken.json")
+    data = load_target("ryzen-ai-9-hx-370")
+    data["uncertainty"]["npu.ddr_gbps"] = [1, 2]
+    with pytest.raises(PersonalityError, match=r"uncertainty\['npu.ddr_gbps'\]"):
+        check_target(data, "broken.json")
+    data = load_target("ryzen-ai-9-hx-370")
+    del data["sources"]["npu.context_switch_ms"]
+    with pytest.raises(PersonalityError, match="context_switch_ms"):
+        check_target(data, "broken.json")
 
 
 def test_a_figure_without_source_is_refused(tmp_path):

@@ -1,11 +1,12 @@
-"""The NPU kernels ragc can call: one entry per prebuilt mlir-aie design, each an xclbin reference, never a binary.
+"""The NPU kernels ragc can call: one entry per prebuilt mlir-aie design family, each an xclbin reference, never a
+binary. See codegen/npu/KERNELS.md for the table of kernels and how to add one.
 
-Names follow AMD's mlir-aie / IRON programming examples (programming_examples/basic/matrix_multiplication/
-makefile-common builds `build/final_${M}x${K}x${N}.xclbin` and `build/insts_${M}x${K}x${N}.txt` and runs them
-with `-k MLIR_AIE`; programming_examples/ml/{eltwise_add,eltwise_mul,relu,gelu,silu,softmax} are the bf16
-vector and matrix designs). An xclbin is built for one padded size, so a reference names the size it needs;
-users build it with the design's Makefile and the `build_args` given, and put it where RAGC_XCLBIN_PATH finds
-it as `<root>/<device>/<design>/<xclbin>` (instruction file beside it).
+One xclbin serves a whole family: sizes, the elementwise op and the GEMM epilogue are runtime parameters of its
+instruction sequences (the mlir-aie pattern of programming_examples/ml/scale_shift and ml/mm_activation_epilogue:
+"all modes are compiled into ONE xclbin; which one runs is selected per dispatch by a runtime-parameter word").
+So consecutive steps of one family share a hardware context and run as one run list; changing family (or GEMM
+tiling) is a context switch. Users build each xclbin from the design folder with the `build_args` given and put
+it where RAGC_XCLBIN_PATH finds it as `<root>/<device>/<design>/<xclbin>` (instruction files beside it).
 
 Argument layout (mlir-aie python/utils/xrt.py, AIE_Application.call): kernel(opcode=3, instruction bo
 (group_id 1, cacheable), instruction count in 32-bit words, data bos (host_only) on group_id 3, 4, ...).
@@ -22,97 +23,122 @@ OPCODE = 3  # mlir-aie's transaction-stream opcode for NPU kernels
 INSTR_GROUP_ID = 1
 FIRST_DATA_GROUP_ID = 3
 DEVICE_NAMES = {"xdna": "npu", "xdna1": "npu", "xdna2": "npu2"}  # mlir-aie --dev / devicename per architecture
-DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
+DTYPE_BYTES = {"bfloat16": 2, "float32": 4, "int8": 1, "int32": 4}
+MLIR_DTYPES = {"bfloat16": "bf16", "float32": "f32", "int8": "i8", "int32": "i32"}
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One data argument of a kernel call: its role, element type and padded shape."""
+
+    role: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * DTYPE_BYTES[self.dtype]
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One prebuilt design: its size parameters, the multiples each must be padded to, and its data buffers."""
+    """One kernel of a design family: its size parameters and the multiples each is padded to."""
 
     name: str  # the kernel kind, also the timing model's key
+    family: str  # what one xclbin serves ("gemm", "vector", "softmax", ...)
     design: str  # mlir-aie programming example folder
-    dims: tuple[str, ...]  # size parameters baked into the xclbin, in name order
-    multiples: tuple[int, ...]  # each dim is padded up to a multiple of this (tile constraint)
-    buffers: tuple[tuple[str, str, tuple[str, ...]], ...]  # (role, dtype, shape in dims) in group-id order
+    dims: tuple[str, ...]  # size parameters, in name order
+    multiples: tuple[int, ...]  # each dim is padded up to a multiple of this
     pad_value: str = "0"  # value written into padding ("-inf" where padding must not win a max or sum)
     build_args: dict[str, Any] = field(default_factory=dict)
 
-    def padded(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(max(m, math.ceil(s / m) * m) for s, m in zip(sizes, self.multiples, strict=True))
+    def padded(self, sizes: tuple[int, ...], multiples: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        steps = multiples or self.multiples
+        return tuple(max(m, math.ceil(s / m) * m) for s, m in zip(sizes, steps, strict=True))
 
-    def reference(self, device: str, padded: tuple[int, ...]) -> dict[str, Any]:
-        """The xclbin reference for one padded size: files, kernel name and the full argument layout."""
+    def reference(
+        self,
+        device: str,
+        padded: tuple[int, ...],
+        buffers: list[Buffer],
+        variant: str,
+        mode: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The xclbin reference of one call: files, kernel name, argument layout. `variant` names the family's
+        xclbin build (dtype, tiling), `mode` the runtime-selected op or epilogue of this call."""
+        extra = dict(extra or {})
+        build = {"devicename": device, **self.build_args, **extra.pop("build_args", {})}
         dims = dict(zip(self.dims, padded, strict=True))
         size = "x".join(str(v) for v in padded)
-        suffix = f"{self.build_args['op']}_{size}" if "op" in self.build_args else size
         arguments: list[dict[str, Any]] = [
             {"index": 0, "role": "opcode", "value": OPCODE},
             {"index": 1, "role": "instructions", "group_id": INSTR_GROUP_ID, "flags": "cacheable"},
             {"index": 2, "role": "instruction_count", "unit": "uint32 words"},
         ]
-        for i, (role, dtype, shape_dims) in enumerate(self.buffers):
-            shape = [dims[d] for d in shape_dims]
+        for i, buf in enumerate(buffers):
             arguments.append(
                 {
                     "index": FIRST_DATA_GROUP_ID + i,
-                    "role": role,
+                    "role": buf.role,
                     "group_id": FIRST_DATA_GROUP_ID + i,
                     "flags": "host_only",
-                    "dtype": dtype,
-                    "shape": shape,
-                    "bytes": math.prod(shape) * DTYPE_BYTES[dtype],
+                    "dtype": buf.dtype,
+                    "shape": list(buf.shape),
+                    "bytes": buf.nbytes,
                 }
             )
-        build = {"devicename": device, **dict(zip(self.dims, padded, strict=True)), **self.build_args}
         return {
             "kernel": self.name,
+            "family": self.family,
             "design": self.design,
             "device": device,
             "kernel_name": KERNEL_NAME,
-            "xclbin": f"final_{suffix}.xclbin",
-            "insts": f"insts_{suffix}.txt",
+            "xclbin": f"final_{self.family}_{variant}.xclbin",
+            "insts": f"insts_{self.name}_{size}{'_' + mode if mode else ''}.txt",
             "dims": dims,
             "pad_value": self.pad_value,
             "build_args": build,
             "arguments": arguments,
+            **extra,
         }
 
 
-def _vector(name: str, design: str, operands: int = 1, **build: Any) -> KernelSpec:
-    """A bf16 vector design over L elements; L padded to 1024 (4 cores x 256-element tiles)."""
-    ins = tuple((role, "bfloat16", ("L",)) for role in ("A", "B")[:operands])
-    return KernelSpec(name, design, ("L",), (1024,), ins + (("C", "bfloat16", ("L",)),), build_args=build)
+# whole_array GEMM: tiling (m, k, n, columns) from the XDNA model, so its multiples come from there
+MATMUL = KernelSpec("matmul", "gemm", "basic/matrix_multiplication/whole_array", ("M", "K", "N"), (1, 1, 1))
+# grouped conv: G dispatches of the same GEMM design (one instruction sequence per group, one xclbin)
+CONV_GROUPED = KernelSpec(
+    "conv_grouped", "gemm", "basic/matrix_multiplication/whole_array", ("G", "M", "K", "N"), (1, 1, 1, 1)
+)
+GEMV = KernelSpec("gemv", "gemv", "basic/matrix_multiplication/matrix_vector", ("K", "N"), (64, 256))
+SOFTMAX = KernelSpec("softmax", "softmax", "ml/softmax", ("R", "C"), (1, 64), pad_value="-inf")
+LAYERNORM = KernelSpec("layernorm", "layernorm", "ml/layernorm", ("R", "C"), (1, 64))
+RMSNORM = KernelSpec("rmsnorm", "rmsnorm", "ml/rmsnorm", ("R", "C"), (1, 64))
+ATTENTION = KernelSpec("attention", "attention", "ml/mha", ("B", "H", "HKV", "SQ", "SKV", "D"), (1, 1, 1, 16, 16, 16))
+DWCONV = KernelSpec("dwconv", "dwconv", "ml/mobilenet", ("N", "C", "IH", "IW", "OH", "OW", "KK"), (1, 8, 1, 1, 1, 1, 1))
 
 
-# whole_array GEMM with m=16, k=64, n=16 per core on 4 columns: M and N pad to 64, K to 64; bf16 in, fp32 out.
-MATMUL = KernelSpec(
-    "matmul",
-    "basic/matrix_multiplication/whole_array",
-    ("M", "K", "N"),
-    (64, 64, 64),
-    (("A", "bfloat16", ("M", "K")), ("B", "bfloat16", ("K", "N")), ("C", "float32", ("M", "N"))),
-    build_args={"m": 16, "k": 64, "n": 16, "n_aie_cols": 4, "dtype_in": "bf16", "dtype_out": "f32"},
-)
-SOFTMAX = KernelSpec(
-    "softmax",
-    "ml/softmax",
-    ("R", "C"),
-    (1, 64),
-    (("A", "bfloat16", ("R", "C")), ("C", "bfloat16", ("R", "C"))),
-    pad_value="-inf",
-)
+VECTOR_KINDS = ("add", "mul", "relu", "gelu", "swish", "sigmoid", "tanh", "clip")
+
+
+def _vector(name: str) -> KernelSpec:
+    """A bf16 elementwise kernel over L elements, L padded to 1024 (32-element vectors on every tile); one
+    ml/eltwise xclbin holds them all, the op picked per dispatch."""
+    return KernelSpec(name, "vector", "ml/eltwise", ("L",), (1024,), build_args={"ops": ",".join(VECTOR_KINDS)})
+
+
 KERNELS: dict[str, KernelSpec] = {
     spec.name: spec
     for spec in (
         MATMUL,
+        CONV_GROUPED,
+        GEMV,
         SOFTMAX,
-        _vector("add", "ml/eltwise_add", operands=2),
-        _vector("mul", "ml/eltwise_mul", operands=2),
-        _vector("relu", "ml/relu"),
-        _vector("gelu", "ml/gelu", approximation="tanh"),
-        _vector("swish", "ml/silu"),
-        _vector("sigmoid", "ml/eltwise_unary", op="sigmoid"),
-        _vector("tanh", "ml/eltwise_unary", op="tanh"),
+        LAYERNORM,
+        RMSNORM,
+        ATTENTION,
+        DWCONV,
+        *(_vector(kind) for kind in VECTOR_KINDS),
     )
 }
 

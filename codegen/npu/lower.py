@@ -1,25 +1,23 @@
-"""Lower ONNX ops to NPU kernel invocations: GEMM (MatMul, Gemm, Conv through im2col), elementwise, softmax.
+"""The NPU lowering registry and the program builder every lowering appends steps to.
 
-Each lowering checks what it needs (`check_*` returns the reason an op cannot run, or None) and appends one
-step to a `ProgramBuilder`. A step names its kernel reference, how each runtime tensor is reshaped on the host
-before it is padded into a data buffer (`transforms`, applied in order), which buffers come from the packed
-weights, and how the padded result is cut and reshaped back. Constants are transformed here, once.
+A lowering checks what it needs (`check(graph, op)` returns the reason an op cannot run, or None) and appends
+steps to a `ProgramBuilder`: a kernel step names its kernel reference, how each runtime tensor is reshaped on the
+host before it is padded into a data buffer (`transforms`, applied in order), which buffers come from the packed
+weights, and how the padded result is cut and reshaped back; an alias step renames a tensor (Reshape and other
+metadata ops, no kernel). Constants are laid out here, once. The op families live in ops_gemm, ops_vector and
+ops_attention; see codegen/npu/KERNELS.md.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from codegen.npu.catalog import KERNELS, MATMUL, SOFTMAX, KernelSpec
+from codegen.npu.catalog import Buffer, KernelSpec
 from ragc import ir
-
-UNARY = {"Relu": "relu", "Gelu": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Swish": "swish"}
-BINARY = {"Add": "add", "Mul": "mul"}
 
 
 @dataclass
@@ -34,239 +32,123 @@ class Operand:
 
 @dataclass
 class ProgramBuilder:
-    """Collects the steps of one partition and the padded fp32 weights they read."""
+    """Collects the steps of one partition and the padded weights they read.
+
+    `timing` is the compiler's XDNA model (it picks GEMM tilings), `fusion` the epilogue plan of the graph
+    (codegen.npu.fuse.epilogues): a GEMM lowering takes its chain's ops into its epilogue."""
 
     device: str
+    timing: Any
+    fusion: dict[str, list[str]] = field(default_factory=dict)
     keep_weights: bool = True  # False: plan the steps only (the cost model's view), skip packing constants
     steps: list[dict[str, Any]] = field(default_factory=list)
-    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    tiling: Any = None  # the GEMM tiling of the last GEMM step (kept by the next unless a switch pays)
+    weights: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # key -> (padded values, dtype)
 
     def add_step(
         self,
         op: ir.Op,
         spec: KernelSpec,
-        sizes: tuple[int, ...],
+        padded: tuple[int, ...],
+        buffers: list[Buffer],
         operands: list[Operand],
         output: dict[str, Any],
         lowering: str,
+        variant: str,
+        mode: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        padded = spec.padded(sizes)
-        ref = spec.reference(self.device, padded)
-        data_args = [a for a in ref["arguments"] if "dtype" in a]
+        """One kernel call: `buffers` are its data arguments, inputs (aligned with `operands`) then the output."""
+        ref = spec.reference(self.device, padded, buffers, variant, mode, extra)
+        if spec.family != "gemm":
+            self.tiling = None  # another design is loaded now: the next GEMM switches whatever its tiling
         entries = []
-        for operand, arg in zip(operands, data_args, strict=False):
-            entry: dict[str, Any] = {"role": arg["role"]}
+        for operand, buf in zip(operands, buffers, strict=False):
+            entry: dict[str, Any] = {"role": buf.role}
             if operand.data is not None:
-                key = f"{op.name}.{arg['role']}"
+                key = f"{op.name}.{buf.role}"
                 if self.keep_weights:
-                    self.weights[key] = pad(operand.data.astype(np.float32), tuple(arg["shape"]), spec.pad_value)
+                    self.weights[key] = (pad(operand.data, buf.shape, spec.pad_value), buf.dtype)
                 entry["weight"] = key
             else:
                 entry.update(tensor=operand.tensor, transforms=operand.transforms, shape=list(operand.shape))
             entries.append(entry)
-        out_arg = data_args[len(operands)]
+        out = buffers[len(operands)]
+        step = {
+            "op": op.name,
+            "op_type": op.op_type,
+            "lowering": lowering,
+            "kernel": ref,
+            "inputs": entries,
+            "output": {"role": out.role, **output},
+        }
+        if self.fusion.get(op.name):
+            step["fused"] = list(self.fusion[op.name])
+        self.steps.append(step)
+
+    def add_alias(self, op: ir.Op, source: str, tensor: str, shape: tuple[int, ...]) -> None:
+        """`tensor` is `source` with another shape: no kernel, no copy."""
         self.steps.append(
-            {
-                "op": op.name,
-                "op_type": op.op_type,
-                "lowering": lowering,
-                "kernel": ref,
-                "inputs": entries,
-                "output": {"role": out_arg["role"], **output},
-            }
+            {"op": op.name, "op_type": op.op_type, "alias": {"source": source, "tensor": tensor, "shape": list(shape)}}
         )
 
 
 def pad(data: np.ndarray, shape: tuple[int, ...], pad_value: str) -> np.ndarray:
     """`data` in the top-left corner of an array of `shape` filled with the kernel's pad value."""
-    out = np.full(shape, float(pad_value), dtype=np.float32)
+    out = np.full(shape, float(pad_value), dtype=np.float32 if data.dtype.kind == "f" else data.dtype)
     out[tuple(slice(0, s) for s in data.shape)] = data
     return out
 
 
-def _tensor(graph: ir.Graph, name: str) -> ir.Tensor:
+def tensor(graph: ir.Graph, name: str) -> ir.Tensor:
     return graph.tensors[name]
 
 
-def _operand(
+def operand(
     graph: ir.Graph,
     name: str,
     transforms: list[dict[str, Any]],
     shape: tuple[int, ...],
-    constant: Callable[[np.ndarray], np.ndarray],
+    constant: Callable[[np.ndarray], np.ndarray] = lambda x: x,
 ) -> Operand:
     """A runtime tensor with its host transforms, or the constant laid out at compile time by `constant`."""
-    t = _tensor(graph, name)
+    t = tensor(graph, name)
     if t.is_constant:
-        return Operand(shape=shape, data=constant(np.asarray(t.data, dtype=np.float32)))
+        data = np.asarray(t.data)
+        return Operand(shape=shape, data=constant(data.astype(np.float32) if data.dtype.kind == "f" else data))
     return Operand(shape=shape, tensor=name, transforms=transforms)
 
 
-# ---- GEMM family ---------------------------------------------------------------------------------------------
-
-
-def _gemm(
-    b: ProgramBuilder, op: ir.Op, a: Operand, w: Operand, bias: np.ndarray | None, out: dict[str, Any], lowering: str
-) -> None:
-    """C[m, n] = A[m, k] @ B[k, n] (+ bias, folded in as a ones column of A times a bias row of B)."""
-    (m, k), n = a.shape, w.shape[1]
-    if bias is not None:
-        k += 1
-        a = _append_ones(a)
-        w = Operand(shape=(k, n), data=np.concatenate([w.data, bias.reshape(1, n)], axis=0))
-        lowering += "+bias_row"
-    b.add_step(op, MATMUL, (m, k, n), [a, w], {"shape": [m, n], **out}, lowering)
-
-
-def _append_ones(a: Operand) -> Operand:
-    shape = (a.shape[0], a.shape[1] + 1)
-    if a.data is not None:
-        return Operand(shape=shape, data=np.concatenate([a.data, np.ones((a.shape[0], 1), np.float32)], axis=1))
-    return Operand(shape=shape, tensor=a.tensor, transforms=[*a.transforms, {"append_ones": 1}])
-
-
-def check_matmul(graph: ir.Graph, op: ir.Op) -> str | None:
-    a, w = (_tensor(graph, n) for n in op.inputs[:2])
-    if len(a.shape) < 2 or len(w.shape) < 2:
-        return "MatMul with a 1-D operand: the NPU GEMM takes matrices; run it on another processor"
-    if math.prod(w.shape[:-2]) != 1:
-        return f"batched MatMul (B is {list(w.shape)}): the NPU GEMM takes one B matrix; run it elsewhere"
+def float_reason(graph: ir.Graph, op: ir.Op) -> str | None:
+    """Why a float kernel cannot take this op's tensors (they must be float32; the NPU computes them in bf16)."""
+    for t in graph.input_tensors(op) + graph.output_tensors(op):
+        if t is not None and t.dtype != "float32":
+            return f"{t.name} is {t.dtype}: NPU float kernels take float32 tensors (computed in bf16)"
     return None
 
 
-def lower_matmul(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
-    a_t, w_t = (_tensor(graph, n) for n in op.inputs[:2])
-    k, n = w_t.shape[-2:]
-    m = math.prod(a_t.shape) // k
-    a = _operand(graph, a_t.name, [{"reshape": [m, k]}], (m, k), lambda x: x.reshape(m, k))
-    w = _operand(graph, w_t.name, [{"reshape": [k, n]}], (k, n), lambda x: x.reshape(k, n))
-    y = _tensor(graph, op.outputs[0])
-    _gemm(b, op, a, w, None, {"tensor": y.name, "transforms": [{"reshape": list(y.shape)}]}, "gemm")
+Check = Callable[[ir.Graph, ir.Op], "str | None"]
+Lowering = Callable[[ProgramBuilder, ir.Graph, ir.Op], None]
+LOWERINGS: dict[str, tuple[Check, Lowering]] = {}
 
 
-def check_gemm(graph: ir.Graph, op: ir.Op) -> str | None:
-    c = _tensor(graph, op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
-    w = _tensor(graph, op.inputs[1])
-    if float(op.attrs.get("alpha", 1.0)) != 1.0 and not w.is_constant:
-        return "Gemm with alpha != 1 and a runtime B: fold alpha into B first, or run it elsewhere"
-    if c is None:
-        return None
-    if not w.is_constant:
-        return "Gemm with a bias and a runtime B: the NPU folds bias into a packed B; split off the Add first"
-    n = w.shape[0] if op.attrs.get("transB", 0) else w.shape[1]
-    rows, cols = ((1, 1) + tuple(c.shape))[-2:]
-    if not c.is_constant or rows != 1 or cols not in (1, n):
-        return f"Gemm bias {c.name} {list(c.shape)} is not a constant row of {n}: the NPU folds only per-column bias"
-    return None
+def lowers(*op_types: str, check: Check = float_reason) -> Callable[[Lowering], Lowering]:
+    """Register a lowering for `op_types`; `check(graph, op)` returns why an op instance is unsupported, or None."""
+
+    def register(fn: Lowering) -> Lowering:
+        for op_type in op_types:
+            if op_type in LOWERINGS:
+                raise ValueError(f"{op_type} is lowered twice ({LOWERINGS[op_type][1].__name__}, {fn.__name__})")
+            LOWERINGS[op_type] = (check, fn)
+        return fn
+
+    return register
 
 
-def lower_gemm(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
-    a_t, w_t = (_tensor(graph, n) for n in op.inputs[:2])
-    trans_a, trans_b = int(op.attrs.get("transA", 0)), int(op.attrs.get("transB", 0))
-    alpha, beta = float(op.attrs.get("alpha", 1.0)), float(op.attrs.get("beta", 1.0))
-    m, k = a_t.shape[::-1] if trans_a else a_t.shape
-    n = w_t.shape[0] if trans_b else w_t.shape[1]
-    a = _operand(graph, a_t.name, [{"transpose": [1, 0]}] if trans_a else [], (m, k), lambda x: x.T if trans_a else x)
-    w = _operand(
-        graph, w_t.name, [{"transpose": [1, 0]}] if trans_b else [], (k, n), lambda x: alpha * (x.T if trans_b else x)
-    )
-    bias = None
-    if len(op.inputs) > 2 and op.inputs[2]:
-        bias = beta * np.broadcast_to(np.asarray(_tensor(graph, op.inputs[2]).data, np.float32).reshape(-1), (n,))
-    _gemm(b, op, a, w, bias, {"tensor": op.outputs[0], "transforms": []}, "gemm")
+def all_of(*checks: Check) -> Check:
+    """A check that returns the first reason any of `checks` gives."""
 
+    def check(graph: ir.Graph, op: ir.Op) -> str | None:
+        return next((why for why in (c(graph, op) for c in checks) if why), None)
 
-def check_conv(graph: ir.Graph, op: ir.Op) -> str | None:
-    x, w = (_tensor(graph, n) for n in op.inputs[:2])
-    if len(x.shape) != 4:
-        return f"Conv on a {len(x.shape)}-D input: the NPU lowering handles 2-D convolutions (NCHW) only"
-    if int(op.attrs.get("group", 1)) != 1:
-        return "grouped or depthwise Conv: no NPU GEMM lowering for groups > 1; run it on another processor"
-    if not w.is_constant or any(n and not _tensor(graph, n).is_constant for n in op.inputs[2:]):
-        return "Conv with runtime weights or bias: the NPU packs Conv weights at compile time"
-    if op.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        return "Conv with auto_pad SAME_*: give explicit pads (the front end normally does)"
-    return None
-
-
-def lower_conv(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
-    """Conv as GEMM: im2col of X on the host [N*OH*OW, C*kh*kw] @ W reshaped [C*kh*kw, Cout] -> NCHW."""
-    x_t, w_t = (_tensor(graph, n) for n in op.inputs[:2])
-    y = _tensor(graph, op.outputs[0])
-    cout, c, kh, kw = w_t.shape
-    batch, _, oh, ow = y.shape
-    m, k = batch * oh * ow, c * kh * kw
-    pads = list(op.attrs.get("pads", [0, 0, 0, 0]))
-    im2col = {
-        "kernel": [kh, kw],
-        "strides": list(op.attrs.get("strides", [1, 1])),
-        "pads": pads,
-        "dilations": list(op.attrs.get("dilations", [1, 1])),
-        "output": [oh, ow],
-    }
-    a = Operand(shape=(m, k), tensor=x_t.name, transforms=[{"im2col": im2col}])
-    w = Operand(shape=(k, cout), data=np.asarray(w_t.data, np.float32).reshape(cout, k).T)
-    bias = np.asarray(_tensor(graph, op.inputs[2]).data, np.float32) if len(op.inputs) > 2 and op.inputs[2] else None
-    out = {"tensor": y.name, "transforms": [{"reshape": [batch, oh, ow, cout]}, {"transpose": [0, 3, 1, 2]}]}
-    _gemm(b, op, a, w, bias, out, "im2col+gemm")
-
-
-# ---- elementwise and softmax ---------------------------------------------------------------------------------
-
-
-def lower_elementwise(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
-    """Flatten to L elements (broadcast operands expanded to the output shape on the host first) and pad L."""
-    y = _tensor(graph, op.outputs[0])
-    size = math.prod(y.shape)
-    spec = KERNELS[BINARY.get(op.op_type) or UNARY[op.op_type]]
-    operands = []
-    for name in op.inputs[: len(spec.buffers) - 1]:
-        t = _tensor(graph, name)
-        transforms = ([] if t.shape == y.shape else [{"broadcast": list(y.shape)}]) + [{"reshape": [size]}]
-        operands.append(_operand(graph, name, transforms, (size,), lambda x: np.broadcast_to(x, y.shape).reshape(size)))
-    out = {"tensor": y.name, "shape": [size], "transforms": [{"reshape": list(y.shape)}]}
-    b.add_step(op, spec, (size,), operands, out, "eltwise")
-
-
-def check_swish(graph: ir.Graph, op: ir.Op) -> str | None:
-    if float(op.attrs.get("alpha", 1.0)) != 1.0:
-        return "Swish with alpha != 1: the NPU kernel is SiLU (alpha = 1); run it on another processor"
-    return None
-
-
-def check_softmax(graph: ir.Graph, op: ir.Op) -> str | None:
-    rank = len(_tensor(graph, op.inputs[0]).shape)
-    axis = int(op.attrs.get("axis", -1 if graph.opset >= 13 else 1))  # before opset 13 the default was 1
-    if axis not in (-1, rank - 1):
-        return f"Softmax over axis {axis} of a rank-{rank} tensor: the NPU kernel reduces the last axis only"
-    return None
-
-
-def lower_softmax(b: ProgramBuilder, graph: ir.Graph, op: ir.Op) -> None:
-    """Rows of the last axis; each row padded with -inf so padding adds nothing to the sum."""
-    y = _tensor(graph, op.outputs[0])
-    cols = y.shape[-1]
-    rows = math.prod(y.shape) // cols
-    a = _operand(graph, op.inputs[0], [{"reshape": [rows, cols]}], (rows, cols), lambda x: x.reshape(rows, cols))
-    out = {"tensor": y.name, "shape": [rows, cols], "transforms": [{"reshape": list(y.shape)}]}
-    b.add_step(op, SOFTMAX, (rows, cols), [a], out, "softmax-rows")
-
-
-def _no_check(graph: ir.Graph, op: ir.Op) -> str | None:
-    return None
-
-
-Lowering = tuple[Callable[[ir.Graph, ir.Op], str | None], Callable[[ProgramBuilder, ir.Graph, ir.Op], None]]
-LOWERINGS: dict[str, Lowering] = {
-    "MatMul": (check_matmul, lower_matmul),
-    "Gemm": (check_gemm, lower_gemm),
-    "Conv": (check_conv, lower_conv),
-    "Add": (_no_check, lower_elementwise),
-    "Mul": (_no_check, lower_elementwise),
-    "Relu": (_no_check, lower_elementwise),
-    "Gelu": (_no_check, lower_elementwise),
-    "Sigmoid": (_no_check, lower_elementwise),
-    "Tanh": (_no_check, lower_elementwise),
-    "Swish": (check_swish, lower_elementwise),
-    "Softmax": (check_softmax, lower_softmax),
-}
+    return check

@@ -60,9 +60,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ragc.cli import compile, costmodel, inspect, profile, run, simulate, validate
+    from ragc.cli import compile, costmodel, explain, inspect, profile, run, selftest, simulate, validate
 
-    for module in (compile, run, inspect, simulate, validate, profile, costmodel):
+    for module in (compile, run, inspect, simulate, validate, explain, profile, costmodel, selftest):
         main.add_command(module.command)
 
 

@@ -21,7 +21,11 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     default="latency",
     show_default=True,
     type=click.Choice(OBJECTIVES),
-    help="latency: one request soonest; throughput: pipeline stages for streams.",
+    help="latency: one request soonest; throughput: pipeline stages for streams; energy: least energy per request "
+    "(within --max-latency-ms).",
+)
+@click.option(
+    "--max-latency-ms", type=click.FloatRange(min=0, min_open=True), help="With --objective energy: the latency cap."
 )
 @click.option("--time-limit", default=5.0, show_default=True, help="Seconds the ILP may take.")
 @click.option(
@@ -43,6 +47,7 @@ def command(
     target: str | None,
     solver: str,
     objective: str,
+    max_latency_ms: float | None,
     time_limit: float,
     place: tuple[str, ...],
     cuts: tuple[str, ...],
@@ -70,6 +75,7 @@ def command(
         cut_before=cuts,
         solver=solver,
         objective=objective,
+        max_latency_ms=max_latency_ms,
         target=target,
         time_limit_s=time_limit,
         tune=tune,

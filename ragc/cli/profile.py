@@ -58,6 +58,17 @@ def show_personality(personality: Personality, console: Console) -> None:
         console.print(table)
     runs = sum(c.get("run", 0) for c in counts.values())
     console.print(f"{runs} samples came from recorded runs")
+    show_npu_stack(console)
+
+
+def show_npu_stack(console: Console) -> None:
+    """What of the XDNA NPU stack this machine has (whatever personality is shown: the stack is this machine's)."""
+    from ragc.profiler.npu_stack import npu_stack
+
+    table = Table("NPU stack on this machine", "found", "detail")
+    for finding in npu_stack():
+        table.add_row(finding.part, "yes" if finding.found else "[red]no[/]", finding.detail)
+    console.print(table)
 
 
 @click.command("profile")

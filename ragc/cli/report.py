@@ -19,12 +19,19 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
     manifest, schedule = bundle.manifest, bundle.schedule
     return {
         "predicted_ms": manifest.get("predicted_ms"),
+        "energy_mj": manifest.get("energy_mj"),
         "solver": manifest.get("solver"),
         "gap": manifest.get("gap"),
         "objective": schedule.get("objective"),
         "processors": schedule["processors"],
         "partitions": [
-            {"id": p["id"], "device": p["device"], "ops": p["ops"], "predicted_ms": p.get("predicted_ms")}
+            {
+                "id": p["id"],
+                "device": p["device"],
+                "ops": p["ops"],
+                "predicted_ms": p.get("predicted_ms"),
+                "energy_mj": p.get("predicted_energy_mj"),
+            }
             for p in schedule["partitions"]
         ],
         "transfers": schedule.get("transfers", []),
@@ -34,16 +41,39 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
     }
 
 
+def simulation_summary(plan_dir: str | Path) -> dict[str, Any]:
+    """The stable `ragc simulate --json` view: plan latency and energy, each partition's span and active energy
+    (simulated on the compiled-for chip; the plan's energy also counts every processor's idle power)."""
+    from runtime_min.manifest import read_bundle
+
+    bundle = read_bundle(plan_dir)
+    return {
+        "predicted_ms": bundle.manifest.get("predicted_ms"),
+        "energy_mj": bundle.manifest.get("energy_mj"),
+        "partitions": [
+            {
+                "id": p["id"],
+                "device": p["device"],
+                "start_ms": p.get("predicted_start_ms"),
+                "finish_ms": p.get("predicted_finish_ms"),
+                "energy_mj": p.get("predicted_energy_mj"),
+            }
+            for p in bundle.schedule["partitions"]
+        ],
+    }
+
+
 def print_partitions(plan_dir: str | Path, console: Console | None = None, verify_hashes: bool = True) -> None:
     summary = plan_summary(plan_dir, verify_hashes)
     table = Table(title=f"plan {plan_dir} (solver {summary['solver']})")
-    for column in ("partition", "processor", "ops", "first op", "predicted ms"):
-        table.add_column(column, justify="right" if column in ("ops", "predicted ms") else "left")
+    for column in ("partition", "processor", "ops", "first op", "predicted ms", "energy mJ"):
+        table.add_column(column, justify="right" if column in ("ops", "predicted ms", "energy mJ") else "left")
     for p in summary["partitions"]:
-        table.add_row(
-            p["id"], p["device"], str(len(p["ops"])), p["ops"][0] if p["ops"] else "-", _ms(p["predicted_ms"])
-        )
-    table.caption = f"predicted latency {_ms(summary['predicted_ms'])} ms; {len(summary['transfers'])} transfers"
+        first = p["ops"][0] if p["ops"] else "-"
+        table.add_row(p["id"], p["device"], str(len(p["ops"])), first, _ms(p["predicted_ms"]), _ms(p["energy_mj"]))
+    energy = "" if summary["energy_mj"] is None else f", {_ms(summary['energy_mj'])} mJ per request"
+    transfers = len(summary["transfers"])
+    table.caption = f"predicted latency {_ms(summary['predicted_ms'])} ms{energy}; {transfers} transfers"
     console = console or Console()
     console.print(table)
     if any(c.get("measured_ms") is not None for c in summary["candidates"]):
@@ -81,10 +111,16 @@ def print_simulation(plan_dir: str | Path, console: Console | None = None, width
         bar = " " * left + "█" * (right - left)
         table.add_row(p["id"], p["device"], f"{start:.3f}", f"{finish:.3f}", bar)
     console.print(table)
-    console.print(f"plan: {_ms(manifest.get('predicted_ms'))} ms predicted ({manifest.get('solver')})")
+    energy = manifest.get("energy_mj")
+    shown = "" if energy is None else f", {energy:.3f} mJ per request"
+    console.print(f"plan: {_ms(manifest.get('predicted_ms'))} ms predicted{shown} ({manifest.get('solver')})")
+    energies = manifest.get("baselines_energy_mj", {})
     for device, ms in sorted(manifest.get("baselines_ms", {}).items()):
         ratio = ms / manifest["predicted_ms"] if manifest.get("predicted_ms") else float("nan")
-        console.print(f"  {device} alone (CPU for what it cannot run): {ms:.3f} ms, {ratio:.2f}x the plan")
+        mj = f", {energies[device]:.3f} mJ" if device in energies else ""
+        console.print(f"  {device} alone (CPU for what it cannot run): {ms:.3f} ms{mj}, {ratio:.2f}x the plan")
+    if manifest.get("chip_id", "").startswith("target-"):
+        console.print("all times and energies are simulated from the target file's figures; nothing ran")
 
 
 def random_feeds(specs, seed: int = 0) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -9,13 +10,17 @@ import click
 
 @click.command("simulate")
 @click.argument("plan", type=click.Path(path_type=Path))
-def command(plan: Path) -> None:
-    """Print PLAN's predicted timeline on the chip it was compiled for, against each processor alone.
+@click.option("--json", "as_json", is_flag=True, help="Print {predicted_ms, energy_mj, partitions: [...]} as JSON.")
+def command(plan: Path, as_json: bool) -> None:
+    """Print PLAN's predicted timeline and energy on the chip it was compiled for, against each processor alone.
 
     \b
     Example:
       ragc simulate plan-hx370/
     """
-    from ragc.cli.report import print_simulation
+    from ragc.cli.report import print_simulation, simulation_summary
 
-    print_simulation(plan)
+    if as_json:
+        click.echo(json.dumps(simulation_summary(plan), indent=1, sort_keys=True))
+    else:
+        print_simulation(plan)

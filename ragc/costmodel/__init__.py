@@ -8,6 +8,8 @@ from collections.abc import Callable
 from ragc.costmodel.features import epilogue_ops, family_of_features, op_features
 from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
+from ragc.costmodel.npu import XdnaTiming
+from ragc.costmodel.npu_ops import npu_absorbed, npu_op_ms
 from ragc.costmodel.roofline import roofline_ms
 from ragc.ir import Graph, Op
 from ragc.personality.store import Personality
@@ -22,7 +24,10 @@ class CostModel:
     def __init__(self, personality: Personality, extra_samples: dict[str, list[dict]] | None = None):
         self.personality = personality
         self.models: dict[str, DeviceModel | None] = {}
+        self.npu = XdnaTiming.from_params(personality.data["npu"]) if "npu" in personality.data else None
         for device in personality.devices:
+            if device == "npu" and self.npu is not None:
+                continue  # the XDNA model prices the NPU (ragc.costmodel.npu_ops)
             samples = personality.samples(device) + (extra_samples or {}).get(device, [])
             spec = personality.device(device)
             if len(samples) >= MIN_SAMPLES:
@@ -46,7 +51,10 @@ class CostModel:
 
     def graph_ms(self, graph: Graph, device: str) -> dict[str, float]:
         """Ms of every op of the graph on `device` inside a partition (Personality.op_ms of its kernel); epilogues
-        and fused elementwise ops (inside another op's kernel) and metadata ops cost nothing."""
+        and fused elementwise ops (inside another op's kernel) and metadata ops cost nothing. The NPU of a
+        personality with an `npu` section is priced by the XDNA model."""
+        if device == "npu" and self.npu is not None:
+            return npu_op_ms(graph, self.npu)
         fused = absorbed_ops(graph, device)
         feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
@@ -57,7 +65,10 @@ class CostModel:
 
 def absorbed_ops(graph: Graph, device: str) -> set[str]:
     """Ops that run inside another op's kernel on `device` and so cost nothing of their own: ragc's GPU codegen
-    fuses elementwise trees and conv/gemm epilogues; onnxruntime (and the NPU) fold conv/gemm epilogues."""
+    fuses elementwise trees and conv/gemm epilogues, the NPU elementwise chains into GEMM epilogues (codegen.npu.fuse);
+    onnxruntime folds conv/gemm epilogues."""
+    if device == "npu":
+        return npu_absorbed(graph)
     if device == "gpu":
         from codegen.gpu.fuse import fuse
 

@@ -1,6 +1,6 @@
-"""An "xclbin-ref-v2" NPU program as both NPU backends run it: load it (weights from the tensor store), lay tensors
-out into padded bf16 kernel buffers on the host (im2col, reshape, broadcast), call each kernel in order, and cut
-the results back out."""
+"""An "xclbin-ref-v2" NPU program as both NPU backends run it: load it (weights from the tensor store, its segments
+and launch costs checked), lay tensors out into padded kernel buffers on the host (im2col, reshape, broadcast,
+spatial padding), call each kernel in order, rename the alias steps' tensors, and cut the results back out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from runtime_min.errors import BundleError, InputError
 from runtime_min.format import from_bf16_bits, to_bf16_bits
 from runtime_min.manifest import Bundle, Partition
 
-STORAGE = {"bfloat16": np.dtype("<u2"), "float32": np.dtype("<f4")}  # how each buffer dtype sits in memory
+STORAGE = {  # how each buffer dtype sits in memory
+    "bfloat16": np.dtype("<u2"),
+    "float32": np.dtype("<f4"),
+    "int8": np.dtype("i1"),
+    "int32": np.dtype("<i4"),
+}
+WEIGHT_DTYPES = {"bfloat16": "uint16", "int8": "int8"}  # weight entry dtype -> how the tensor store holds it
+LAUNCH_KEYS = ("runlist_entry_ms", "cold_start_ms", "idle_power_down_ms")
 
 MAX_ELEMENTS = 1 << 28  # no NPU buffer or host layout of a bundle may hold more (1 GiB of fp32)
 KernelCall = Callable[[dict[str, Any], list[np.ndarray]], np.ndarray]  # (step, input buffers) -> output buffer
@@ -28,8 +35,14 @@ class NpuProgram:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     steps: list[dict[str, Any]]
-    weights: dict[str, np.ndarray]  # key -> padded bf16 bits (uint16), in kernel layout
-    launch: dict[str, Any]  # the simulator's per-launch costs, as the compiler's XDNA model gave them
+    weights: dict[str, np.ndarray]  # key -> padded values in storage layout (bf16 as uint16 bits), kernel layout
+    segments: list[dict[str, Any]]  # run lists: kernel step indices sharing an xclbin, with their launch costs
+    launch: dict[str, float]  # per-command, cold start and power-down figures of the compiler's XDNA model
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The kernel steps (alias steps left out), in order."""
+        return [s for s in self.steps if "kernel" in s]
 
     def data_args(self, step: dict[str, Any]) -> list[dict[str, Any]]:
         """The step's data-buffer arguments (inputs then output) in call order."""
@@ -41,17 +54,23 @@ def load_program(partition: Partition, bundle: Bundle) -> NpuProgram:
     where = f"partition {partition.id} ({partition.artifact.main})"
     program = bundle.read_json(partition.artifact.main, where)
     try:
-        weights = {
-            key: bundle.store.tensor({**e, "dtype": "uint16"}, f"{where} weight {key!r}")
-            for key, e in fmt.need(program, "weights", dict, where).items()
-        }
+        weights = {}
+        for key, entry in fmt.need(program, "weights", dict, where).items():
+            dtype = fmt.need_str(entry, "dtype", f"{where} weight {key!r}", tuple(WEIGHT_DTYPES))
+            weights[key] = bundle.store.tensor({**entry, "dtype": WEIGHT_DTYPES[dtype]}, f"{where} weight {key!r}")
+        steps = fmt.need_list(program, "steps", where, dict)
+        launch = fmt.need(program, "launch", dict, where)
+        for key in LAUNCH_KEYS:
+            if fmt.need_number(launch, key, f"{where} launch") is None:
+                raise fmt.bad(where, f"launch {key!r} is missing")
         loaded = NpuProgram(
             fmt.need_str(program, "device", where, ("npu", "npu2")),
             fmt.need_list(program, "inputs", where, dict),
             fmt.need_list(program, "outputs", where, dict),
-            fmt.need_list(program, "steps", where, dict),
+            steps,
             weights,
-            fmt.need(program, "launch", dict, where),
+            _segments(program, steps, where),
+            {k: float(launch[k]) for k in LAUNCH_KEYS},
         )
         for step in loaded.steps:
             _check_step(loaded, step, where)
@@ -68,6 +87,9 @@ def load_program(partition: Partition, bundle: Bundle) -> NpuProgram:
 def _check_step(program: NpuProgram, step: dict[str, Any], where: str) -> None:
     """Every buffer a step makes is bounded and of a known dtype; every weight it names exists."""
     where = f"{where} step {step.get('op')!r}"
+    if "kernel" not in step:  # an alias step: a reshape of a tensor it names
+        fmt.need_shape(fmt.need(step, "alias", dict, where), "shape", where)
+        return
     for arg in program.data_args(step):
         shape = fmt.need_shape(arg, "shape", where)
         dtype = fmt.need_str(arg, "dtype", where, tuple(STORAGE))
@@ -84,14 +106,35 @@ def _check_step(program: NpuProgram, step: dict[str, Any], where: str) -> None:
     fmt.need_shape(fmt.need(step, "output", dict, where), "shape", where)
 
 
+def _segments(program: dict[str, Any], steps: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """The run lists, checked: every kernel step in exactly one, in order, each with its launch costs."""
+    segments = fmt.need_list(program, "segments", where, dict)
+    covered = []
+    for k, segment in enumerate(segments):
+        at = f"{where} segment {k}"
+        indices = fmt.need_list(segment, "steps", at, int)
+        if not indices:
+            raise fmt.bad(at, "it lists no steps")
+        for key in ("context_switch_ms", "host_sync_ms"):
+            if fmt.need_number(segment, key, at) is None:
+                raise fmt.bad(at, f"{key!r} is missing")
+        covered += indices
+    calls = [i for i, step in enumerate(steps) if "kernel" in step]
+    if covered != calls:
+        raise fmt.bad(where, "its segments do not list every kernel step once, in order")
+    return segments
+
+
 def encode(values: np.ndarray, dtype: str) -> np.ndarray:
-    """fp32 values -> a buffer's storage (bf16 bits rounded to nearest even, or fp32)."""
+    """Values -> a buffer's storage (bf16 bits rounded to nearest even, fp32, or the integers as they are)."""
     return to_bf16_bits(values) if dtype == "bfloat16" else np.ascontiguousarray(values, dtype=STORAGE[dtype])
 
 
 def decode(storage: np.ndarray, dtype: str) -> np.ndarray:
-    """A buffer's storage -> fp32 values."""
-    return from_bf16_bits(storage) if dtype == "bfloat16" else np.asarray(storage, dtype=np.float32)
+    """A buffer's storage -> its values: fp32 for float buffers, the integers for int8 / int32 ones."""
+    if dtype == "bfloat16":
+        return from_bf16_bits(storage)
+    return np.asarray(storage, dtype=np.float32 if dtype == "float32" else STORAGE[dtype])
 
 
 def im2col(
@@ -128,13 +171,17 @@ def apply_transforms(x: np.ndarray, transforms: list[dict[str, Any]]) -> np.ndar
             x = np.concatenate([x, np.ones(x.shape[:-1] + (arg,), x.dtype)], axis=-1)
         elif name == "im2col":
             x = im2col(x, **arg)
+        elif name == "group_columns":  # [M, G*K] -> [G, M, K]
+            x = x.reshape(x.shape[0], arg, -1).transpose(1, 0, 2)
+        elif name == "pad_spatial":  # NCHW, [top, left, bottom, right] zeros
+            x = np.pad(x, ((0, 0), (0, 0), (arg[0], arg[2]), (arg[1], arg[3])))
         else:
             raise BundleError(f"unknown host transform {name!r} in NPU program: recompile with this ragc version")
     return x
 
 
 def pad_to(x: np.ndarray, shape: list[int], pad_value: str) -> np.ndarray:
-    out = np.full(shape, float(pad_value), dtype=np.float32)
+    out = np.full(shape, float(pad_value), dtype=np.float32 if x.dtype.kind == "f" else x.dtype)
     out[tuple(slice(0, s) for s in x.shape)] = x
     return out
 
@@ -161,7 +208,8 @@ def output_tensor(program: NpuProgram, step: dict[str, Any], storage: np.ndarray
     out, arg = step["output"], program.data_args(step)[-1]
     values = decode(storage.reshape(arg["shape"]), arg["dtype"])
     values = values[tuple(slice(0, s) for s in out["shape"])]
-    return np.ascontiguousarray(apply_transforms(values, out["transforms"]), dtype=np.float32)
+    kind = np.float32 if values.dtype.kind == "f" else values.dtype
+    return np.array(apply_transforms(values, out["transforms"]), dtype=kind, order="C")  # never a view of a buffer
 
 
 def check_feeds(program: NpuProgram, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -185,6 +233,10 @@ def run_program(program: NpuProgram, feeds: dict[str, np.ndarray], call: KernelC
     tensors = check_feeds(program, feeds)
     for step in program.steps:
         try:
+            if "alias" in step:
+                alias = step["alias"]
+                tensors[alias["tensor"]] = tensors[alias["source"]].reshape(alias["shape"])
+                continue
             storage = call(step, input_buffers(program, step, tensors))
             tensors[step["output"]["tensor"]] = output_tensor(program, step, storage)
         except (KeyError, ValueError, TypeError, IndexError, AttributeError, MemoryError) as exc:

@@ -10,14 +10,21 @@ AIE_Buffer; bindings in XRT src/python/pybind11/src/pyxrt.cpp):
 Hardware contexts are opened once per xclbin and shared by every step that uses it; an XDNA array holds at most
 6 (XDNA) or 16 (XDNA2) at a time, so a plan needing more xclbins than that cannot start here.
 
-Copies: each non-weight input is copied once into its host_only bo (`bo.write`) and each result once out of it
-(`bo.read`); `copy_stats` counts them. No zero-copy path: user-pointer bos exist only as `pyxrt.ext.bo(device,
-userptr, size)` in recent XRT (a `void*` that pybind11 accepts only as a PyCapsule), and the data this backend
-hands the NPU are fresh bf16 conversions (xdna_program.run_program), not caller memory that could be shared.
+Buffers: where pyxrt has user-pointer bos (`pyxrt.ext.bo(device, userptr, size)`, recent XRT; the `void*` goes
+in as a PyCapsule), every data buffer is a page-aligned host array allocated once at prepare with a bo over that
+same memory: inputs are laid out straight into it and results read as views of it, so the `bo.write` and
+`bo.read` copies are avoided (`copy_stats` counts them as avoided). Otherwise each input is copied once into its
+host_only bo (`bo.write`) and each result once out of it (`bo.read`).
+
+Launches: each step is its own run (submit, wait), because the host lays out each step's inputs from the previous
+steps' results (padding, im2col, reshapes); the compiler's timing model and the simulator assume each segment
+(consecutive steps of one xclbin) runs as one run list with those layouts done by the DMAs, as a compiled design
+would. That gap is listed in docs/npu.md.
 """
 
 from __future__ import annotations
 
+import ctypes
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,21 @@ from runtime_min.manifest import Bundle, Partition
 from runtime_min.options import LoadOptions
 
 MAX_HW_CONTEXTS = {"npu": 6, "npu2": 16}  # hardware contexts an XDNA (npu) or XDNA2 (npu2) array holds at once
+PAGE = 4096  # user-pointer bos must start on a page
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.restype, _capsule.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+
+
+def has_user_pointer_bos(xrt: Any) -> bool:
+    """Whether this pyxrt builds bos over host memory (pyxrt.ext.bo)."""
+    return hasattr(getattr(xrt, "ext", None), "bo")
+
+
+def aligned_bytes(nbytes: int) -> np.ndarray:
+    """A zeroed, page-aligned host array of `nbytes` bytes."""
+    raw = np.zeros(nbytes + PAGE, np.uint8)
+    start = -raw.ctypes.data % PAGE
+    return raw[start : start + nbytes]
 
 
 def read_instructions(path: Path) -> np.ndarray:
@@ -63,15 +85,18 @@ class _Step:
         self.instr.write(insts, 0)
         self.instr.sync(to_device)
         self.args = program.data_args(step)
-        self.bos = [
-            xrt.bo(device, a["bytes"], xrt.bo.host_only, self.kernel.group_id(a["group_id"])) for a in self.args
-        ]
-        self.constant = ["weight" in entry for entry in step["inputs"]]
+        self.constant = ["weight" in entry for entry in step["inputs"]] + [False]
+        self.host = [aligned_bytes(a["bytes"]) for a in self.args] if has_user_pointer_bos(xrt) else None
+        if self.host is not None:  # bos over the host arrays: no bo.write / bo.read copies
+            self.bos = [xrt.ext.bo(device, _capsule(h.ctypes.data, None, None), h.nbytes) for h in self.host]
+        else:
+            groups = [self.kernel.group_id(a["group_id"]) for a in self.args]
+            self.bos = [xrt.bo(device, a["bytes"], xrt.bo.host_only, g) for a, g in zip(self.args, groups, strict=True)]
         self.stats = CopyStats()  # runs are counted by the executable
-        for bo, entry in zip(self.bos, step["inputs"], strict=False):
+        for i, entry in enumerate(step["inputs"]):
             if "weight" in entry:  # weights go to the device once
-                bo.write(program.weights[entry["weight"]], 0)
-                bo.sync(to_device)
+                self._fill(i, program.weights[entry["weight"]])
+                self.bos[i].sync(to_device)
 
     def __call__(self, op: str, buffers: list[np.ndarray]) -> np.ndarray:
         try:
@@ -79,26 +104,39 @@ class _Step:
         except RuntimeError as exc:  # pyxrt reports driver and DMA errors as RuntimeError
             raise DeviceFailure(f"NPU kernel for {op} failed ({exc}): check `xrt-smi examine`, then reload") from exc
 
+    def _fill(self, i: int, data: np.ndarray) -> None:
+        """Put one input's bytes where its bo reads them: into the shared host array, else through bo.write."""
+        raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if self.host is not None:
+            self.host[i][:] = raw
+        else:
+            self.bos[i].write(raw, 0)
+
     def _execute(self, op: str, buffers: list[np.ndarray]) -> np.ndarray:
         xrt = self.xrt
-        for bo, buf, constant in zip(self.bos, buffers, self.constant, strict=False):
+        for i, (buf, constant) in enumerate(zip(buffers, self.constant, strict=False)):
             if not constant:
-                bo.write(np.ascontiguousarray(buf), 0)
-                self.stats.count(1, buf.nbytes)
-                bo.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE)
+                self._fill(i, buf)
+                self.stats.count(0 if self.host is not None else 1, buf.nbytes, avoided=int(self.host is not None))
+                self.bos[i].sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE)
         state = self.kernel(3, self.instr, self.n_words, *self.bos).wait()
         if state != xrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:
             raise DeviceFailure(f"NPU kernel for {op} ended in state {state}: check `xrt-smi examine`, then reload")
         out, arg = self.bos[-1], self.args[-1]
         out.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE)
-        self.stats.count(1, arg["bytes"])
-        return np.asarray(out.read(arg["bytes"], 0)).view(STORAGE[arg["dtype"]]).reshape(arg["shape"])
+        if self.host is not None:  # output_tensor decodes it into a fresh array before the next run refills it
+            self.stats.count(0, arg["bytes"], avoided=1)
+            raw = self.host[-1]
+        else:
+            self.stats.count(1, arg["bytes"])
+            raw = np.asarray(out.read(arg["bytes"], 0))
+        return raw.view(STORAGE[arg["dtype"]]).reshape(arg["shape"])
 
 
 class NpuXrtExecutable(Executable):
     def __init__(self, program: NpuProgram, steps: list[_Step]) -> None:
         self.program = program
-        self.steps = {s["op"]: step for s, step in zip(program.steps, steps, strict=True)}
+        self.steps = {s["op"]: step for s, step in zip(program.calls, steps, strict=True)}
         self._timings: list[StepTiming] = []
         self._runs = 0
 
@@ -162,7 +200,7 @@ class NpuXrtBackend(Backend):
 
     def prepare(self, partition: Partition, bundle: Bundle) -> NpuXrtExecutable:
         program = load_program(partition, bundle)
-        located = [self.locate(step["kernel"]) for step in program.steps]
+        located = [self.locate(step["kernel"]) for step in program.calls]
         limit = MAX_HW_CONTEXTS[program.device]
         needed = set(self.kernels) | {xclbin for xclbin, _ in located}
         if len(needed) > limit:
@@ -171,7 +209,7 @@ class NpuXrtBackend(Backend):
                 "contexts: place fewer distinct NPU kernels (recompile)"
             )
         steps = []
-        for step, (xclbin, insts) in zip(program.steps, located, strict=True):
+        for step, (xclbin, insts) in zip(program.calls, located, strict=True):
             try:
                 if xclbin not in self.kernels:
                     self.kernels[xclbin] = _Kernel(self.xrt, self.xrt_device, xclbin, step["kernel"]["kernel_name"])
@@ -186,7 +224,8 @@ class NpuXrtBackend(Backend):
         return NpuXrtExecutable(program, steps)
 
     def describe(self) -> str:
-        return f"npu (XDNA through pyxrt, {len(self.kernels)} hardware contexts open)"
+        buffers = "user-pointer bos" if has_user_pointer_bos(self.xrt) else "host_only bos"
+        return f"npu (XDNA through pyxrt, {len(self.kernels)} hardware contexts open, {buffers})"
 
     def close(self) -> None:
         self.kernels.clear()

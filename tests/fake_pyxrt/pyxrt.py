@@ -9,16 +9,22 @@ layout (instructions: cacheable, group_id(1); data: host_only, group_id(3 + i)),
 instruction count that is not the instruction buffer's 32-bit words, a buffer of the wrong size, data not synced
 to the device before the run, or a result read before it is synced back.
 
-A stand-in xclbin is a JSON file (written by the tests) naming its kernel and data buffers; the kernel call
-computes that kernel's result in numpy from the device copies of the buffers, so outputs can be checked.
-`configure(no_device=..., wait_state=...)` simulates a machine without an NPU or a run that fails.
+A stand-in xclbin is a JSON file (written by the tests) listing the modes of a family xclbin, keyed by the first
+word of the instruction stream; the kernel call computes that mode's result in numpy from the device copies of
+the buffers, so outputs can be checked.
+`configure(no_device=..., wait_state=..., user_pointers=...)` simulates a machine without an NPU, a run that fails,
+or an older XRT without user-pointer bos (`ext.bo(device, userptr, size)`: a bo over the caller's memory, the
+pointer passed as a PyCapsule, as pybind11 takes a `void*`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import json
 import math
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -33,11 +39,16 @@ class ProtocolError(AssertionError):
 
 def reset() -> None:
     CALLS.clear()
-    _CONFIG.clear()
+    configure()
 
 
-def configure(*, no_device: bool = False, wait_state: ert_cmd_state | None = None) -> None:
+def configure(*, no_device: bool = False, wait_state: ert_cmd_state | None = None, user_pointers: bool = True) -> None:
     _CONFIG.update(no_device=no_device, wait_state=wait_state)
+    module = sys.modules[__name__]
+    if user_pointers and not hasattr(module, "ext"):
+        module.ext = _EXT
+    elif not user_pointers and hasattr(module, "ext"):
+        del module.ext
 
 
 def _record(call: str, **details: Any) -> None:
@@ -159,6 +170,36 @@ class bo:  # noqa: N801
         return self.nbytes
 
 
+class _UserPointerBo(bo):
+    """ext.bo over caller memory: the host side *is* that memory (no copy into the bo)."""
+
+    def __init__(self, dev: device, userptr: Any, size: int) -> None:
+        _record("ext.bo", size=size)
+        _require(isinstance(dev, device), "ext.bo(device, userptr, size)")
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype, get.argtypes = ctypes.c_void_p, (ctypes.py_object, ctypes.c_char_p)
+        _require(type(userptr).__name__ == "PyCapsule", "ext.bo takes the user pointer as a PyCapsule (void*)")
+        address = get(userptr, None)
+        _require(address % 4096 == 0, "user-pointer bos must start on a page boundary")
+        self.nbytes, self.flag, self.group = int(size), bo.host_only, None
+        self.host = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+        self.dev = bytearray(self.nbytes)
+        self.host_newer = self.dev_newer = False
+
+    def write(self, data: Any, seek: int) -> None:
+        self.host_newer = True
+        super().write(data, seek)
+
+    def sync(self, direction: xclBOSyncDirection) -> None:
+        if direction is xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE:
+            self.host_newer = True  # the caller wrote the shared memory directly
+        super().sync(direction)
+
+
+_EXT = types.SimpleNamespace(bo=_UserPointerBo)
+ext = _EXT
+
+
 class run:  # noqa: N801
     def __init__(self, state: ert_cmd_state) -> None:
         self.final = state
@@ -184,6 +225,7 @@ def _logistic(x: np.ndarray) -> np.ndarray:
 
 _MATH = {
     "matmul": lambda a, b: a @ b,
+    "gemv": lambda a, b: a @ b,
     "add": lambda a, b: a + b,
     "mul": lambda a, b: a * b,
     "relu": lambda x: np.where(x > 0, x, 0),
@@ -193,6 +235,16 @@ _MATH = {
     "swish": lambda x: x * _logistic(x),
     "softmax": lambda x: _normalise(np.exp(x - x.max(-1, keepdims=True))),
 }
+
+
+_INTS = {"int8": np.int8, "int32": np.int32}
+_ARITY = {"matmul": 2, "gemv": 2}  # stand-in xclbins compute the plain op (no epilogue operands)
+
+
+def _values(raw: bytes, want: dict[str, Any]) -> np.ndarray:
+    if want["dtype"] in _INTS:
+        return np.frombuffer(raw, _INTS[want["dtype"]]).astype(np.int64).reshape(want["shape"])
+    return _bf16(np.frombuffer(raw, np.uint16)).reshape(want["shape"])
 
 
 def _normalise(e: np.ndarray) -> np.ndarray:
@@ -208,7 +260,8 @@ class kernel:  # noqa: N801
 
     def group_id(self, index: int) -> int:
         _record("kernel.group_id", index=index)
-        _require(0 <= index < 3 + len(self.spec["buffers"]), f"argument {index} out of range")
+        most = max(len(m["buffers"]) for m in self.spec["modes"].values())
+        _require(0 <= index < 3 + most, f"argument {index} out of range")
         return index
 
     def __call__(self, *args: Any) -> run:
@@ -217,32 +270,44 @@ class kernel:  # noqa: N801
         _require(opcode == 3, f"opcode {opcode}, NPU transaction kernels take 3")
         _require(instr.flag is bo.cacheable and instr.group == 1, "instruction bo must be cacheable on group_id(1)")
         _require(not instr.host_newer and count == instr.nbytes // 4, "instruction count/sync does not match its bo")
-        buffers = self.spec["buffers"]
+        mode = f"{int.from_bytes(bytes(instr.dev[:4]), 'little'):08x}"  # the runtime parameter picking the op
+        _require(mode in self.spec["modes"], f"instruction stream selects mode {mode}, not in the xclbin")
+        spec = self.spec["modes"][mode]
+        buffers = spec["buffers"]
         _require(len(data) == len(buffers), f"{len(data)} data bos, the kernel takes {len(buffers)}")
         for i, (b, want) in enumerate(zip(data, buffers, strict=True)):
-            _require(b.flag is bo.host_only and b.group == 3 + i, f"data bo {i} must be host_only on group_id({3 + i})")
+            shared = isinstance(b, _UserPointerBo)
+            _require(
+                b.flag is bo.host_only and (shared or b.group == 3 + i),
+                f"data bo {i} must be host_only on group_id({3 + i})",
+            )
             _require(b.nbytes == want["bytes"], f"data bo {i} is {b.nbytes} B, the kernel takes {want['bytes']} B")
             _require(not b.host_newer, f"data bo {i} written but not synced to the device")
-        values = [
-            _bf16(np.frombuffer(bytes(b.dev), np.uint16)).reshape(w["shape"])
-            for b, w in zip(data[:-1], buffers[:-1], strict=True)
-        ]
-        result = _MATH[self.spec["kind"]](*values)
+        values = [_values(bytes(b.dev), w) for b, w in zip(data[:-1], buffers[:-1], strict=True)]
+        result = _MATH[spec["kind"]](*values[: _ARITY.get(spec["kind"], len(values))])
+        for kind, operand in spec.get("epilogue", []):  # bias / add / mul read data bo `operand`
+            result = (
+                result + values[operand]
+                if kind in ("bias", "add")
+                else _MATH[kind](result, values[operand])
+                if kind == "mul"
+                else _MATH[kind](result)
+            )
         out, want = data[-1], buffers[-1]
-        raw = result.astype(np.float32) if want["dtype"] == "float32" else _to_bf16(result)
+        raw = _to_bf16(result) if want["dtype"] == "bfloat16" else result.astype(_INTS.get(want["dtype"], np.float32))
         out.dev[:] = raw.tobytes()
         out.dev_newer = True
         return run(_CONFIG.get("wait_state") or ert_cmd_state.ERT_CMD_STATE_COMPLETED)
 
 
-def write_xclbin(path: str, kind: str, buffers: list[dict[str, Any]], kernel_name: str = "MLIR_AIE") -> None:
-    """Write a stand-in xclbin for a kernel reference (buffers: dtype, shape, bytes of each data argument)."""
-    spec = {
-        "uuid": f"fake:{path}",
-        "kernel_name": kernel_name,
-        "kind": kind,
-        "buffers": [{k: b[k] for k in ("dtype", "shape", "bytes")} for b in buffers],
-    }
-    assert all(b["bytes"] == math.prod(b["shape"]) * (2 if b["dtype"] == "bfloat16" else 4) for b in buffers)
+def write_xclbin(path: str, modes: dict[str, dict[str, Any]], kernel_name: str = "MLIR_AIE") -> None:
+    """Write a stand-in xclbin: `modes` maps the first instruction word (8 hex digits, the runtime parameter that
+    picks the op of a family xclbin) to {"kind", "buffers" (dtype, shape, bytes of each data argument),
+    "epilogue" (optional [kind, data argument index] pairs applied after the op: bias/add/mul read that argument,
+    activations none)}."""
+    sizes = {"bfloat16": 2, "float32": 4, "int8": 1, "int32": 4}
+    for mode in modes.values():
+        assert all(b["bytes"] == math.prod(b["shape"]) * sizes[b["dtype"]] for b in mode["buffers"])
+    spec = {"uuid": f"fake:{path}", "kernel_name": kernel_name, "modes": modes}
     with open(path, "w") as f:
         json.dump(spec, f)
