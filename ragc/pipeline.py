@@ -119,11 +119,13 @@ def tune(c: Compilation) -> None:
     measured best (timings reused from the personality when it has them). A cross-compile relies on the model."""
     from ragc.personality.store import current_chip_id
     from ragc.placement.candidates import candidates
+    from ragc.profiler.tune import kept_plan
     from ragc.profiler.tune import tune as time_candidates
 
     if c.placement is None:
         return
-    c.candidates = candidates(c.problem, c.placement, c.options.objective, c.options.time_limit_s)
+    kept = kept_plan(c.personality, c.loaded.source_sha256, c.options.objective)
+    c.candidates = candidates(c.problem, c.placement, c.options.objective, c.options.time_limit_s, kept)
     here = not c.personality.is_target and c.personality.chip_id == current_chip_id()
     if not (c.options.tune and here and len(c.devices) > 1 and len(c.candidates) > 1):
         return

@@ -90,3 +90,22 @@ def test_no_tune_and_cross_compiles_time_nothing(this_chip, tmp_path, monkeypatc
     assert "measured_ms" not in plain and all(c["measured_ms"] is None for c in plain["candidates"])
     cross = compile_model(TINYNET, tmp_path / "b", target="ryzen-ai-9-hx-370").bundle
     assert "measured_ms" not in json.loads((cross / "manifest.json").read_text())
+
+
+def test_the_plan_kept_last_time_stays_a_candidate(this_chip, tmp_path):
+    from ragc.placement.candidates import candidates
+    from ragc.placement.problem import Edge, PlacementProblem, Unit
+
+    units = [Unit("a", ["a"], {"cpu": 1.0, "gpu": 0.5}), Unit("b", ["b"], {"cpu": 1.0, "gpu": 0.5})]
+    problem = PlacementProblem(units, [Edge("a", "b", 1000)], ["cpu", "gpu"], lambda s, d, n: 0.1)
+    odd = {"a": "gpu", "b": "cpu"}
+    found = candidates(problem, tuning_free_solve(problem), "latency", 1.0, odd)
+    assert found[-1].name == "previous" and found[-1].placement.assignment == odd
+    same = candidates(problem, tuning_free_solve(problem), "latency", 1.0, {"a": "gpu", "b": "gpu"})
+    assert "previous" not in [c.name for c in same]  # equal to gpu-first: that name stays
+
+
+def tuning_free_solve(problem):
+    from ragc.placement import solve
+
+    return solve(problem, "auto", "latency", 1.0)

@@ -28,16 +28,27 @@ class Candidate:
 def device_first(problem: PlacementProblem, device: str) -> Placement | None:
     """Every unit `device` can run there, the rest on the CPU; None when a --place rule forbids that."""
     assignment = {u.name: device if problem.supported(u, device) else "cpu" for u in problem.units}
-    if any(not problem.supported(u, assignment[u.name]) for u in problem.units):
+    return assigned(problem, assignment, f"{device}-first" if device != "cpu" else "cpu-only")
+
+
+def assigned(problem: PlacementProblem, assignment: dict[str, str], name: str) -> Placement | None:
+    """The plan of a given assignment (units in graph order on each device), or None when it does not fit the
+    problem (other units, or a device that cannot run one of them)."""
+    units = {u.name: u for u in problem.units}
+    if set(assignment) != set(units) or any(not problem.supported(units[n], d) for n, d in assignment.items()):
         return None
     order = {d: [u.name for u in problem.units if assignment[u.name] == d] for d in problem.devices}
     placement = simulate(problem, assignment, order)
-    placement.solver = f"{device}-first" if device != "cpu" else "cpu-only"
+    placement.solver = name
     return placement
 
 
-def candidates(problem: PlacementProblem, chosen: Placement, objective: str, time_limit_s: float) -> list[Candidate]:
-    """The plans worth timing, the solver's own first; throughput plans get the single-processor ones beside it."""
+def candidates(
+    problem: PlacementProblem, chosen: Placement, objective: str, time_limit_s: float, kept: dict[str, str] | None
+) -> list[Candidate]:
+    """The plans worth timing, the solver's own first and the one kept last time for this model last (so a recompile
+    after the cost model learnt more can never keep a plan slower than before); throughput plans get the
+    single-processor ones beside the solver's."""
     found = [Candidate("solver", chosen)]
     if objective == "latency":
         found.append(Candidate("heft", solve(problem, "heft", objective)))
@@ -54,6 +65,9 @@ def candidates(problem: PlacementProblem, chosen: Placement, objective: str, tim
         plan = device_first(problem, device)
         if plan is not None and math.isfinite(plan.predicted_ms):
             found.append(Candidate(plan.solver, plan))
+    previous = assigned(problem, kept, "previous") if kept else None
+    if previous is not None:  # last: where it equals another candidate, that one's name stays (same bundle)
+        found.append(Candidate("previous", previous))
     unique: list[Candidate] = []
     for cand in found:
         if all(cand.placement.assignment != other.placement.assignment for other in unique):

@@ -102,7 +102,18 @@ def tune(
         if personality.path is not None:
             save_personality(personality, personality.path)
     timings = {c.name: {"ms": stored[keys[c.name]]["ms"], "se_ms": stored[keys[c.name]]["se_ms"]} for c in candidates}
-    return choose(candidates, timings), timings
+    chosen = choose(candidates, timings)
+    kept = personality.data.setdefault("tuned_plans", {})
+    if kept.get(f"{model_sha256}:{objective}") != chosen.placement.assignment:
+        kept[f"{model_sha256}:{objective}"] = dict(sorted(chosen.placement.assignment.items()))
+        if personality.path is not None:
+            save_personality(personality, personality.path)
+    return chosen, timings
+
+
+def kept_plan(personality: Personality, model_sha256: str, objective: str) -> dict[str, str] | None:
+    """The assignment the tuner kept last time for this model and objective, if any."""
+    return personality.data.get("tuned_plans", {}).get(f"{model_sha256}:{objective}")
 
 
 def choose(candidates: list[Candidate], timings: dict[str, dict[str, float]]) -> Candidate:

@@ -1,0 +1,112 @@
+"""Issue 16's table on the chip that is present: a fresh quick profile, then for each real exported model the default
+plan (candidates timed on the chip, the measured best kept), the model-alone plan (--no-tune: what a cross-compile
+would get), CPU only and GPU-first, all timed interleaved in one process. Prints a markdown table; writes
+placement.json and the personality. Run on the lent H200:
+
+    bash -c '. bench/device_env.sh && python3 bench/h200_placement.py --out $OUT --budget 480'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.interleave import interleaved_ms  # noqa: E402
+from bench.real_models import TEXT, VISION, export  # noqa: E402
+
+PLANS = {"default": {}, "no_tune": {"tune": False}, "cpu_only": {"devices": "cpu"}, "gpu_first": {"devices": "gpu"}}
+
+
+def measure(name: str, folder: Path, tune_budget: float) -> dict:
+    import runtime_min
+    from ragc.pipeline import compile_model
+
+    model = export(name, folder)
+    row: dict = {"model": name, "compile_s": {}}
+    plans, manifests = {}, {}
+    for kind, options in PLANS.items():
+        start = time.perf_counter()
+        bundle = compile_model(model.path, folder / f"{name}-{kind}", tune_budget_s=tune_budget, **options).bundle
+        row["compile_s"][kind] = round(time.perf_counter() - start, 1)
+        manifests[kind] = json.loads((bundle / "manifest.json").read_text())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plans[kind] = runtime_min.load(bundle)
+    times = interleaved_ms({k: (lambda p=p: p.run(model.feeds)) for k, p in plans.items()}, rounds=5, runs=10)
+    for kind, plan in plans.items():
+        devices = sorted({s.device for s in plan.steps})
+        row[kind] = {
+            "measured_ms": round(times[kind], 3),
+            "predicted_ms": manifests[kind]["predicted_ms"],
+            "partitions": len(plan.steps),
+            "devices": devices,
+            "chosen": manifests[kind].get("chosen"),
+        }
+        plan.close()
+    row["candidates"] = manifests["default"].get("candidates", [])
+    best_single = min(row["cpu_only"]["measured_ms"], row["gpu_first"]["measured_ms"])
+    row["default_vs_best_single"] = round(row["default"]["measured_ms"] / best_single, 3)
+    row["no_tune_prediction_error_pct"] = round(
+        100 * (row["no_tune"]["predicted_ms"] / row["no_tune"]["measured_ms"] - 1), 1
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--models", default=",".join(VISION + TEXT))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/ragc-real"))
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole script, profile included")
+    parser.add_argument("--tune-budget", type=float, default=10.0)
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.budget
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    import ragc
+    from ragc.personality.store import current_chip_id, store_path
+
+    start = time.perf_counter()
+    ragc.profile(quick=True)
+    profile_s = round(time.perf_counter() - start, 1)
+    shutil.copy(store_path(current_chip_id()), args.out / "personality.json")
+    rows: list[dict] = [{"profile_s": profile_s}]
+    for name in args.models.split(","):
+        if time.monotonic() > deadline:
+            rows.append({"model": name, "error": "skipped: the script's time budget ran out"})
+            continue
+        try:
+            rows.append(measure(name, args.work, args.tune_budget))
+        except Exception as exc:  # one model failing must not cost the others
+            rows.append({"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"})
+        print(json.dumps(rows[-1]), flush=True)
+        (args.out / "placement.json").write_text(json.dumps(rows, indent=1))
+        shutil.copy(store_path(current_chip_id()), args.out / "personality.json")  # with the tuning timings
+    print(f"quick profile: {profile_s} s")
+    print("| model | default ms (pred) | no-tune ms (pred) | CPU only ms | GPU-first ms | default / best single |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows[1:]:
+        if "error" in r:
+            print(f"| {r['model']} | {r['error']} |")
+            continue
+        d, n = r["default"], r["no_tune"]
+        cells = [
+            f"{d['measured_ms']} ({d['predicted_ms']:.2f})",
+            f"{n['measured_ms']} ({n['predicted_ms']:.2f})",
+            r["cpu_only"]["measured_ms"],
+            r["gpu_first"]["measured_ms"],
+            r["default_vs_best_single"],
+        ]
+        print(f"| {r['model']} | " + " | ".join(map(str, cells)) + " |")
+
+
+if __name__ == "__main__":
+    main()
