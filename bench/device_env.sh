@@ -8,7 +8,7 @@ if [ ! -f /tmp/site/.ragc-unpacked ]; then
   for f in .gl/lib/*.deb; do dpkg -x "$f" /; done
   ldconfig
   for f in .gl/glslc/*.deb; do dpkg -x "$f" /tmp/glslc; done
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${RAGC_WHEELS:-.whl}"/*.whl
   touch /tmp/site/.ragc-unpacked
 fi
 export PATH=/tmp/glslc/usr/bin:$PATH LD_LIBRARY_PATH=/tmp/glslc/usr/lib/x86_64-linux-gnu

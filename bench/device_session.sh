@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole H200 measurement session, run in the background on the lent machine so that several short `device run`
+# calls can poll it:  bash bench/device_session.sh start   (returns at once; work goes on in its own session)
+#                     bash bench/device_session.sh collect (copies what is done into $OUT as one tarball + log)
+# Steps run one after another (never two timings at once) and each writes into $RESULTS; a failing step is noted
+# and the next one runs.
+set -u
+cd "$(dirname "$0")/.."
+RESULTS=/tmp/ragc-results
+case "${1:-}" in
+start)
+  mkdir -p "$RESULTS"
+  setsid nohup bash "$0" steps >"$RESULTS/session.log" 2>&1 < /dev/null &
+  echo "started (pid $!)"
+  ;;
+collect)
+  tail -n 40 "$RESULTS/session.log"
+  tar -czf "$OUT/results.tar.gz" -C "$RESULTS" . && ls -la "$RESULTS"
+  ;;
+steps)
+  export RAGC_WHEELS="${RAGC_WHEELS:-.whlmin}" XDG_CACHE_HOME=/tmp/ragc-cache
+  . bench/device_env.sh
+  step() {  # name, seconds, command...
+    local name=$1 limit=$2; shift 2
+    echo "=== $name ($(date +%T))"
+    timeout --kill-after=10 "$limit" "$@" >"$RESULTS/$name.txt" 2>&1
+    echo "=== $name rc=$? ($(date +%T))"
+  }
+  nvidia-smi -L
+  step smoke 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_vulkan_backend.py tests/test_memory_bridge.py \
+    tests/test_gpu_specials.py tests/test_gpu_attention.py tests/test_transformers_gpu.py
+  step float_rules 60 python3 bench/float_rules.py
+  step overhead 120 python3 bench/overhead.py
+  step cold_start 200 python3 bench/cold_start.py --repeat 2
+  step transformer_gemm 240 python3 bench/transformer_gemm.py
+  step transformers 420 python3 bench/h200_transformers.py --out "$RESULTS"
+  step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget 540 --tune-budget 8
+  mkdir -p "$RESULTS/skeletons"
+  for m in /tmp/ragc-real/*.onnx; do python3 bench/skeleton.py strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
+  echo "=== all done ($(date +%T))"
+  ;;
+esac
