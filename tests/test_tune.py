@@ -109,3 +109,11 @@ def tuning_free_solve(problem):
     from ragc.placement import solve
 
     return solve(problem, "auto", "latency", 1.0)
+
+
+def test_throughput_plans_are_timed_as_streams(this_chip, tmp_path):
+    bundle = compile_model(TINYNET, tmp_path / "t", objective="throughput", tune_budget_s=2.0).bundle
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    stored = json.loads(this_chip.read_text())["tuning"].values()
+    assert manifest["chosen"] and all(t["objective"] == "throughput" for t in stored)
+    assert all(c["measured_ms"] > 0 for c in manifest["candidates"])
