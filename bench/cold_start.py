@@ -61,13 +61,16 @@ def main() -> None:
         model = model_path(Path(tmp))
         plan = compile_model(model, Path(tmp) / "plan", devices="gpu", target="ryzen-ai-9-hx-370").bundle
         cache = Path(tmp) / "cache"  # the runtime's user cache: empty for the first process
-        env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep the caller's
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": path}
         rows = []
         for i in range(1 + args.repeat):
             out = subprocess.run([sys.executable, "-c", CHILD, str(plan)], capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 sys.exit(f"child failed: {out.stderr.strip().splitlines()[-1]}")
             row = json.loads(out.stdout.strip().splitlines()[-1])
+            if row["fallbacks"]:  # a CPU fallback times the wrong thing: refuse rather than print it
+                sys.exit(f"child fell back to the CPU ({row['fallbacks']}); fix its environment")
             row["process"] = "fresh cache" if i == 0 else f"cached ({i})"
             row["load_and_first_run_ms"] = row["load_ms"] + row["first_run_ms"]
             rows.append(row)

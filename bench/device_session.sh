@@ -3,7 +3,7 @@
 # calls can poll it:  bash bench/device_session.sh start   (returns at once; work goes on in its own session)
 #                     bash bench/device_session.sh collect (copies what is done into $OUT as one tarball + log)
 # Steps run one after another (never two timings at once) and each writes into $RESULTS; a failing step is noted
-# and the next one runs.
+# and the next one runs. RAGC_STEPS (names, space-separated) runs a subset; RAGC_MODELS the placement models.
 set -u
 cd "$(dirname "$0")/.."
 RESULTS=/tmp/ragc-results
@@ -22,6 +22,7 @@ steps)
   . bench/device_env.sh
   step() {  # name, seconds, command...
     local name=$1 limit=$2; shift 2
+    [[ " ${RAGC_STEPS:-$name} " == *" $name "* ]] || return 0
     echo "=== $name ($(date +%T))"
     timeout --kill-after=10 "$limit" "$@" >"$RESULTS/$name.txt" 2>&1
     echo "=== $name rc=$? ($(date +%T))"
@@ -34,7 +35,8 @@ steps)
   step cold_start 200 python3 bench/cold_start.py --repeat 2
   step transformer_gemm 240 python3 bench/transformer_gemm.py
   step transformers 420 python3 bench/h200_transformers.py --out "$RESULTS"
-  step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget 540 --tune-budget 8
+  step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
+    ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"
   for m in /tmp/ragc-real/*.onnx; do python3 bench/skeleton.py strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
   echo "=== all done ($(date +%T))"

@@ -60,6 +60,17 @@ def measure(name: str, folder: Path, tune_budget: float) -> dict:
     return row
 
 
+def _process_health() -> dict:
+    """What this process holds after a model (open files, threads) and whether Vulkan still sees its GPU: a
+    session once lost the GPU mid-run, and these say whether a leak is why."""
+    import os
+
+    from ragc.personality.chip import vulkan_facts
+
+    count = {k: len(os.listdir(f"/proc/self/{k}")) for k in ("fd", "task") if Path(f"/proc/self/{k}").is_dir()}
+    return count | {"vulkan_gpus": len(vulkan_facts())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -87,6 +98,7 @@ def main() -> None:
             rows.append(measure(name, args.work, args.tune_budget))
         except Exception as exc:  # one model failing must not cost the others
             rows.append({"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"})
+        rows[-1]["after"] = _process_health()
         print(json.dumps(rows[-1]), flush=True)
         (args.out / "placement.json").write_text(json.dumps(rows, indent=1))
         shutil.copy(store_path(current_chip_id()), args.out / "personality.json")  # with the tuning timings

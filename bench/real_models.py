@@ -35,6 +35,7 @@ def export(name: str, folder: Path) -> RealModel:
     module.eval()
     path = folder / f"{name}.onnx"
     if not path.exists():
+        torch.backends.mha.set_fastpath_enabled(False)  # torchvision's ViT takes a fused MHA path no exporter knows
         with torch.no_grad():
             torch.onnx.export(module, args, str(path), input_names=names, opset_version=opset, dynamo=dynamo)
         if dynamo:  # the dynamo exporter may write external data beside it: fold it in (the models are < 2 GB)

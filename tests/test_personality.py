@@ -66,6 +66,15 @@ def test_chip_id_is_stable_and_ignores_driver_versions():
     assert chip_id(bumped) != chip_id(facts)
 
 
+def test_chip_is_detected_once_per_process(monkeypatch):
+    """A GPU that stops answering mid-process (busy with this process's plans) must not change the chip's id."""
+    before = chip_facts()
+    monkeypatch.setattr("ragc.personality.chip.vulkan_facts", lambda: [])
+    assert chip_facts() == before and current_chip_id() == chip_id(before)
+    chip_facts()["cpu"]["cores"] = -1  # callers get their own copy
+    assert chip_facts() == before
+
+
 def test_store_roundtrip_is_atomic(cache, measured):
     assert store_dir() == cache / "ragc" / "personality"
     path = save_personality(copy.deepcopy(measured))

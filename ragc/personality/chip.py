@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +89,12 @@ def vulkan_facts() -> list[dict[str, Any]]:
     """Every Vulkan physical device (name, ids, heaps, unified memory); empty when Vulkan cannot start."""
     try:
         import vulkan as vk
-
+    except (ImportError, OSError):  # no Python binding or no loader: a machine without a Vulkan GPU
+        return []
+    try:
         return _vk_devices(vk)
-    except Exception:  # no loader, no ICD, or no device: a machine without a Vulkan GPU
+    except Exception as exc:  # a loader that fails to start: say so, since the chip id then lacks its GPU
+        warnings.warn(f"Vulkan did not start ({type(exc).__name__}: {exc}); this chip has no GPU here", stacklevel=2)
         return []
 
 
@@ -109,7 +115,13 @@ def npu_facts(accel_dir: Path = Path("/dev/accel")) -> dict[str, Any] | None:
 
 
 def chip_facts() -> dict[str, Any]:
-    """All facts of this chip: {"cpu": ..., "gpus": [...], "npu": ... | None}."""
+    """All facts of this chip: {"cpu": ..., "gpus": [...], "npu": ... | None}, detected once per process (the
+    hardware does not change under a process, and a GPU busy with this process's plans must not change its id)."""
+    return copy.deepcopy(_detected_facts())
+
+
+@functools.cache
+def _detected_facts() -> dict[str, Any]:
     return {"cpu": cpu_facts(), "gpus": vulkan_facts(), "npu": npu_facts()}
 
 
