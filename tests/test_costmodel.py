@@ -312,3 +312,14 @@ def test_gpu_kernel_features_follow_codegen_tiling():
     assert gpu_kernel_features(op_features(dw, dw.ops[0]))[0] == 1.0  # depthwise runs as a direct kernel
     relu = unary("Relu", 1000)
     assert gpu_kernel_features(op_features(relu, relu.ops[0])) == [0.0] * len(KEYS)
+
+
+def test_quick_gpu_profile_keeps_every_gemm_shape():
+    from ragc.profiler.profile import gpu_specs
+    from ragc.profiler.specs import cpu_specs
+
+    specs = list(cpu_specs(quick=True))
+    gemms = [label for label, _ in specs if label.split()[0] in ("gemm", "matmul", "projection")]
+    chosen = [label for label, _ in gpu_specs(specs, quick=True)]
+    assert set(gemms) <= set(chosen) and len(chosen) < len(specs) / 2
+    assert gpu_specs(specs, quick=False) == specs
