@@ -7,7 +7,7 @@ from typing import Any
 
 from codegen.gpu.lowering import Dispatch, attr, fp32_reason, grid, lowers, numel
 from codegen.gpu.ops.eltwise import epilogue, own_inputs
-from codegen.gpu.ops.gemm import gemm_params
+from codegen.gpu.ops.gemm import gemm_params, tile_type
 from ragc.ir import Graph, Op
 
 GEMM_MIN_CHANNELS = 16  # output channels per group from which the implicit GEMM pays off
@@ -110,4 +110,5 @@ def lower_conv(graph: Graph, op: Op) -> list[Dispatch]:
     }
     tensors = (final, bindings[1], bindings[0], *bindings[2:], *fragment.tensors)  # gemm: A = weights, B = x
     params, counts = gemm_params(m, oh * ow, cg * geo["KH"] * geo["KW"], x[0] * groups, **layout)
+    params["MT"] = tile_type(op)
     return [Dispatch("gemm.comp.j2", params, tensors, counts)]

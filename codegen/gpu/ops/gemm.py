@@ -50,6 +50,11 @@ def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPla
     return GemmPlan(tile, -(-k // k_split), k_split)
 
 
+def tile_type(op: Op) -> str:
+    """The GLSL type a GEMM-shaped op's tiles multiply and accumulate in (precision.narrow marks fp16 ones)."""
+    return "float16_t" if op.attrs.get("ragc_math") == "float16" else "float"
+
+
 def gemm_tile(m: int, n: int, batch: int) -> dict[str, int]:
     """The tile gemm_plan picks (it does not depend on K; the split does), for readers of the policy."""
     return gemm_plan(m, n, 0, batch, split=False).tile
@@ -89,6 +94,7 @@ def gemm_params(
         "splits": splits,
         "k_split": k_split,
         "batch": batch,
+        "MT": "float",
     }
     params.update(layout)
     per_thread = 4 * params["threads"]  # every invocation moves whole vec4s of both tiles
@@ -124,11 +130,12 @@ def gemm_dispatches(
     if plan.splits == 1:
         fragment, final = tail(3 + len(extra))
         params, groups = gemm_params(m, n, k, batch, plan.tile, **layout, **bias_params)
-        params.update(leaves=fragment.buffers, epilogue=fragment.function)
+        params.update(leaves=fragment.buffers, epilogue=fragment.function, MT=tile_type(op))
         return [Dispatch("gemm.comp.j2", params, (final, *operands, *extra, *fragment.tensors), groups)]
     partial = f"{op.name}/splitk"
     graph.tensors[partial] = Tensor(partial, (plan.splits * batch * m * n,), "float32")
     params, groups = gemm_params(m, n, k, batch, plan.tile, plan.splits, plan.k_split, **layout)
+    params["MT"] = tile_type(op)
     fragment, final = tail(2 + len(extra))
     reduce = {"count": batch * m * n, "splits": plan.splits, "M": m, "N": n, "bias_index": "", "beta": "1.0"}
     reduce.update(bias_params, leaves=fragment.buffers, epilogue=fragment.function)
