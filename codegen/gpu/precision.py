@@ -17,6 +17,7 @@ import numpy as np
 
 from codegen.gpu.lowering import ALIAS_OPS, numel
 from codegen.gpu.ops.eltwise import EXPRESSIONS
+from codegen.gpu.ops.gemm import COOPMAT_SHAPE
 from codegen.gpu.ops.reduce import REDUCE_OPS
 from ragc.ir import Graph, Op, Tensor
 
@@ -37,6 +38,7 @@ NARROW_OPS = frozenset(
 NARROW_TEMPLATES = frozenset(
     {
         *("eltwise.comp.j2", "gemm.comp.j2", "gemm_reduce.comp.j2", "conv_direct.comp.j2", "pool.comp.j2"),
+        "coopmat_gemm.comp.j2",
         *("softmax.comp.j2", "reduce.comp.j2", "layernorm.comp.j2", "attention.comp.j2"),
         *("strided.comp.j2", "gather.comp.j2"),
     }
@@ -51,6 +53,7 @@ class Precision:
     name: str = "fp32"
     storage: str = "float32"
     gemm_math: str = "float32"
+    coopmat: bool = False  # GEMMs and convolutions on cooperative matrices (fp16 in, fp32 accumulation)
 
     @property
     def reduced(self) -> bool:
@@ -61,17 +64,20 @@ class Precision:
             return "fp32 storage and arithmetic"
         storage = {"float16": "fp16", "bfloat16": "bf16"}[self.storage]
         gemm = "fp16" if self.gemm_math == "float16" else "fp32"
-        return f"{storage} storage, {gemm} GEMM/conv arithmetic, fp32 elsewhere (sums, Softmax, norms)"
+        tiles = "; large GEMMs/convs on cooperative matrices (fp16 x fp16 -> fp32)" if self.coopmat else ""
+        return f"{storage} storage, {gemm} GEMM/conv arithmetic, fp32 elsewhere (sums, Softmax, norms){tiles}"
 
 
 def choose(name: str, features: frozenset[str] | set[str] = frozenset()) -> Precision:
-    """The precision `name` means on a device with `features` (VkPhysicalDevice* feature names): fp16 arithmetic
-    needs shaderFloat16; bf16 is always storage only (bf16 arithmetic needs VK_KHR_shader_bfloat16 and a GLSL
-    compiler with GL_EXT_bfloat16, which glslc 2023.2 is not)."""
+    """The precision `name` means on a device with `features` (VkPhysicalDevice* feature names and coopmat shapes):
+    fp16 arithmetic needs shaderFloat16, cooperative matrices the 16x8x16 fp16 shape and subgroup size control;
+    bf16 is always storage only (bf16 arithmetic needs VK_KHR_shader_bfloat16 and a GLSL compiler with
+    GL_EXT_bfloat16, which glslc 2023.2 is not)."""
     if name not in PRECISIONS:
         raise ValueError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
     math = "float16" if name == "fp16" and "shaderFloat16" in features else "float32"
-    return Precision(name, STORAGE[name], math)
+    coopmat = STORAGE[name] == "float16" and {COOPMAT_SHAPE, "subgroupSizeControl"} <= set(features)
+    return Precision(name, STORAGE[name], math, coopmat)
 
 
 def _groups(graph: Graph) -> dict[str, str]:
@@ -138,7 +144,9 @@ def narrow(graph: Graph, precision: Precision) -> Graph:
     names = narrowed_tensors(graph)
     tensors = {n: _narrowed(t, precision.storage) if n in names else t for n, t in graph.tensors.items()}
     ops = [
-        replace(op, attrs={**op.attrs, "ragc_math": precision.gemm_math}) if op.op_type in GEMM_OPS else op
+        replace(op, attrs={**op.attrs, "ragc_math": precision.gemm_math, "ragc_coopmat": precision.coopmat})
+        if op.op_type in GEMM_OPS
+        else op
         for op in graph.ops
     ]
     return Graph(ops=ops, tensors=tensors, inputs=list(graph.inputs), outputs=list(graph.outputs), opset=graph.opset)

@@ -38,6 +38,7 @@ CAPABILITY_FEATURES = {
     4434: "uniformAndStorageBuffer16BitAccess",
     4448: "storageBuffer8BitAccess",
     4449: "uniformAndStorageBuffer8BitAccess",
+    5345: "vulkanMemoryModel",
     6019: "shaderIntegerDotProduct",
     6022: "cooperativeMatrix",
 }

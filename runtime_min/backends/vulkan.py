@@ -46,6 +46,7 @@ FEATURE_STRUCTS = (
     ("ShaderFloat16Int8Features", "SHADER_FLOAT16_INT8_FEATURES", "VK_KHR_shader_float16_int8", 2),
     ("ShaderIntegerDotProductFeatures", "SHADER_INTEGER_DOT_PRODUCT_FEATURES", "VK_KHR_shader_integer_dot_product", 3),
     ("SubgroupSizeControlFeatures", "SUBGROUP_SIZE_CONTROL_FEATURES", "VK_EXT_subgroup_size_control", 3),
+    ("VulkanMemoryModelFeatures", "VULKAN_MEMORY_MODEL_FEATURES", "VK_KHR_vulkan_memory_model", 2),
     ("CooperativeMatrixFeaturesKHR", "COOPERATIVE_MATRIX_FEATURES_KHR", COOPMAT, 9),
 )
 TYPE_NAMES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
