@@ -37,8 +37,11 @@ TILES = {  # measured on an H200 at 4096^3: 36.3, 2.3, 30.5, 31.8 TFLOP/s; FMA c
 }
 
 
-def time_program(backend: VulkanBackend, graph: Graph, steps: list[Step], feeds: dict, reps: int) -> tuple[float, dict]:
-    """Median GPU time (s) of the program's dispatches over `reps` runs after one warm-up, and the last outputs."""
+def time_program(
+    backend: VulkanBackend, graph: Graph, steps: list[Step], feeds: dict, reps: int, label: str | None = None
+) -> tuple[float, dict]:
+    """Median GPU time (s) of the program's dispatches (those of `label` only, when given) over `reps` runs after
+    one warm-up, and the last outputs."""
     artifact = assemble(graph, steps, {}, "bench", TensorStore())
     with tempfile.TemporaryDirectory() as tmp:
         exe = backend.prepare(*single_partition(artifact, graph, Path(tmp), "gpu"))
@@ -46,7 +49,7 @@ def time_program(backend: VulkanBackend, graph: Graph, steps: list[Step], feeds:
     samples = []
     for _ in range(reps):
         outputs = exe.run(feeds)
-        samples.append(sum(t.duration_ns for t in exe.timings()) * 1e-9)
+        samples.append(sum(t.duration_ns for t in exe.timings() if label in (None, t.label)) * 1e-9)
     exe.close()
     return statistics.median(samples), outputs
 

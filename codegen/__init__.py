@@ -13,16 +13,24 @@ EMITTERS = {"cpu": "codegen.cpu", "gpu": "codegen.gpu", "npu": "codegen.npu"}
 
 
 def emit(
-    device: str, sub: Any, partition_id: str, store: TensorStore, *, model: Any = None, npu: Any = None
+    device: str,
+    sub: Any,
+    partition_id: str,
+    store: TensorStore,
+    *,
+    model: Any = None,
+    npu: Any = None,
+    precision: Any = None,
 ) -> Artifact:
     """The artifact of one partition (`sub`, a ragc.ir.Graph) for `device`; `model` is the cleaned ONNX model the CPU
-    emitter copies nodes from, `npu` the compiler's XDNA timing model (ragc.costmodel.npu.XdnaTiming)."""
+    emitter copies nodes from, `npu` the compiler's XDNA timing model (ragc.costmodel.npu.XdnaTiming), `precision`
+    the GPU's (codegen.gpu.precision.Precision; fp32 when None)."""
     module = importlib.import_module(EMITTERS[device])
     if device == "cpu":
         return module.emit(model, sub, partition_id, store)
     if device == "npu":
         return module.emit(sub, partition_id, npu, store)
-    return module.emit(sub, partition_id, store)
+    return module.emit(sub, partition_id, store, precision)
 
 
 def unsupported_reason(graph: Any, op: Any, device: str) -> str | None:

@@ -35,6 +35,7 @@ class CompileOptions:
     time_limit_s: float = 5.0
     tune: bool = True  # time candidate plans on this chip (never for a --target, or when one processor is chosen)
     tune_budget_s: float = 20.0
+    precision: str = "fp32"  # GPU partitions: fp32, fp16, bf16 or mixed, each checked (ragc.precision)
 
 
 @dataclass
@@ -89,19 +90,23 @@ def partitions(c: Compilation) -> None:
 def code(c: Compilation) -> None:
     """Each partition's artifact; a non-CPU partition also gets a CPU fallback; every constant goes into one store."""
     from ragc.costmodel.npu import XdnaTiming
+    from ragc.precision import gpu_emitter
 
     store = TensorStore()
     npu = XdnaTiming.from_params(c.personality.data.get("npu"))
-    for p in c.partitions:
-        cpu = codegen.emit("cpu", p.graph, p.id, store, model=c.loaded.proto)
-        c.files.update(cpu.files)
-        if p.device == "cpu":
-            c.artifacts[p.id] = _entry(cpu)
-            continue
-        native = codegen.emit(p.device, p.graph, p.id, store, npu=npu)
-        c.files.update(native.files)
-        c.artifacts[p.id] = _entry(native)
-        c.fallbacks[p.id] = _entry(cpu)
+    with gpu_emitter(c) as emit_gpu:
+        for p in c.partitions:
+            cpu = codegen.emit("cpu", p.graph, p.id, store, model=c.loaded.proto)
+            c.files.update(cpu.files)
+            if p.device == "cpu":
+                c.artifacts[p.id] = _entry(cpu)
+                continue
+            native, info = (
+                emit_gpu(p, store) if p.device == "gpu" else (codegen.emit(p.device, p.graph, p.id, store, npu=npu), {})
+            )
+            c.files.update(native.files)
+            c.artifacts[p.id] = _entry(native) | info
+            c.fallbacks[p.id] = _entry(cpu)
     graph = c.loaded.graph
     for name in graph.outputs:
         t = graph.tensors[name]

@@ -4,8 +4,10 @@ The artifact holds one SPIR-V module per distinct kernel (`<sha256 prefix>.spv`,
 uses it) and `<pid>.gpu.json` (read by runtime_min/backends/gpu_program.py): the sizes of the regions "weights"
 (uploaded once, each weight read from the bundle's tensor store) and "arena" (inputs, outputs and scratch, scratch
 reused by lifetime), every tensor's region/offset/size, the dispatch list (kernel file, bound tensors, workgroup
-counts, and "barrier": whether it must wait for the dispatches before it, see barriers.py), and "requires": the
-device properties the kernels rely on.
+counts, and "barrier": whether it must wait for the dispatches before it, see barriers.py), "requires": the
+device properties every kernel relies on, and "kernel_requires": what each kernel's SPIR-V needs of the device.
+A reduced-precision partition (precision.py) stores inner float tensors in 16 bits; bfloat16 tensors are written
+as "uint16" (their bits) in the program.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from codegen.gpu.barriers import barriers
 from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
 from codegen.gpu.patterns import fuse_patterns
+from codegen.gpu.precision import NARROW_TEMPLATES, Precision, narrow
 from ragc.ir import Graph, Op
+from runtime_min.backends.gpu_program import kernel_needs, spirv_scan
 from runtime_min.format import ARTIFACT_FORMATS, GPU_ALIGN, align, dumps
 
 FORMAT = ARTIFACT_FORMATS["gpu"]
@@ -59,14 +63,15 @@ class Step:
     dispatch: Dispatch
 
 
-def lower(graph: Graph) -> tuple[Graph, list[Step], dict[str, str]]:
-    """The fused graph (with any temporaries lowerings added), its dispatches in order, and alias tensor -> the
-    tensor whose buffer it shares."""
+def lower(graph: Graph, precision: Precision | None = None) -> tuple[Graph, list[Step], dict[str, str]]:
+    """The fused graph (with any temporaries lowerings added; inner tensors narrowed to `precision`'s storage), its
+    dispatches in order, and alias tensor -> the tensor whose buffer it shares."""
     for op in graph.ops:
         reason = unsupported_reason(graph, op)
         if reason:
             raise LoweringError(f"op {op.name} ({op.op_type}) cannot run on the GPU: {reason}; place it elsewhere")
     fused = fuse(fuse_patterns(graph))
+    fused, before = narrow(fused, precision or Precision()), fused.tensors  # before: the model's dtypes
     steps: list[Step] = []
     alias: dict[str, str] = {}
     for op in fused.ops:
@@ -74,6 +79,11 @@ def lower(graph: Graph) -> tuple[Graph, list[Step], dict[str, str]]:
             alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
             continue
         steps.extend(Step(op.name, d) for d in LOWERINGS[op.op_type](fused, op))
+    for step in steps:  # an internal check: 16-bit storage only through the kernels that convert
+        if step.dispatch.template not in NARROW_TEMPLATES and any(
+            fused.tensors[b].dtype != before.get(b, fused.tensors[b]).dtype for b in step.dispatch.buffers
+        ):
+            raise LoweringError(f"{step.label}: {step.dispatch.template} takes no 16-bit storage; fix NARROW_OPS")
     return fused, steps, alias
 
 
@@ -124,7 +134,8 @@ def _tensor_entry(
 ) -> dict:
     t = graph.tensors[name]
     region, offset = where[root]
-    entry = {"dtype": t.dtype, "shape": list(t.shape), "nbytes": t.nbytes, "region": region, "offset": offset}
+    dtype = "uint16" if t.dtype == "bfloat16" else t.dtype  # bf16 as its bits
+    entry = {"dtype": dtype, "shape": list(t.shape), "nbytes": t.nbytes, "region": region, "offset": offset}
     if region == "weights":
         entry["store_offset"] = stored[root]
     return entry
@@ -137,26 +148,23 @@ def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_i
     names = sorted({n for s in steps for n in s.dispatch.buffers} | set(graph.inputs) | set(graph.outputs))
     tensors = {n: _tensor_entry(graph, n, alias.get(n, n), where, stored) for n in names}
     files: dict[str, bytes] = {}
+    needs: dict[str, list[str]] = {}
     dispatches = []
     waits = barriers([(s.dispatch.buffers, s.dispatch.writes) for s in steps], tensors)
     for step, wait in zip(steps, waits, strict=True):
         d = step.dispatch
-        spirv = glsl.build(d.template, d.params)
+        dtypes = tuple(graph.tensors[b].dtype for b in d.buffers)
+        spirv = glsl.build(d.template, {**d.params, "ragc_dtypes": dtypes})
         kernel = f"{hashlib.sha256(spirv).hexdigest()[:24]}.spv"
         files[kernel] = spirv
-        dispatches.append(
-            {
-                "label": step.label,
-                "kernel": kernel,
-                "bindings": list(d.buffers),
-                "groups": list(d.groups),
-                "barrier": wait,
-            }
-        )
+        needs[kernel] = sorted({*kernel_needs(spirv_scan(spirv, kernel)[1]), *d.requires})
+        entry = {"label": step.label, "kernel": kernel, "bindings": list(d.buffers), "groups": list(d.groups)}
+        dispatches.append(entry | {"barrier": wait} | ({"subgroup_size": d.subgroup} if d.subgroup else {}))
     program_file = f"{partition_id}.gpu.json"
     program = {
         "version": 2,
         "requires": list(REQUIRES),
+        "kernel_requires": needs,
         "weights_bytes": weights_bytes,
         "arena_bytes": arena_bytes,
         "inputs": list(graph.inputs),
@@ -168,8 +176,19 @@ def assemble(graph: Graph, steps: list[Step], alias: dict[str, str], partition_i
     return Artifact(format=FORMAT, files=files, meta={"program": program_file}, store=store)
 
 
-def emit(sub: Graph, partition_id: str, store: TensorStore | None = None) -> Artifact:
-    """The spirv-v2 artifact of one GPU partition, its weights added to `store` (a new one when None); raises
-    LoweringError naming an op the GPU cannot run."""
-    fused, steps, alias = lower(sub)
-    return assemble(fused, steps, alias, partition_id, store if store is not None else TensorStore())
+def emit(
+    sub: Graph, partition_id: str, store: TensorStore | None = None, precision: Precision | None = None
+) -> Artifact:
+    """The spirv-v2 artifact of one GPU partition, its weights added to `store` (a new one when None), at
+    `precision` (fp32 when None; meta "precision" names it); raises LoweringError naming an op the GPU cannot run."""
+    precision = precision or Precision()
+    fused, steps, alias = lower(sub, precision)
+    artifact = assemble(fused, steps, alias, partition_id, store if store is not None else TensorStore())
+    artifact.meta["precision"] = precision.name
+    return artifact
+
+
+def storage_plan(sub: Graph, precision: Precision) -> dict[str, str]:
+    """The partition's tensors the GPU stores in 16 bits at `precision`, with their storage dtype."""
+    fused, _, _ = lower(sub, precision)
+    return {n: t.dtype for n, t in fused.tensors.items() if n in sub.tensors and t.dtype != sub.tensors[n].dtype}

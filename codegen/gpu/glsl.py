@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 
 from codegen.errors import ShaderError
+from codegen.gpu.spirv_coopmat import nv_to_khr
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
 SPIRV_MAGIC = b"\x03\x02\x23\x07"  # 0x07230203, little endian
@@ -89,5 +90,7 @@ def _store(path: Path, data: bytes) -> None:
 
 
 def build(template: str, params: dict[str, Any]) -> bytes:
-    """Render then compile: the SPIR-V of one specialised kernel."""
-    return compile_glsl(render(template, params), name=template.removesuffix(".comp.j2"))
+    """Render then compile: the SPIR-V of one specialised kernel (NV cooperative matrices turned into KHR ones)."""
+    source = render(template, params)
+    spirv = compile_glsl(source, name=template.removesuffix(".comp.j2"))
+    return nv_to_khr(spirv) if "GL_NV_cooperative_matrix" in source else spirv

@@ -23,6 +23,7 @@ MAX_GROUPS_X = 65535  # the Vulkan minimum of maxComputeWorkGroupCount[0]
 GLSL_TYPES = {
     "float32": "float",
     "float16": "float16_t",
+    "bfloat16": "uint16_t",  # bf16 storage of a reduced-precision partition (codegen/gpu/precision.py)
     "int32": "int",
     "uint32": "uint",
     "int64": "int64_t",
@@ -36,13 +37,15 @@ GLSL_TYPES = {
 class Dispatch:
     """One compute dispatch: `templates/<template>` rendered with `params`, tensors bound at set 0 binding 0.. in
     the order of `buffers` (the first `writes` of them written, the rest only read), launched with `groups`
-    workgroups."""
+    workgroups; `requires` and `subgroup` as the program's "kernel_requires" and "subgroup_size"."""
 
     template: str
     params: dict[str, Any]
     buffers: tuple[str, ...]
     groups: tuple[int, int, int]
     writes: int = 1
+    requires: tuple[str, ...] = ()  # device requirements beyond what the SPIR-V's capabilities say (coopmat shapes)
+    subgroup: int = 0  # a required subgroup size (VK_EXT_subgroup_size_control), 0 for the device's own
 
 
 Lowering = Callable[[Graph, Op], list[Dispatch]]

@@ -39,6 +39,14 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="Time candidate plans on this chip and keep the measured best (never for --target).",
 )
 @click.option("--tune-budget", default=20.0, show_default=True, help="Seconds the timing of candidates may take.")
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "fp16", "bf16", "mixed"]),
+    help="GPU partitions: fp16/bf16 storage (mixed: fp32 accumulation), each checked against fp32 and kept in fp32 "
+    "where it fails (see `ragc inspect --json`).",
+)
 def command(
     model: Path,
     out: Path,
@@ -53,6 +61,7 @@ def command(
     cuts: tuple[str, ...],
     tune: bool,
     tune_budget: float,
+    precision: str,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
 
@@ -80,6 +89,7 @@ def command(
         time_limit_s=time_limit,
         tune=tune,
         tune_budget_s=tune_budget,
+        precision=precision,
     )
     print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())

@@ -31,6 +31,7 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
                 "ops": p["ops"],
                 "predicted_ms": p.get("predicted_ms"),
                 "energy_mj": p.get("predicted_energy_mj"),
+                **_precision(p),
             }
             for p in schedule["partitions"]
         ],
@@ -39,6 +40,16 @@ def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, 
         "chosen": manifest.get("chosen"),
         "candidates": manifest.get("candidates", []),
     }
+
+
+def _precision(partition: dict[str, Any]) -> dict[str, Any]:
+    """A partition's "precision" (the NPU's float kernels compute in bf16) and, for a checked GPU partition, its
+    check: "precision_requested", "precision_check", "precision_error", "precision_tolerance", "precision_detail"
+    (what is stored and computed in 16 bits) or "precision_note" (why it fell back to fp32)."""
+    artifact = partition.get("artifact", {})
+    keys = [k for k in artifact if k.startswith("precision_")]
+    default = "bf16" if partition["device"] == "npu" else "fp32"
+    return {"precision": artifact.get("precision", default), **{k: artifact[k] for k in sorted(keys)}}
 
 
 def simulation_summary(plan_dir: str | Path) -> dict[str, Any]:

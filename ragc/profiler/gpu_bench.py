@@ -150,7 +150,9 @@ def profile_gpu(
         return None
     try:
         heap = _heap_bytes(facts, str(backend.device_name))
-        return _profile(backend, heap, specs, models, budget_s, rounds, bar, task, gate)
+        profile = _profile(backend, heap, specs, models, budget_s, rounds, bar, task, gate)
+        profile.device["features"] = sorted(k for k, on in backend.dev.features.items() if on)  # --precision reads
+        return profile
     except RuntimeMinError as exc:
         bar.console.print(f"ragc: the GPU failed while profiling ({exc}); profiled the CPU only")
         return None

@@ -3,13 +3,20 @@ inside its region, every weight inside the tensor store, every binding a known t
 
 Layout: {"version": 2, "weights_bytes", "arena_bytes", "inputs", "outputs",
          "tensors": {name: {"dtype", "shape", "nbytes", "region": "weights"|"arena", "offset", "store_offset"?}},
-         "dispatches": [{"label", "kernel", "bindings": [tensor...], "groups": [x, y, z], "barrier"?}],
-         "requires"?: [float-controls property names the kernels rely on]}
-A dispatch with "barrier": false touches nothing the dispatches since the last barrier wrote (codegen/gpu/barriers.py).
+         "dispatches": [{"label", "kernel", "bindings": [tensor...], "groups": [x, y, z], "barrier"?,
+                         "subgroup_size"?}],
+         "requires"?: [device property names every kernel relies on],
+         "kernel_requires"?: {kernel file: [device feature names it needs]}}
+A dispatch with "barrier": false touches nothing the dispatches since the last barrier wrote (codegen/gpu/barriers.py);
+one with "subgroup_size" runs its kernel with that required subgroup size (VK_EXT_subgroup_size_control).
+Requirement names are Vulkan feature or property field names (KNOWN_REQUIREMENTS) or cooperative-matrix shapes
+(coopmat_name). The runtime also reads each kernel's SPIR-V capabilities and refuses a kernel whose program does
+not declare what its capabilities need (`kernel_needs`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -20,16 +27,93 @@ from runtime_min.manifest import Partition
 
 VERSION = 2
 MAX_DISPATCHES = 1 << 16
-KNOWN_REQUIREMENTS = ("shaderSignedZeroInfNanPreserveFloat32",)  # VkPhysicalDeviceFloatControlsProperties fields
+# SPIR-V capability -> the device feature it needs (VkPhysicalDeviceFeatures and the structs vulkan.py chains)
+CAPABILITY_FEATURES = {
+    9: "shaderFloat16",
+    10: "shaderFloat64",
+    11: "shaderInt64",
+    22: "shaderInt16",
+    39: "shaderInt8",
+    4433: "storageBuffer16BitAccess",
+    4434: "uniformAndStorageBuffer16BitAccess",
+    4448: "storageBuffer8BitAccess",
+    4449: "uniformAndStorageBuffer8BitAccess",
+    5345: "vulkanMemoryModel",
+    6019: "shaderIntegerDotProduct",
+    6022: "cooperativeMatrix",
+}
+KNOWN_REQUIREMENTS = (
+    "shaderSignedZeroInfNanPreserveFloat32",  # VkPhysicalDeviceFloatControlsProperties
+    "subgroupSizeControl",
+    "computeFullSubgroups",
+    *CAPABILITY_FEATURES.values(),
+)
+COMPONENTS = {
+    0: "f16",
+    1: "f32",
+    2: "f64",
+    3: "s8",
+    4: "s16",
+    5: "s32",
+    6: "s64",
+    7: "u8",
+    8: "u16",
+    9: "u32",
+    10: "u64",
+}
+COOPMAT = re.compile(r"coopmat\d{1,3}x\d{1,3}x\d{1,3}_(?:[fsu]\d{1,2}){4}(?:_sat)?")
+SUBGROUP_SIZES = (4, 8, 16, 32, 64, 128)
+
+
+def coopmat_name(m: int, n: int, k: int, types: tuple[int, ...], saturating: bool = False) -> str | None:
+    """A cooperative-matrix shape as a requirement name: coopmat<M>x<N>x<K>_<A><B><C><Result>[_sat], the types as
+    VkComponentTypeKHR short names (f16, f32, s8, s32, ...); None for types without one (bf16, fp8)."""
+    if any(int(t) not in COMPONENTS for t in types):
+        return None
+    return f"coopmat{m}x{n}x{k}_{''.join(COMPONENTS[int(t)] for t in types)}{'_sat' if saturating else ''}"
+
+
+def spirv_scan(code: bytes, where: str) -> tuple[set[int], set[int]]:
+    """The storage bindings (OpDecorate Binding; every one in set 0) and the capabilities a SPIR-V module declares;
+    refuses non-SPIR-V."""
+    words = np.frombuffer(code, "<u4") if len(code) % 4 == 0 and len(code) >= 20 else np.zeros(0, "<u4")
+    if not words.size or int(words[0]) != 0x07230203:
+        raise fmt.bad(where, "a kernel file is not SPIR-V")
+    bindings, capabilities, i = set(), set(), 5
+    while i < words.size:
+        count, opcode = int(words[i]) >> 16, int(words[i]) & 0xFFFF
+        if count == 0 or i + count > words.size:
+            raise fmt.bad(where, "a kernel file is truncated SPIR-V")
+        if opcode == 17 and count == 2:  # OpCapability
+            capabilities.add(int(words[i + 1]))
+        if opcode == 71 and count >= 4 and int(words[i + 2]) in (33, 34):  # OpDecorate Binding / DescriptorSet
+            if int(words[i + 2]) == 34 and int(words[i + 3]) != 0:
+                raise fmt.bad(where, "a kernel uses a descriptor set other than 0")
+            bindings |= {int(words[i + 3])} if int(words[i + 2]) == 33 else set()
+        i += count
+    return bindings, capabilities
+
+
+def kernel_needs(capabilities: set[int]) -> list[str]:
+    """The device features a kernel's SPIR-V capabilities need, sorted."""
+    return sorted({CAPABILITY_FEATURES[c] for c in capabilities if c in CAPABILITY_FEATURES})
+
+
+def _known(names: list[str], where: str) -> list[str]:
+    unknown = sorted(n for n in names if n not in KNOWN_REQUIREMENTS and not COOPMAT.fullmatch(n))
+    if unknown:
+        raise fmt.bad(where, f"its kernels need {unknown[0]!r}, which this runtime does not know (a newer ragc?)")
+    return names
 
 
 class GpuProgram:
     def __init__(self, data: dict[str, Any], partition: Partition, where: str) -> None:
         fmt.need_int(data, "version", where, VERSION, VERSION)
-        self.requires = fmt.need_list(data, "requires", where, str) if "requires" in data else []
-        unknown = sorted(set(self.requires) - set(KNOWN_REQUIREMENTS))
-        if unknown:
-            raise fmt.bad(where, f"its kernels need {unknown[0]!r}, which this runtime does not know (a newer ragc?)")
+        self.requires = _known(fmt.need_list(data, "requires", where, str) if "requires" in data else [], where)
+        declared = fmt.need(data, "kernel_requires", dict, where) if "kernel_requires" in data else None
+        self.kernel_requires = None if declared is None else {
+            fmt.need_file(k, where): _known(fmt.need_list(declared, k, where, str), where) for k in declared
+        }  # fmt: skip
         self.weights_bytes = fmt.need_int(data, "weights_bytes", where)
         self.arena_bytes = fmt.need_int(data, "arena_bytes", where)
         self.inputs = fmt.need_list(data, "inputs", where, str)
@@ -89,7 +173,24 @@ class GpuProgram:
         barrier = d.get("barrier", True)  # a program without the field waits before every dispatch
         if not isinstance(barrier, bool):
             raise fmt.bad(where, f"barrier {barrier!r} is not true or false")
-        return {"label": label, "kernel": kernel, "bindings": bindings, "groups": groups, "barrier": barrier}
+        subgroup = fmt.need_int(d, "subgroup_size", where, 4, 128) if "subgroup_size" in d else None
+        if subgroup is not None and subgroup not in SUBGROUP_SIZES:
+            raise fmt.bad(where, f"subgroup_size {subgroup} is not a power of two")
+        entry = {"label": label, "kernel": kernel, "bindings": bindings, "groups": groups, "barrier": barrier}
+        return entry | {"subgroup_size": subgroup}
+
+    def missing(self, kernel: str, capabilities: set[int], features: dict[str, bool], where: str) -> list[str]:
+        """What `kernel` (its SPIR-V capabilities given) needs that the device's `features` lack; a kernel whose
+        capabilities need more than the program declares for it is refused."""
+        needs = set(kernel_needs(capabilities))
+        if self.kernel_requires is not None:
+            undeclared = sorted(needs - set(self.kernel_requires.get(kernel, [])))
+            if undeclared:
+                raise fmt.bad(where, f"kernel {kernel} needs {undeclared[0]}, which its program does not declare")
+            needs |= set(self.kernel_requires.get(kernel, []))
+        subgroup = any(d["subgroup_size"] for d in self.dispatches if d["kernel"] == kernel)
+        needs |= {"subgroupSizeControl", "computeFullSubgroups"} if subgroup else set()
+        return sorted(n for n in needs | set(self.requires) if not features.get(n))
 
     def weight_sources(self) -> list[tuple[str, int]]:
         """(tensor, offset in the tensor store) of every weight."""

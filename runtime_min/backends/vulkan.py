@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime_min import format as fmt
 from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
-from runtime_min.backends.gpu_program import GpuProgram
+from runtime_min.backends.gpu_program import GpuProgram, coopmat_name, spirv_scan
 from runtime_min.errors import BackendUnavailable, DeviceFailure
 from runtime_min.manifest import Bundle, Partition
 from runtime_min.options import LoadOptions
@@ -37,6 +37,18 @@ from runtime_min.shared_memory import is_shareable, round_up
 
 HOST_IMPORT = "VK_EXT_external_memory_host"
 FLOAT_CONTROLS = "VK_KHR_shader_float_controls"  # core in Vulkan 1.2; enabled where a 1.1 device offers it
+COOPMAT = "VK_KHR_cooperative_matrix"
+# feature structs chained into vkGetPhysicalDeviceFeatures2 and vkCreateDevice (every supported feature on): the
+# struct, its sType, the extension adding it and the Vulkan 1.x that made it core (9: never)
+FEATURE_STRUCTS = (
+    ("16BitStorageFeatures", "16BIT_STORAGE_FEATURES", "VK_KHR_16bit_storage", 1),
+    ("8BitStorageFeatures", "8BIT_STORAGE_FEATURES", "VK_KHR_8bit_storage", 2),
+    ("ShaderFloat16Int8Features", "SHADER_FLOAT16_INT8_FEATURES", "VK_KHR_shader_float16_int8", 2),
+    ("ShaderIntegerDotProductFeatures", "SHADER_INTEGER_DOT_PRODUCT_FEATURES", "VK_KHR_shader_integer_dot_product", 3),
+    ("SubgroupSizeControlFeatures", "SUBGROUP_SIZE_CONTROL_FEATURES", "VK_EXT_subgroup_size_control", 3),
+    ("VulkanMemoryModelFeatures", "VULKAN_MEMORY_MODEL_FEATURES", "VK_KHR_vulkan_memory_model", 2),
+    ("CooperativeMatrixFeaturesKHR", "COOPERATIVE_MATRIX_FEATURES_KHR", COOPMAT, 9),
+)
 TYPE_NAMES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
 TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # preference, lower first: discrete, integrated, virtual, CPU, other
 FENCE_TIMEOUT_NS = 30 * 10**9
@@ -71,24 +83,6 @@ def pick_device(vk: Any, devices: list, wanted: str | None) -> Any:
     return devices[min(range(len(devices)), key=lambda i: (TYPE_RANK.get(props[i].deviceType, 9), i))]
 
 
-def spirv_bindings(code: bytes, where: str) -> set[int]:
-    """The storage bindings a SPIR-V module declares (OpDecorate Binding; every one in set 0); refuses non-SPIR-V."""
-    words = np.frombuffer(code, "<u4") if len(code) % 4 == 0 and len(code) >= 20 else np.zeros(0, "<u4")
-    if not words.size or int(words[0]) != 0x07230203:
-        raise fmt.bad(where, "a kernel file is not SPIR-V")
-    bindings, i = set(), 5
-    while i < words.size:
-        count, opcode = int(words[i]) >> 16, int(words[i]) & 0xFFFF
-        if count == 0 or i + count > words.size:
-            raise fmt.bad(where, "a kernel file is truncated SPIR-V")
-        if opcode == 71 and count >= 4 and int(words[i + 2]) in (33, 34):  # OpDecorate Binding / DescriptorSet
-            if int(words[i + 2]) == 34 and int(words[i + 3]) != 0:
-                raise fmt.bad(where, "a kernel uses a descriptor set other than 0")
-            bindings |= {int(words[i + 3])} if int(words[i + 2]) == 33 else set()
-        i += count
-    return bindings
-
-
 def _struct(vk: Any, name: str, stype: str, chained: Any = None) -> Any:
     """A zeroed Vk<name> with its sType (and pNext) set, for the queries the package has no wrapper for."""
     fields = {"sType": getattr(vk, f"VK_STRUCTURE_TYPE_{stype}"), "pNext": chained or vk.ffi.NULL}
@@ -119,8 +113,10 @@ class Device:
             self.family, self.timestamp_bits = compute[0], families[compute[0]].timestampValidBits
             extensions = vk.vkEnumerateDeviceExtensionProperties(self.physical, None)
             self.extensions = sorted(e.extensionName for e in extensions)
+            self.features: dict[str, bool] = {}  # feature and float-controls property names -> supported
             self.device = self._create_device()
             self.float_controls = self._float_controls()
+            self.features.update(self.float_controls, **dict.fromkeys(self._coopmat_shapes(), True))
         except BaseException:
             vk.vkDestroyInstance(self.instance, None)
             raise
@@ -134,15 +130,20 @@ class Device:
         self._submit_lock = threading.Lock()
 
     def _create_device(self) -> Any:
-        """Every supported core and storage-width feature on (8/16-bit, int64), robust buffer access included."""
-        vk, ffi = self.vk, self.vk.ffi
-        f8 = _struct(vk, "PhysicalDevice8BitStorageFeatures", "PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES")
-        f16 = _struct(vk, "PhysicalDevice16BitStorageFeatures", "PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES")
-        names = [e for e in ("VK_KHR_8bit_storage", FLOAT_CONTROLS, HOST_IMPORT) if e in self.extensions]
-        if "VK_KHR_8bit_storage" in names or vk.VK_VERSION_MINOR(self.props.apiVersion) >= 2:
-            f16.pNext = f8
-        features = _struct(vk, "PhysicalDeviceFeatures2", "PHYSICAL_DEVICE_FEATURES_2", f16)
+        """Every supported feature on (core, FEATURE_STRUCTS: 8/16-bit storage and arithmetic, integer dot products,
+        subgroup size control, cooperative matrices), robust buffer access included; `features` records them."""
+        vk, ffi, minor = self.vk, self.vk.ffi, self.vk.VK_VERSION_MINOR(self.props.apiVersion)
+        names = [e for e in (FLOAT_CONTROLS, HOST_IMPORT) if e in self.extensions]
+        chain, structs = vk.ffi.NULL, []
+        for name, stype, extension, core in FEATURE_STRUCTS:
+            if extension in self.extensions or minor >= core:
+                names += [extension] if extension in self.extensions and minor < core else []
+                chain = _struct(vk, f"PhysicalDevice{name}", f"PHYSICAL_DEVICE_{stype}", chain)
+                structs.append(chain)
+        features = _struct(vk, "PhysicalDeviceFeatures2", "PHYSICAL_DEVICE_FEATURES_2", chain)
         vk.vkGetPhysicalDeviceFeatures2(self.physical, features)
+        for s in [features.features, *structs]:
+            self.features.update({f: bool(getattr(s, f)) for f in dir(s) if f not in ("sType", "pNext")})
         priority = ffi.new("float[]", [1.0])
         queue = vk.VkDeviceQueueCreateInfo(queueFamilyIndex=self.family, queueCount=1, pQueuePriorities=priority)
         ext_names = [ffi.new("char[]", n.encode()) for n in names]
@@ -165,6 +166,26 @@ class Device:
             return {}
         props = self.query("PhysicalDeviceFloatControlsProperties", "PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES")
         return {name: bool(getattr(props, name)) for name in dir(props) if name.startswith("shader")}
+
+    def _coopmat_shapes(self) -> list[str]:
+        """The device's cooperative-matrix shapes and types (vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR) as
+        requirement names (gpu_program.coopmat_name), subgroup scope only."""
+        vk, ffi = self.vk, self.vk.ffi
+        if not self.features.get("cooperativeMatrix"):
+            return []
+        name = "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR"  # called raw: the wrapper leaves sType unset
+        fn = ffi.cast(f"PFN_{name}", vk.lib.vkGetInstanceProcAddr(self.instance, name.encode()))
+        count = ffi.new("uint32_t*")
+        fn(self.physical, count, ffi.NULL)
+        stype = vk.VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR
+        props = ffi.new("VkCooperativeMatrixPropertiesKHR[]", [{"sType": stype} for _ in range(count[0])])
+        fn(self.physical, count, props)
+        shapes = [
+            coopmat_name(p.MSize, p.NSize, p.KSize, (p.AType, p.BType, p.CType, p.ResultType), p.saturatingAccumulation)
+            for p in props[0 : count[0]]
+            if p.scope == 3  # VK_SCOPE_SUBGROUP_KHR
+        ]
+        return sorted(name for name in shapes if name)
 
     def query(self, name: str, stype: str) -> Any:
         """The device's Vk<name> properties struct, filled through vkGetPhysicalDeviceProperties2."""
@@ -304,7 +325,7 @@ class Allocator:
 class Kernel:
     """One SPIR-V module as a compute pipeline with `bindings` storage buffers at set 0."""
 
-    def __init__(self, dev: Device, code: bytes, bindings: int, name: str) -> None:
+    def __init__(self, dev: Device, code: bytes, bindings: int, name: str, subgroup: int | None = None) -> None:
         vk, compute = dev.vk, dev.vk.VK_SHADER_STAGE_COMPUTE_BIT
         self.dev, self.bindings, self.pipeline = dev, bindings, None
         self.module = dev.create("ShaderModule", codeSize=len(code), pCode=code)
@@ -314,7 +335,10 @@ class Kernel:
         layouts = vk.ffi.new("VkDescriptorSetLayout[]", [self.set_layout])
         self.layout = dev.create("PipelineLayout", setLayoutCount=1, pSetLayouts=layouts)
         entry = vk.ffi.new("char[]", b"main")
-        stage = vk.VkPipelineShaderStageCreateInfo(stage=compute, module=self.module, pName=entry)
+        size = vk.VkPipelineShaderStageRequiredSubgroupSizeCreateInfo(requiredSubgroupSize=subgroup or 0)
+        full = vk.VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT if subgroup else 0
+        extra = {"pNext": size, "flags": full} if subgroup else {}
+        stage = vk.VkPipelineShaderStageCreateInfo(stage=compute, module=self.module, pName=entry, **extra)
         info = vk.VkComputePipelineCreateInfo(stage=stage, layout=self.layout)
         try:
             self.pipeline = vk.vkCreateComputePipelines(dev.device, dev.pipeline_cache, 1, [info], None)[0]
@@ -473,14 +497,22 @@ class VulkanExecutable(Executable):
             self.alloc.free(staging)
 
     def _kernels(self, bundle: Bundle) -> None:
-        """One pipeline per distinct kernel file, each checked to read no binding its dispatches do not bind."""
+        """One pipeline per distinct kernel file, each checked to read no binding its dispatches do not bind and to
+        need nothing the device lacks (BackendUnavailable, so the plan falls back to the CPU with one warning)."""
         for d in self.program.dispatches:
             name, count = d["kernel"], len(d["bindings"])
             if name not in self.kernels:
                 code = bundle.path(name, self.where).read_bytes()
-                if max(spirv_bindings(code, self.where), default=-1) >= count:
+                bindings, capabilities = spirv_scan(code, self.where)
+                if max(bindings, default=-1) >= count:
                     raise fmt.bad(self.where, f"kernel {name} reads more buffers than its dispatch binds")
-                self.kernels[name] = Kernel(self.dev, code, count, name)
+                missing = self.program.missing(name, capabilities, self.dev.features, self.where)
+                if missing:
+                    raise BackendUnavailable(
+                        f"{self.dev.props.deviceName} lacks {', '.join(missing)}, which kernel {name} of "
+                        f"{self.where} needs; compile for this device (ragc profile, then ragc compile)"
+                    )
+                self.kernels[name] = Kernel(self.dev, code, count, name, d["subgroup_size"])
             limits = self.dev.props.limits.maxComputeWorkGroupCount
             if count != self.kernels[name].bindings or any(g > limits[i] for i, g in enumerate(d["groups"])):
                 raise fmt.bad(
@@ -490,17 +522,10 @@ class VulkanExecutable(Executable):
     def _descriptors(self) -> None:
         """One descriptor set per dispatch, each binding a tensor's range of the weights or arena buffer."""
         vk, device, dispatches = self.dev.vk, self.dev.device, self.program.dispatches
-        sizes = [
-            vk.VkDescriptorPoolSize(
-                type=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                descriptorCount=max(1, sum(len(d["bindings"]) for d in dispatches)),
-            )
-        ]
-        self.desc_pool = vk.vkCreateDescriptorPool(
-            device,
-            vk.VkDescriptorPoolCreateInfo(maxSets=max(1, len(dispatches)), poolSizeCount=1, pPoolSizes=sizes),
-            None,
-        )
+        count = max(1, sum(len(d["bindings"]) for d in dispatches))
+        sizes = [vk.VkDescriptorPoolSize(type=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount=count)]
+        limits = {"maxSets": max(1, len(dispatches)), "poolSizeCount": 1}
+        self.desc_pool = self.dev.create("DescriptorPool", pPoolSizes=sizes, **limits)
         self.descriptor_sets, regions = [], {"weights": self.weights, "arena": self.arena}
         for d in dispatches:
             layouts = vk.ffi.new("VkDescriptorSetLayout[]", [self.kernels[d["kernel"]].set_layout])
@@ -663,16 +688,8 @@ class VulkanExecutable(Executable):
         vk, dispatches = self.dev.vk, self.program.dispatches
         n = 2 * len(dispatches)
         data = vk.ffi.new("uint64_t[]", n)
-        vk.vkGetQueryPoolResults(
-            self.dev.device,
-            self.query_pool,
-            0,
-            n,
-            8 * n,
-            data,
-            8,
-            vk.VK_QUERY_RESULT_64_BIT | vk.VK_QUERY_RESULT_WAIT_BIT,
-        )
+        flags = vk.VK_QUERY_RESULT_64_BIT | vk.VK_QUERY_RESULT_WAIT_BIT
+        vk.vkGetQueryPoolResults(self.dev.device, self.query_pool, 0, n, 8 * n, data, 8, flags)
         mask, period = (1 << min(self.dev.timestamp_bits, 64)) - 1, self.dev.props.limits.timestampPeriod
         ticks = [int(data[i]) & mask for i in range(n)]
         return [

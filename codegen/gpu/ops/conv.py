@@ -7,7 +7,7 @@ from typing import Any
 
 from codegen.gpu.lowering import Dispatch, attr, fp32_reason, grid, lowers, numel
 from codegen.gpu.ops.eltwise import epilogue, own_inputs
-from codegen.gpu.ops.gemm import gemm_params
+from codegen.gpu.ops.gemm import gemm_tile, tiled
 from ragc.ir import Graph, Op
 
 GEMM_MIN_CHANNELS = 16  # output channels per group from which the implicit GEMM pays off
@@ -109,5 +109,5 @@ def lower_conv(graph: Graph, op: Op) -> list[Dispatch]:
         **common,
     }
     tensors = (final, bindings[1], bindings[0], *bindings[2:], *fragment.tensors)  # gemm: A = weights, B = x
-    params, counts = gemm_params(m, oh * ow, cg * geo["KH"] * geo["KW"], x[0] * groups, **layout)
-    return [Dispatch("gemm.comp.j2", params, tensors, counts)]
+    shape = (m, oh * ow, cg * geo["KH"] * geo["KW"], x[0] * groups)
+    return [tiled(op, shape, gemm_tile(m, oh * ow, x[0] * groups), tensors, **layout)]

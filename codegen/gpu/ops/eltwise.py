@@ -78,12 +78,23 @@ class Fragment:
 
 def load(dtype: str, code: str) -> str:
     """A stored element (its glsl_type) as its compute type."""
-    return {"bool": f"(uint({code}) != 0u)", "float16": f"float({code})"}.get(dtype, code)
+    loads = {"bool": f"(uint({code}) != 0u)", "float16": f"float({code})", "bfloat16": f"ragc_bf16({code})"}
+    return loads.get(dtype, code)
 
 
 def store(dtype: str, code: str) -> str:
     """A computed value as the element type stored for `dtype`."""
-    return {"bool": f"uint8_t({code} ? 1u : 0u)", "float16": f"float16_t({code})"}.get(dtype, code)
+    stores = {
+        "bool": f"uint8_t({code} ? 1u : 0u)",
+        "float16": f"float16_t({code})",
+        "bfloat16": f"uint16_t(ragc_bf16_bits({code}))",
+    }
+    return stores.get(dtype, code)
+
+
+def logical(dtype: str) -> str:
+    """The dtype an expression sees for a value stored as `dtype`: 16-bit floats compute as float32."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
 def chain_fragment(graph: Graph, chain: Chain, primary: str | None, first_binding: int, name: str) -> Fragment:
@@ -94,23 +105,25 @@ def chain_fragment(graph: Graph, chain: Chain, primary: str | None, first_bindin
     for leaf in chain.leaves:
         t = graph.tensors[leaf]
         if leaf == primary:
-            values[leaf] = Arg("primary", t.dtype)
+            values[leaf] = Arg("primary", logical(t.dtype))
         elif t.is_constant and numel(t.shape) == 1:
             values[leaf] = Arg(scalar_literal(t.data, t.dtype), t.dtype)
         else:
             binding = first_binding + len(buffers)
             buffers.append((binding, f"leaf{binding}", glsl_type(t.dtype), "readonly"))
             tensors.append(leaf)
-            values[leaf] = Arg(f"v{binding}", t.dtype)
+            values[leaf] = Arg(f"v{binding}", logical(t.dtype))
             element = f"leaf{binding}.data[{broadcast_index(t.shape, out_shape, 'i')}]"
-            lines.append(f"{COMPUTE[t.dtype]} v{binding} = {load(t.dtype, element)};")
+            lines.append(f"{COMPUTE[logical(t.dtype)]} v{binding} = {load(t.dtype, element)};")
     for k, op in enumerate(chain.ops):
-        out = graph.tensors[op.outputs[0]].dtype
-        code = expression(op, [values[n] if n else Arg("", "") for n in op.inputs], out)
-        lines.append(f"{COMPUTE[out]} t{k} = {code};")
-        values[op.outputs[0]] = Arg(f"t{k}", out)
+        out = graph.tensors[op.outputs[0]].dtype  # a Cast to float16 rounds here, whatever the device's rounding
+        code = expression(
+            op, [values[n] if n else Arg("", "") for n in op.inputs], "float32" if out == "bfloat16" else out
+        )
+        lines.append(f"{COMPUTE[logical(out)]} t{k} = {code};")
+        values[op.outputs[0]] = Arg(f"t{k}", logical(out))
     body = "\n    ".join(lines)
-    result = COMPUTE[graph.tensors[chain.output].dtype]
+    result = COMPUTE[logical(graph.tensors[chain.output].dtype)]
     function = f"{result} {name}(float primary, uint i) {{\n    {body}\n    return {values[chain.output].code};\n}}"
     return Fragment(buffers=tuple(buffers), tensors=tuple(tensors), function=function)
 
@@ -141,7 +154,7 @@ def lower_eltwise(graph: Graph, op: Op) -> list[Dispatch]:
     params = {
         "count": numel(out.shape),
         "out_type": glsl_type(out.dtype),
-        "value_type": COMPUTE[out.dtype],
+        "value_type": COMPUTE[logical(out.dtype)],
         "store": store(out.dtype, "v"),
         "leaves": fragment.buffers,
         "function": fragment.function,

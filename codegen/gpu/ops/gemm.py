@@ -17,6 +17,9 @@ LARGE = {"BM": 64, "BN": 128, "BK": 16, "TM": 4, "TN": 8}  # the best of bench/g
 MEDIUM = {"BM": 64, "BN": 64, "BK": 16, "TM": 4, "TN": 4}
 SMALL = {"BM": 32, "BN": 64, "BK": 16, "TM": 4, "TN": 4}
 THIN = {"BM": 16, "BN": 64, "BK": 16, "TM": 4, "TN": 4}  # M <= 16: the GEMV shapes of decoding
+COOPMAT = {"BM": 128, "BN": 128, "BK": 32, "TM": 8, "TN": 8}  # coopmat_gemm.comp.j2's fixed tile (256 invocations)
+COOPMAT_SHAPE = "coopmat16x8x16_f16f16f32f32"  # the fragments it multiplies: 16x16 f16 by 16x8 f16 into f32
+COOPMAT_MIN = 64  # M and N from which a cooperative-matrix tile pays off
 TARGET_GROUPS = 256  # workgroups that fill a large GPU about twice (an H200 has 132 SMs)
 MAX_SPLITS = 16
 MIN_SPLIT_STEPS = 4  # BK steps per split at least
@@ -48,6 +51,33 @@ def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPla
         return GemmPlan(tile)
     k_split = -(-k // splits // tile["BK"]) * tile["BK"]
     return GemmPlan(tile, -(-k // k_split), k_split)
+
+
+def tile_type(op: Op) -> str:
+    """The GLSL type a GEMM-shaped op's tiles multiply and accumulate in (precision.narrow marks fp16 ones)."""
+    return "float16_t" if op.attrs.get("ragc_math") == "float16" else "float"
+
+
+def uses_coopmat(op: Op, m: int, n: int) -> bool:
+    """Whether the op's GEMM runs on cooperative matrices (never split: one 128 x 128 tile holds its whole K)."""
+    return bool(op.attrs.get("ragc_coopmat")) and min(m, n) >= COOPMAT_MIN
+
+
+def tiled(
+    op: Op, shape: tuple[int, int, int, int], tile: dict[str, int], buffers: tuple[str, ...], **params: Any
+) -> Dispatch:
+    """One GEMM dispatch without split-K: cooperative matrices (coopmat_gemm.comp.j2) where precision.narrow marked
+    the op for them and M, N are large enough, else gemm.comp.j2 with `tile`; `params` as gemm_params takes them
+    plus the epilogue's."""
+    m, n, k, batch = shape
+    fragment = {key: params.pop(key) for key in ("leaves", "epilogue") if key in params}
+    if uses_coopmat(op, m, n):
+        values, groups = gemm_params(m, n, k, batch, COOPMAT, **params)
+        values.update(fragment, a_vec4=False, b_vec4=False)
+        return Dispatch("coopmat_gemm.comp.j2", values, buffers, groups, requires=(COOPMAT_SHAPE,), subgroup=32)
+    values, groups = gemm_params(m, n, k, batch, tile, **params)
+    values.update(fragment, MT=tile_type(op))
+    return Dispatch("gemm.comp.j2", values, buffers, groups)
 
 
 def gemm_tile(m: int, n: int, batch: int) -> dict[str, int]:
@@ -89,6 +119,7 @@ def gemm_params(
         "splits": splits,
         "k_split": k_split,
         "batch": batch,
+        "MT": "float",
     }
     params.update(layout)
     per_thread = 4 * params["threads"]  # every invocation moves whole vec4s of both tiles
@@ -114,7 +145,7 @@ def gemm_dispatches(
     the ordered reduction. `bias`: (tensor, GLSL index of m, nq and b, beta literal); the op's fused epilogue is
     applied last, unless `out` names the tensor to write (then none)."""
     m, n, k, batch = shape
-    plan = gemm_plan(m, n, k, batch)
+    plan = gemm_plan(m, n, k, batch, split=not uses_coopmat(op, m, n))
     bias_params = {"bias_index": bias[1], "beta": bias[2]} if bias else {}
     extra = (bias[0],) if bias else ()
 
@@ -123,12 +154,13 @@ def gemm_dispatches(
 
     if plan.splits == 1:
         fragment, final = tail(3 + len(extra))
-        params, groups = gemm_params(m, n, k, batch, plan.tile, **layout, **bias_params)
-        params.update(leaves=fragment.buffers, epilogue=fragment.function)
-        return [Dispatch("gemm.comp.j2", params, (final, *operands, *extra, *fragment.tensors), groups)]
+        buffers = (final, *operands, *extra, *fragment.tensors)
+        leaves = {"leaves": fragment.buffers, "epilogue": fragment.function}
+        return [tiled(op, shape, plan.tile, buffers, **layout, **bias_params, **leaves)]
     partial = f"{op.name}/splitk"
     graph.tensors[partial] = Tensor(partial, (plan.splits * batch * m * n,), "float32")
     params, groups = gemm_params(m, n, k, batch, plan.tile, plan.splits, plan.k_split, **layout)
+    params["MT"] = tile_type(op)
     fragment, final = tail(2 + len(extra))
     reduce = {"count": batch * m * n, "splits": plan.splits, "M": m, "N": n, "bias_index": "", "beta": "1.0"}
     reduce.update(bias_params, leaves=fragment.buffers, epilogue=fragment.function)
