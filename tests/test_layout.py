@@ -124,7 +124,8 @@ def line_counts() -> dict[str, int]:
     counts: dict[str, int] = {}
     for path in modules().values():
         rel = path.relative_to(ROOT)
-        key = "runtime_min core" if rel.parts[0] == "runtime_min" and rel.parts[1] != "backends" else str(rel.parent)
+        core = rel.parts[0] == "runtime_min" and len(rel.parts) == 2  # features live in subpackages (backends, ...)
+        key = "runtime_min core" if core else str(rel.parent)
         counts[key] = counts.get(key, 0) + len(path.read_text().splitlines())
     return counts
 

@@ -341,3 +341,16 @@ def test_compare_and_where_fuse_into_one_kernel(be):
     graph = b.graph([y])
     check(graph, be)
     assert len(json.loads(emit(graph, "p1").files["p1.gpu.json"])["dispatches"]) == 1
+
+
+def test_pipeline_cache_is_written_at_load_not_only_at_close(tmp_path, monkeypatch):
+    """An app that never closes its plan still leaves the pipeline cache for its next start."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fresh = backend()
+    b = Builder()
+    graph = b.graph([b.op("Sigmoid", [b.op("Relu", [b.input("x", (4, 8))], (4, 8))], (4, 8))])
+    prepare(fresh, emit(graph, "p1"), graph, tmp_path)
+    (written,) = (tmp_path / "cache" / "ragc" / "vulkan").iterdir()
+    before = written.stat()
+    fresh.close()
+    assert written.stat().st_mtime_ns == before.st_mtime_ns or written.stat().st_size > before.st_size

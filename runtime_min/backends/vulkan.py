@@ -18,11 +18,10 @@ the Vulkan call that reads it has returned.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import weakref
 from collections import OrderedDict
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy as np
 from runtime_min import format as fmt
 from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
 from runtime_min.backends.gpu_program import GpuProgram, coopmat_name, spirv_scan
+from runtime_min.backends.pipeline_cache import PipelineCache, cache_path
 from runtime_min.errors import BackendUnavailable, DeviceFailure
 from runtime_min.manifest import Bundle, Partition
 from runtime_min.options import LoadOptions
@@ -123,10 +123,7 @@ class Device:
         self.queue = vk.vkGetDeviceQueue(self.device, self.family, 0)
         reset = vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT
         self.pool = self.create("CommandPool", queueFamilyIndex=self.family, flags=reset)
-        uuid = bytes(self.props.pipelineCacheUUID).hex()
-        name = f"{self.props.vendorID:04x}-{self.props.deviceID:04x}-{self.props.driverVersion:x}-{uuid}.bin"
-        self.cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragc" / "vulkan" / name
-        self.pipeline_cache = self._pipeline_cache()
+        self.pipeline_cache = PipelineCache(vk, self.device, cache_path(self.props))
         self._submit_lock = threading.Lock()
 
     def _create_device(self) -> Any:
@@ -194,32 +191,6 @@ class Device:
         self.vk.vkGetPhysicalDeviceProperties2(self.physical, chain)
         return props
 
-    def _pipeline_cache(self) -> Any:
-        """The pipeline cache, seeded from the user cache (a stale or foreign file is ignored)."""
-        try:
-            data = self.cache_file.read_bytes()
-            return self.create("PipelineCache", initialDataSize=len(data), pInitialData=self.vk.ffi.new("char[]", data))
-        except (OSError, self.vk.VkError):
-            return self.create("PipelineCache")
-
-    def save_pipeline_cache(self) -> None:
-        """Write the pipeline cache atomically; an unwritable cache folder is not an error."""
-        vk, ffi = self.vk, self.vk.ffi
-        size = ffi.new("size_t*")
-        if vk.lib.vkGetPipelineCacheData(self.device, self.pipeline_cache, size, ffi.NULL) != vk.VK_SUCCESS:
-            return
-        data = ffi.new("char[]", size[0])
-        if vk.lib.vkGetPipelineCacheData(self.device, self.pipeline_cache, size, data) != vk.VK_SUCCESS:
-            return
-        try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_file.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(ffi.buffer(data, size[0]))
-            os.replace(tmp, self.cache_file)
-        except OSError:
-            pass
-
     def command_buffer(self) -> Any:
         info = self.vk.VkCommandBufferAllocateInfo(commandPool=self.pool, level=0, commandBufferCount=1)  # primary
         return self.vk.vkAllocateCommandBuffers(self.device, info)[0]
@@ -241,8 +212,7 @@ class Device:
 
     def close(self) -> None:
         self.vk.vkDeviceWaitIdle(self.device)
-        self.save_pipeline_cache()
-        self.vk.vkDestroyPipelineCache(self.device, self.pipeline_cache, None)
+        self.pipeline_cache.close()
         self.vk.vkDestroyCommandPool(self.device, self.pool, None)
 
     def destroy(self) -> None:
@@ -341,7 +311,7 @@ class Kernel:
         stage = vk.VkPipelineShaderStageCreateInfo(stage=compute, module=self.module, pName=entry, **extra)
         info = vk.VkComputePipelineCreateInfo(stage=stage, layout=self.layout)
         try:
-            self.pipeline = vk.vkCreateComputePipelines(dev.device, dev.pipeline_cache, 1, [info], None)[0]
+            self.pipeline = vk.vkCreateComputePipelines(dev.device, dev.pipeline_cache.handle, 1, [info], None)[0]
         except vk.VkError as exc:
             self.close()
             raise BackendUnavailable(f"{dev.props.deviceName} rejected kernel {name} ({type(exc).__name__})") from exc
@@ -498,10 +468,12 @@ class VulkanExecutable(Executable):
 
     def _kernels(self, bundle: Bundle) -> None:
         """One pipeline per distinct kernel file, each checked to read no binding its dispatches do not bind and to
-        need nothing the device lacks (BackendUnavailable, so the plan falls back to the CPU with one warning)."""
+        need nothing the device lacks (BackendUnavailable, so the plan falls back to the CPU with one warning); the
+        pipelines are compiled on several threads (the driver's compiler is most of a cold load)."""
+        todo: dict[str, tuple[bytes, int, int | None]] = {}
         for d in self.program.dispatches:
             name, count = d["kernel"], len(d["bindings"])
-            if name not in self.kernels:
+            if name not in todo:
                 code = bundle.path(name, self.where).read_bytes()
                 bindings, capabilities = spirv_scan(code, self.where)
                 if max(bindings, default=-1) >= count:
@@ -512,7 +484,15 @@ class VulkanExecutable(Executable):
                         f"{self.dev.props.deviceName} lacks {', '.join(missing)}, which kernel {name} of "
                         f"{self.where} needs; compile for this device (ragc profile, then ragc compile)"
                     )
-                self.kernels[name] = Kernel(self.dev, code, count, name, d["subgroup_size"])
+                todo[name] = (code, count, d["subgroup_size"])
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            made = {name: pool.submit(Kernel, self.dev, code, n, name, sub) for name, (code, n, sub) in todo.items()}
+        failed = [f.exception() for f in made.values() if f.exception() is not None]
+        self.kernels = {name: f.result() for name, f in made.items() if f.exception() is None}
+        if failed:
+            raise failed[0]
+        for d in self.program.dispatches:
+            name, count = d["kernel"], len(d["bindings"])
             limits = self.dev.props.limits.maxComputeWorkGroupCount
             if count != self.kernels[name].bindings or any(g > limits[i] for i, g in enumerate(d["groups"])):
                 raise fmt.bad(
@@ -769,6 +749,7 @@ class VulkanBackend(Backend):
 
     def prepare(self, partition: Partition, bundle: Bundle) -> VulkanExecutable:
         self._executables.append(VulkanExecutable(self, partition, bundle))
+        self.dev.pipeline_cache.save()  # now, not at close: an app that never closes its plan still loads fast
         return self._executables[-1]
 
     def close(self) -> None:
