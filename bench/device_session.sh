@@ -38,7 +38,7 @@ steps)
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"
-  for m in /tmp/ragc-real/*.onnx; do python3 bench/skeleton.py strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
+  for m in /tmp/ragc-real/*.onnx; do python3 -m ragc.profiler.skeleton strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
   echo "=== all done ($(date +%T))"
   ;;
 esac

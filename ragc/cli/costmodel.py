@@ -16,7 +16,11 @@ def costmodel() -> None:
 
 
 @costmodel.command("eval")
-@click.option("--models", help="Comma-separated model names [default: the light zoo plus generated models].")
+@click.option(
+    "--models",
+    help="Comma-separated model names or .onnx files (weightless skeletons such as bench/skeletons/*.onnx are "
+    "filled first) [default: the light zoo plus generated models].",
+)
 @click.option(
     "--devices",
     default="cpu,gpu",

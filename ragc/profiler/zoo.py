@@ -28,15 +28,36 @@ def light_zoo_paths() -> dict[str, Path]:
 
 
 def model_set(names: list[str] | None = None) -> dict[str, Graph]:
-    """Name -> ir.Graph (through ragc's front end) of every evaluation model, or of those named."""
+    """Name -> ir.Graph (through ragc's front end) of every evaluation model, or of those named; a name ending in
+    .onnx is a model file (a weightless skeleton is filled first), known by its stem."""
     from ragc.frontend import load_model
 
+    files = {Path(n).stem: _file_graph(Path(n)) for n in names or [] if n.endswith(".onnx")}
+    names = [Path(n).stem if n.endswith(".onnx") else n for n in names] if names else None
     paths = light_zoo_paths()
     generated = generated_models()
     known = [*paths, *generated]
     chosen = names or known
-    unknown = sorted(set(chosen) - set(known))
-    if unknown:
-        raise PersonalityError(f"unknown eval model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    built = to_graphs({name: generated[name] for name in chosen if name not in paths})
-    return {name: built[name] if name in built else load_model(paths[name]).graph for name in chosen}
+    if not set(chosen) <= set(known) | set(files):
+        unknown = sorted(set(chosen) - set(known) - set(files))
+        raise PersonalityError(f"unknown eval model(s) {', '.join(unknown)}; choose from {', '.join(known)} or a .onnx")
+    built = to_graphs({name: generated[name] for name in chosen if name in generated and name not in files})
+    loaded = {name: load_model(paths[name]).graph for name in chosen if name in paths and name not in files}
+    return {name: files.get(name) or built.get(name) or loaded[name] for name in chosen}
+
+
+def _file_graph(path: Path) -> Graph:
+    """The ir.Graph of a model file; a weightless skeleton is filled first (ragc.profiler.skeleton)."""
+    import tempfile
+
+    from ragc.frontend import load_model
+    from ragc.profiler.skeleton import filled, is_skeleton
+
+    if not path.is_file():
+        raise PersonalityError(f"no model file {path}; give a path to an .onnx or a model name")
+    model = onnx.load(str(path), load_external_data=False)
+    if not is_skeleton(model):
+        return load_model(path).graph
+    with tempfile.TemporaryDirectory(prefix="ragc-skeleton-") as tmp:
+        onnx.save(filled(model), str(Path(tmp) / path.name))
+        return load_model(Path(tmp) / path.name).graph

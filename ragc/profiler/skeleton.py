@@ -1,10 +1,11 @@
 """Weightless skeletons of real exported models, and their deterministic refill: big float initializers lose their
 data (dims kept, marked), and are refilled with N(0, 1/fan_in) seeded by the tensor's name, so every machine
 rebuilds the same model. Timing does not depend on weight values; small tensors (norm parameters, biases, shape
-constants) are kept as they are.
+constants) are kept as they are. bench/skeletons holds those of the models exported on the H200 machine;
+`ragc costmodel eval --models PATH.onnx,...` fills them itself.
 
-    python bench/skeleton.py strip MODEL.onnx SKELETON.onnx
-    python bench/skeleton.py fill SKELETON.onnx MODEL.onnx
+    python -m ragc.profiler.skeleton strip MODEL.onnx SKELETON.onnx
+    python -m ragc.profiler.skeleton fill SKELETON.onnx MODEL.onnx
 """
 
 from __future__ import annotations
@@ -35,8 +36,18 @@ def _seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"skeleton:{name}".encode()).digest()[:8], "little")
 
 
+def is_skeleton(model: onnx.ModelProto) -> bool:
+    return any(t.doc_string == MARK for t in model.graph.initializer)
+
+
 def fill(src: Path, dst: Path) -> None:
     model = onnx.load(str(src))
+    filled(model)
+    onnx.save(model, str(dst), save_as_external_data=model.ByteSize() > 1_800_000_000)
+
+
+def filled(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with its marked initializers refilled in place (and returned)."""
     for t in model.graph.initializer:
         if t.doc_string != MARK:
             continue
@@ -45,7 +56,7 @@ def fill(src: Path, dst: Path) -> None:
         values = np.random.default_rng(_seed(t.name)).standard_normal(dims) / np.sqrt(max(fan, 1))
         dtype = np.float16 if t.data_type == onnx.TensorProto.FLOAT16 else np.float32
         t.CopyFrom(numpy_helper.from_array(values.astype(dtype), t.name))
-    onnx.save(model, str(dst), save_as_external_data=model.ByteSize() > 1_800_000_000)
+    return model
 
 
 if __name__ == "__main__":
