@@ -8,7 +8,7 @@ import math
 from html import escape
 from pathlib import Path
 
-from ragc.placement.problem import Placement, PlacementProblem
+from ragc.placement.problem import HOST, Placement, PlacementProblem
 
 LEFT, TOP, LANE, WIDTH, SUB = 90, 30, 44, 1000, 14
 PROCESSOR_COLORS = {"cpu": "#4e79a7", "gpu": "#59a14f", "npu": "#e15759"}  # also ragc explain --svg
@@ -32,7 +32,7 @@ def timeline_svg(placement: Placement, problem: PlacementProblem) -> str:
         '<defs><marker id="arrow" markerWidth="6" markerHeight="6" refX="6" refY="3" orient="auto">'
         '<path d="M0,0 L6,3 L0,6 z" fill="#333"/></marker></defs>',
         f'<text x="{LEFT}" y="16">{escape(placement.solver)}: {placement.predicted_ms:.3f} ms predicted'
-        f"{' (slowest pipeline stage)' if placement.stages else ''}; {len(transfers)} transfers</text>",
+        f"{' (slowest pipeline stage)' if placement.stages else ''}; {len(transfers)} transfer(s)</text>",
     ]
     parts += canvas.lanes()
     parts += [canvas.unit(u.name) for u in problem.units]
@@ -144,10 +144,14 @@ class _Pipeline:
         return LEFT + ms * self.scale
 
     def stage_ms(self, stage: list[str]) -> float:
-        """A stage's time: its units on its processor and the tensors it reads from earlier stages."""
+        """A stage's time: its units on its processor, their graph inputs and outputs to and from the host, and the
+        tensors it reads from earlier stages."""
         inside = set(stage)
         device = self.placement.assignment[stage[0]]
-        own = sum(self.problem.unit(u).cost_ms[device] for u in stage)
+        move = self.problem.transfer_ms
+        units = [self.problem.unit(u) for u in stage]
+        own = sum(u.cost_ms[device] + move(HOST, device, u.host_in_bytes) + move(device, HOST, u.host_out_bytes)
+                  for u in units)  # fmt: skip
         incoming = sum(
             self.problem.transfer_ms(self.placement.assignment[e.src], device, e.nbytes)
             for e in self.problem.edges
