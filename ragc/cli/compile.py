@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ragc.cli.output import echo_json, say, verbosity
 from ragc.placement.solve import OBJECTIVES, SOLVERS
 
 
@@ -39,6 +40,7 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="Time candidate plans on this chip and keep the measured best (never for --target).",
 )
 @click.option("--tune-budget", default=20.0, show_default=True, help="Seconds the timing of candidates may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan summary (as `ragc inspect --json`) as JSON.")
 def command(
     model: Path,
     out: Path,
@@ -53,6 +55,7 @@ def command(
     cuts: tuple[str, ...],
     tune: bool,
     tune_budget: float,
+    as_json: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
 
@@ -61,8 +64,9 @@ def command(
       ragc compile model.onnx -o plan/
       ragc compile model.onnx -o plan/ --shape image=1x3x224x224 --devices cpu,gpu
       ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
+      ragc compile model.onnx -o plan/ --place Conv=gpu --json | jq .predicted_ms
     """
-    from ragc.cli.report import print_partitions
+    from ragc.cli.report import plan_summary, print_partitions
     from ragc.frontend import parse_shapes
     from ragc.pipeline import compile_model
 
@@ -81,6 +85,28 @@ def command(
         tune=tune,
         tune_budget_s=tune_budget,
     )
-    print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
+    rules = forced_cost(result.bundle) if place else None
+    if as_json:
+        summary = plan_summary(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
+        echo_json(summary | {"bundle": str(result.bundle), "seconds": result.seconds, "without_place_ms": rules})
+        return
+    if verbosity() >= 0:
+        print_partitions(result.bundle, verify_hashes=False)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
+    detail = f"; {stages}" if verbosity() > 0 else ""
+    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions{detail})")
+    if isinstance(rules, float) and result.predicted_ms > rules * 1.05:
+        say(
+            f"note: the --place rules cost: automatic placement predicts {rules:.3f} ms, this plan "
+            f"{result.predicted_ms:.3f} ms ({result.predicted_ms / rules:.1f}x slower); see `ragc explain {out}`"
+        )
+
+
+def forced_cost(bundle: Path) -> float | str | None:
+    """What the solver predicts for the plan's problem without its --place rules (from the bundle's costs.json)."""
+    from ragc.bundle.costs import read_costs
+    from ragc.cli.explain_ops import unforced_ms
+    from runtime_min.manifest import read_bundle
+
+    doc = read_costs(read_bundle(bundle, verify_hashes=False))
+    return None if doc is None else unforced_ms(doc)

@@ -111,6 +111,11 @@ def _unforced_costs(doc: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     }
 
 
+def unforced_ms(doc: dict[str, Any], time_limit_s: float = 1.0) -> float | str:
+    """The plan's metric without its --place rules: what automatic placement would predict."""
+    return _best(doc, problem_of(doc, _unforced_costs(doc)), time_limit_s)
+
+
 def _best(doc: dict[str, Any], problem: PlacementProblem, time_limit_s: float) -> float | str:
     """The solver's plan of `problem` (its value in the plan's metric), or why there is none."""
     try:
