@@ -31,6 +31,8 @@ class InternalError(Exception):
 
 @dataclass
 class CompileResult:
+    """What `ragc.compile` made: the bundle folder, its partitions, the placement and its problem, stage times."""
+
     bundle: Path
     partitions: list[Partition]
     placement: Placement | None
