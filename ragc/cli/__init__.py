@@ -47,6 +47,8 @@ class RagcGroup(click.Group):
         warnings.showwarning = _one_line_warning
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage_error(exc)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -65,6 +67,21 @@ class RagcGroup(click.Group):
             sys.exit(EXIT_INTERNAL)
         finally:
             warnings.showwarning = shown
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # plain `ragc`: the help
+        except click.UsageError as exc:  # an option of the group itself, or no such command
+            _usage_error(exc)
+
+
+def _usage_error(exc: click.UsageError) -> None:
+    """A bad option or argument: one line too, saying where the help is."""
+    where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+    click.echo(f"error: {exc.format_message().rstrip('.')}{where}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def _debug(ctx: click.Context) -> None:

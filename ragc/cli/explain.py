@@ -15,7 +15,8 @@ from ragc.cli.paths import writable_file
 from ragc.errors import UsageError
 from ragc.placement.solve import OBJECTIVES
 
-MODEL_ONLY = ("target", "objective", "max_latency_ms", "shapes", "devices")
+MODEL_ONLY = {"target": "--target", "objective": "--objective", "max_latency_ms": "--max-latency-ms",
+              "shapes": "--shape", "devices": "--devices"}  # fmt: skip
 
 
 def plan_facts(plan: Path, manifest: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +110,9 @@ def command(source: Path, as_json: bool, svg: Path | None, moves: bool, time_lim
         raise UsageError(f"{str(source)!r} does not exist; give a plan folder (ragc compile -o) or an .onnx model")
     analysis = None
     if source.is_dir():
-        extra = sorted(k for k in MODEL_ONLY if given[k] not in (None, ()))
+        extra = [flag for key, flag in MODEL_ONLY.items() if given[key] not in (None, ())]
         if extra:
-            raise UsageError(f"--{extra[0].replace('_', '-')} goes with a MODEL; a plan was placed when compiled")
+            raise UsageError(f"{extra[0]} goes with a MODEL; a plan was placed when it was compiled")
         facts, doc, e = _plan_mode(source, moves, time_limit)
     else:
         given["objective"] = given["objective"] or "latency"

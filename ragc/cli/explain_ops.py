@@ -163,7 +163,10 @@ def _why_not(
     if op["forced"]:
         return _reason("forced", f"--place put it on {op['forced']}")
     if device not in doc["compiled_devices"]:
-        return _reason("not-compiled", f"the plan was compiled for {', '.join(doc['compiled_devices'])} (--devices)")
+        listed = ", ".join(doc["compiled_devices"])
+        if device == "cpu":
+            return _reason("not-compiled", f"compiled with --devices {listed}: the CPU takes only what they cannot run")
+        return _reason("not-compiled", f"the plan was compiled for {listed} (--devices)")
     if unit["cost_ms"].get(device) is None:
         return _culprit(unit, ops, device)
     result = moved.get((unit["name"], device))

@@ -103,7 +103,7 @@ def show(facts: dict[str, Any], e: dict[str, Any], npu: dict[str, Any] | None = 
     for detail, number in notes.items():
         out.print(f"[{number}] {detail}")
     moves = e.get("moves")
-    if moves:
+    if moves and moves["count"]:
         say(
             f"'if moved': the op's fused unit forced onto that processor and the whole plan re-solved "
             f"({moves['count']} solves, solver {moves['solver']}, {moves['time_limit_s']:g} s limit each)"
