@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ragc.cli.output import console, echo_json, say, table
+from ragc.cli.output import console, echo_json, say, table, verbosity
 
 
 def _verdicts(data: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -47,7 +47,7 @@ def show(data: dict[str, Any]) -> None:
     if cpu["available"]:
         providers = ", ".join(cpu["providers"])
         say(f"onnxruntime {cpu['onnxruntime']}: providers {providers} (ragc uses {cpu['used_provider']})")
-    if data["gpu"]["devices"]:
+    if data["gpu"]["devices"] and verbosity() >= 0:
         gpus = table(
             "#", "Vulkan device", "type", "API", "memory GiB", "features", "float controls", "ragc kernels",
             title="Vulkan devices (* = the one runtime_min opens)", right=("memory GiB",),
@@ -67,7 +67,8 @@ def show(data: dict[str, Any]) -> None:
     stack = table("NPU stack", "found", "detail", title="XDNA NPU stack on this machine")
     for f in data["npu"]["stack"]:
         stack.add_row(f["part"], "yes" if f["found"] else "no", f["detail"])
-    out.print(stack)
+    if verbosity() >= 0:
+        out.print(stack)
     p = data["personality"]
     state = (
         f"profiled ({p['path']})"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ragc.cli.output import console, echo_json, say, table
+from ragc.cli.output import console, echo_json, say, table, verbosity
 from ragc.cli.paths import writable_file
 
 
@@ -53,6 +53,10 @@ def command(plan: Path, as_json: bool, timeline: Path | None, xclbins: bool) -> 
         echo_json(report) if as_json else show_xclbins(report)
     elif as_json:
         echo_json(plan_summary(plan))
+    elif verbosity() < 0:
+        summary = plan_summary(plan)
+        parts = ", ".join(f"{p['id']} {p['device']}" for p in summary["partitions"])
+        click.echo(f"predicted {summary['predicted_ms']:.3f} ms; {len(summary['partitions'])} partitions ({parts})")
     else:
         print_partitions(plan)
     if timeline:

@@ -101,7 +101,7 @@ def command(
         data["stream"] = {"frames": frames, "depth": depth, "frames_per_s": frames / timed.elapsed_s}
         data["stages"] = report.stage_rows(loaded, rows)
     else:
-        data["runs"] = len(timed.seconds)
+        data["runs"], data["seconds"] = len(timed.seconds), timed.seconds
         data["latency_ms"] = report.latency_stats(timed.seconds)
     if output_dir:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +132,7 @@ def _show(data: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
         click.echo(f"stream of {s['frames']} frames (depth {s['depth']}): {s['frames_per_s']:.1f} frames/s")
     else:
         click.echo(report.latency_line(data["latency_ms"], data["runs"], data["warmup"]))
+        say("each run (ms): " + " ".join(f"{s * 1e3:.3f}" for s in data["seconds"]), level=1)
         if data["prediction"]["kind"] == "slowest stage":
             say("this plan was compiled for throughput (--objective throughput): run it with --stream N for frames/s")
     click.echo(report.prediction_line(data["prediction"]))
