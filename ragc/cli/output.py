@@ -58,21 +58,12 @@ def set_verbosity(ctx: click.Context, param: click.Parameter, value: int | bool)
 
 def verbosity_options() -> list[click.Option]:
     """-v/--verbose (repeatable) and -q/--quiet, as fresh options for one command."""
+    common = {"expose_value": False, "callback": set_verbosity}
     return [
         click.Option(
-            ["-v", "--verbose"],
-            count=True,
-            expose_value=False,
-            callback=set_verbosity,
-            help="More detail (-vv: a traceback with every error).",
+            ["-v", "--verbose"], count=True, help="More detail (-vv: a traceback with every error).", **common
         ),
-        click.Option(
-            ["-q", "--quiet"],
-            is_flag=True,
-            expose_value=False,
-            callback=set_verbosity,
-            help="Only results and errors: no tables, notes or progress bars.",
-        ),
+        click.Option(["-q", "--quiet"], is_flag=True, help="Only results and errors: no tables or notes.", **common),
     ]
 
 

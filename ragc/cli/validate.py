@@ -112,25 +112,17 @@ def _verdict(report: dict[str, Any], strict: bool) -> str:
     return f"PASS ({len(report['outputs'])} output(s) within tolerance; ran on {', '.join(checked) or 'nothing'})"
 
 
+def _tolerance(flag: str, default: float, text: str):
+    return click.option(flag, default=default, show_default=True, type=TOLERANCE, help=text)
+
+
 @click.command("validate")
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--model", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The original .onnx.")
-@click.option("--rtol", default=1e-4, show_default=True, type=TOLERANCE, help="Relative tolerance (CPU, GPU: fp32).")
-@click.option("--atol", default=1e-5, show_default=True, type=TOLERANCE, help="Absolute tolerance (CPU, GPU).")
-@click.option(
-    "--npu-rtol",
-    default=2e-2,
-    show_default=True,
-    type=TOLERANCE,
-    help="Relative tolerance where the NPU (bf16) took part.",
-)
-@click.option(
-    "--npu-atol",
-    default=1e-2,
-    show_default=True,
-    type=TOLERANCE,
-    help="Absolute tolerance where the NPU took part, as a fraction of the output's largest magnitude.",
-)
+@_tolerance("--rtol", 1e-4, "Relative tolerance (CPU, GPU: fp32).")
+@_tolerance("--atol", 1e-5, "Absolute tolerance (CPU, GPU).")
+@_tolerance("--npu-rtol", 2e-2, "Relative tolerance where the NPU (bf16) took part.")
+@_tolerance("--npu-atol", 1e-2, "Absolute tolerance with the NPU, times the output's largest magnitude.")
 @click.option("--npu", type=click.Choice(["xrt", "sim"]), help="NPU backend [default: RAGC_NPU, else xrt].")
 @click.option("--strict", is_flag=True, help="Fail when any partition ran from its CPU fallback.")
 @click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
