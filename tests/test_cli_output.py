@@ -159,3 +159,8 @@ def test_ctrl_c_and_internal_errors_are_one_line(plans, monkeypatch):
     result = cli("run", plans["long"])
     assert result.exit_code == 3 and result.stderr.strip().startswith("internal error: ValueError: a bug (rerun")
     assert "Traceback" in cli("-vv", "run", plans["long"]).stderr
+
+
+def test_json_without_show_is_a_usage_line():
+    result = cli("profile", "--json")
+    assert result.exit_code == 2 and result.stderr.strip().startswith("error: --json goes with --show")
