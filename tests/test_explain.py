@@ -52,7 +52,7 @@ def test_every_op_has_a_reason_for_every_other_processor(plans):
         assert all(why["why"] in CODES and why["detail"] for why in row["others"].values())
     moved = [w for row in e["ops"] for w in row["others"].values() if w["why"] in ("slower", "not-slower")]
     assert moved and all(w["plan"] == pytest.approx(e["chosen"] + w["delta"]) for w in moved)
-    assert all(w["delta"] >= -1e-6 for w in moved)  # the solver's plan is optimal: moving never helps
+    assert all(w["delta"] >= -1e-6 and w["proven"] for w in moved)  # the plan is optimal: moving never helps
     gap = next(row for row in e["ops"] if row["name"] == "gap")
     assert gap["others"]["npu"]["why"] == "unsupported" and "no NPU kernel" in gap["others"]["npu"]["detail"]
     relu = next(row for row in e["ops"] if row["name"] == "relu1")

@@ -85,7 +85,13 @@ def _model_mode(model: Path, given: dict[str, Any], moves: bool, time_limit: flo
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Draw the graph, coloured by processor.")
 @click.option("--moves/--no-moves", default=True, show_default=True, help="Re-solve to price moving each op.")
-@click.option("--time-limit", default=1.0, show_default=True, type=POSITIVE_SECONDS, help="Seconds per re-solve.")
+@click.option(
+    "--time-limit",
+    default=30.0,
+    show_default=True,
+    type=POSITIVE_SECONDS,
+    help="Seconds for all re-solves together (each gets its share, 0.05 to 2 s).",
+)
 @click.option("--target", help="MODEL only: a chip that is not here (a name in ragc/targets/ or a file).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), help="MODEL only [default: latency].")
 @click.option("--max-latency-ms", type=POSITIVE_SECONDS, help="MODEL only, with --objective energy: the cap.")

@@ -17,6 +17,7 @@ from ragc.placement import Placement, PlacementProblem, simulate, solve
 from ragc.placement.candidates import device_first
 
 MOVE_SOLVER = "auto"  # re-solves use the exact solver with a time limit each, as compile does
+SOLVE_S = (0.05, 2.0)  # the least and the most seconds one re-solve gets of the budget
 
 
 def moves_needed(doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -27,15 +28,17 @@ def moves_needed(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def explain_ops(
-    doc: dict[str, Any], moves: bool = True, time_limit_s: float = 1.0, advance: Callable[[str], None] | None = None
+    doc: dict[str, Any], moves: bool = True, budget_s: float = 30.0, advance: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """The explanation as data: the plan's figures, each processor alone, the plan without --place rules (when any
-    op was forced), and one entry per op."""
+    op was forced), and one entry per op. Re-solves share `budget_s`, each within SOLVE_S."""
     problem = problem_of(doc)
     chosen = _chosen(doc, problem)
-    moved: dict[tuple[str, str], float | str] = {}
-    for unit, device in moves_needed(doc) if moves else []:
-        moved[(unit, device)] = _moved(doc, problem, unit, device, time_limit_s)
+    needed = moves_needed(doc) if moves else []
+    each_s = min(max(budget_s / max(len(needed), 1), SOLVE_S[0]), SOLVE_S[1])
+    moved: dict[tuple[str, str], tuple[float, bool] | str] = {}
+    for unit, device in needed:
+        moved[(unit, device)] = _moved(doc, problem, unit, device, each_s)
         if advance:
             advance(unit)
     units = {u["name"]: u for u in doc["units"]}
@@ -52,8 +55,15 @@ def explain_ops(
         "metric": _metric(doc),
         "chosen": chosen,
         "baselines_ms": baselines,
-        "unforced_ms": _best(doc, free, time_limit_s) if forced else None,
-        "moves": {"solver": MOVE_SOLVER, "time_limit_s": time_limit_s, "count": len(moved)} if moves else None,
+        "unforced_ms": _best(doc, free, min(budget_s, 5.0))[0] if forced else None,
+        "moves": {
+            "solver": MOVE_SOLVER,
+            "time_limit_s": each_s,
+            "count": len(moved),
+            "unproven": sum(1 for m in moved.values() if not isinstance(m, str) and not m[1]),
+        }
+        if moves
+        else None,
         "ops": rows,
     }
 
@@ -82,18 +92,31 @@ def _chosen(doc: dict[str, Any], problem: PlacementProblem) -> float:
     return _value(doc, problem, simulate(problem, {u["name"]: u["device"] for u in doc["units"]}, order))
 
 
-def _solve(doc: dict[str, Any], problem: PlacementProblem, time_limit_s: float) -> float:
-    placement = solve(problem, MOVE_SOLVER, doc["objective"], time_limit_s, _power(doc), doc["max_latency_ms"])
-    return _value(doc, problem, placement)
+def _solve(doc: dict[str, Any], problem: PlacementProblem, time_limit_s: float) -> Placement:
+    return solve(problem, MOVE_SOLVER, doc["objective"], time_limit_s, _power(doc), doc["max_latency_ms"])
 
 
-def _moved(doc: dict[str, Any], problem: PlacementProblem, unit: str, device: str, time_limit_s: float) -> float | str:
-    """The re-solved plan's value with `unit` forced onto `device`, or why no such plan exists."""
+def _moved(
+    doc: dict[str, Any], problem: PlacementProblem, unit: str, device: str, time_limit_s: float
+) -> tuple[float, bool] | str:
+    """(value, proven optimal) of the plan re-solved with `unit` forced onto `device`, or why no such plan exists.
+    The chosen plan with only that unit moved is a plan too: where the solver finds none better within its time,
+    that one's value stands (not proven optimal)."""
     units = [
         replace(u, cost_ms={d: ms if d == device else math.inf for d, ms in u.cost_ms.items()}) if u.name == unit else u
         for u in problem.units
     ]
-    return _best(doc, replace(problem, units=units), time_limit_s)
+    forced = replace(problem, units=units)
+    value, proven = _best(doc, forced, time_limit_s)
+    if isinstance(value, str):
+        return value  # no plan fits (capacity): moving the unit there is not possible
+    if doc["objective"] == "throughput":  # a stream's value is its slowest stage, which a re-simulation does not give
+        return value, proven
+    start = {u["name"]: u["start_ms"] for u in doc["units"]}
+    assignment = {u["name"]: device if u["name"] == unit else u["device"] for u in doc["units"]}
+    order = {d: sorted((n for n, a in assignment.items() if a == d), key=start.get) for d in doc["devices"]}
+    local = _value(doc, forced, simulate(forced, assignment, order))
+    return (local, False) if local < value - 1e-12 else (value, proven)
 
 
 def _unforced_costs(doc: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -113,15 +136,16 @@ def _unforced_costs(doc: dict[str, Any]) -> dict[str, dict[str, float | None]]:
 
 def unforced_ms(doc: dict[str, Any], time_limit_s: float = 1.0) -> float | str:
     """The plan's metric without its --place rules: what automatic placement would predict."""
-    return _best(doc, problem_of(doc, _unforced_costs(doc)), time_limit_s)
+    return _best(doc, problem_of(doc, _unforced_costs(doc)), time_limit_s)[0]
 
 
-def _best(doc: dict[str, Any], problem: PlacementProblem, time_limit_s: float) -> float | str:
-    """The solver's plan of `problem` (its value in the plan's metric), or why there is none."""
+def _best(doc: dict[str, Any], problem: PlacementProblem, time_limit_s: float) -> tuple[float | str, bool]:
+    """(value, proven optimal) of the solver's plan of `problem`, or (why there is none, False)."""
     try:
-        return _solve(doc, problem, time_limit_s)
+        placement = _solve(doc, problem, time_limit_s)
     except PlacementError as exc:
-        return str(exc).splitlines()[0]
+        return str(exc).splitlines()[0], False
+    return _value(doc, problem, placement), placement.gap == 0.0
 
 
 def _op_row(
@@ -129,7 +153,7 @@ def _op_row(
     op: dict[str, Any],
     units: dict[str, dict[str, Any]],
     ops: dict[str, dict[str, Any]],
-    moved: dict[tuple[str, str], float | str],
+    moved: dict[tuple[str, str], tuple[float, bool] | str],
     chosen: float,
 ) -> dict[str, Any]:
     unit = units[op["unit"]]
@@ -153,7 +177,7 @@ def _why_not(
     unit: dict[str, Any],
     ops: dict[str, dict[str, Any]],
     device: str,
-    moved: dict[tuple[str, str], float | str],
+    moved: dict[tuple[str, str], tuple[float, bool] | str],
     chosen: float,
 ) -> dict[str, Any]:
     """{"why": code, "detail": text, "plan", "delta"} for one processor the op is not on (plan and delta in the
@@ -174,13 +198,15 @@ def _why_not(
         return _reason("not-computed", "what moving it costs was not computed (--no-moves)")
     if isinstance(result, str):
         return _reason("does-not-fit", result)
-    delta = result - chosen
+    value, proven = result
+    delta = value - chosen
     code = "fused-into" if unit["ops"][0] != op["name"] else "slower" if delta > 1e-9 else "not-slower"
-    return {"why": code, "detail": _move_detail(doc, unit, op, delta), "plan": result, "delta": delta}
+    detail = _move_detail(doc, unit, op, delta, proven)
+    return {"why": code, "detail": detail, "plan": value, "delta": delta, "proven": proven}
 
 
 def _reason(code: str, detail: str) -> dict[str, Any]:
-    return {"why": code, "detail": detail, "plan": None, "delta": None}
+    return {"why": code, "detail": detail, "plan": None, "delta": None, "proven": None}
 
 
 def _culprit(unit: dict[str, Any], ops: dict[str, dict[str, Any]], device: str) -> dict[str, Any]:
@@ -197,10 +223,9 @@ def _culprit(unit: dict[str, Any], ops: dict[str, dict[str, Any]], device: str) 
     return _reason("fused-with", f"its unit {unit['name']} cannot run on {device}")
 
 
-def _move_detail(doc: dict[str, Any], unit: dict[str, Any], op: dict[str, Any], delta: float) -> str:
-    metric = _metric(doc)
+def _move_detail(doc: dict[str, Any], unit: dict[str, Any], op: dict[str, Any], delta: float, proven: bool) -> str:
     sign = "+" if delta >= 0 else "-"
-    moving = f"{sign}{abs(delta):.3f} {metric} if moved"
+    moving = f"{'' if proven else 'at most '}{sign}{abs(delta):.3f} {_metric(doc)} if moved"
     if unit["ops"][0] != op["name"]:
         return f"fused into {unit['ops'][0]}: {moving}"
     if delta > 1e-9:

@@ -106,8 +106,13 @@ def show(facts: dict[str, Any], e: dict[str, Any], npu: dict[str, Any] | None = 
     if moves and moves["count"]:
         say(
             f"'if moved': the op's fused unit forced onto that processor and the whole plan re-solved "
-            f"({moves['count']} solves, solver {moves['solver']}, {moves['time_limit_s']:g} s limit each)"
+            f"({moves['count']} solves, solver {moves['solver']}, {moves['time_limit_s']:.2g} s each)"
         )
+        if moves["unproven"]:
+            say(
+                f"{moves['unproven']} re-solves were not proven optimal in their time ('at most'): give them more "
+                "with --time-limit"
+            )
     if npu is not None:
         for line in npu_lines(e, npu):
             out.print(line)
