@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +136,6 @@ def random_feeds(specs, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(dtype)
     return feeds
-
-
-def median_ms(seconds: list[float]) -> float:
-    return statistics.median(seconds) * 1e3
 
 
 def _ms(value: float | None) -> str:
