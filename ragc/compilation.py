@@ -50,6 +50,8 @@ class Compilation:
     devices: list[str] = field(default_factory=list)
     problem: PlacementProblem | None = None
     placement: Placement | None = None
+    cost: Any = None  # the cost model placement used: (graph, op, device) -> predicted ms
+    forced: dict[str, str] = field(default_factory=dict)  # op -> the processor a --place rule put it on
     candidates: list[Any] = field(default_factory=list)  # placement.candidates.Candidate, the chosen one first
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate -> measured {"ms", "se_ms"}
     partitions: list[Partition] = field(default_factory=list)

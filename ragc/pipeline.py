@@ -12,6 +12,7 @@ from typing import Any
 
 import codegen
 from ragc import ir
+from ragc.bundle.costs import costs
 from ragc.bundle.write import check_target
 from ragc.compilation import Compilation, CompileOptions, bundle, code, partitions, placed_bundle, schedule
 from ragc.costmodel.energy import power_figures
@@ -30,6 +31,8 @@ class InternalError(Exception):
 
 @dataclass
 class CompileResult:
+    """What `ragc.compile` made: the bundle folder, its partitions, the placement and its problem, stage times."""
+
     bundle: Path
     partitions: list[Partition]
     placement: Placement | None
@@ -92,6 +95,7 @@ def placement(c: Compilation) -> None:
     predict = cost_fn(c.personality)
     rules = parse_rules(c.options.place)
     forced = forced_devices(graph, rules, lambda op, device: codegen.unsupported_reason(graph, op, device))
+    c.cost, c.forced = predict, forced  # kept for the bundle's costs.json (ragc explain)
     devices = sorted(set(c.devices) | {"cpu"} | set(forced.values()), key=PROCESSORS.index)
     runnable = {op.name: [d for d in c.devices if codegen.unsupported_reason(graph, op, d) is None] for op in graph.ops}
     allowed = {op.name: [forced[op.name]] if op.name in forced else runnable[op.name] or ["cpu"] for op in graph.ops}
@@ -149,6 +153,7 @@ STAGES: list[tuple[str, Callable[[Compilation], None]]] = [
     ("partition", partitions),
     ("codegen", code),
     ("schedule", schedule),
+    ("costs", costs),
     ("bundle", bundle),
 ]
 

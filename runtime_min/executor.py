@@ -47,8 +47,10 @@ class StepRecord:
 class Frame:
     """One pass of the feeds through every step: the tensor table, the step records, the first error."""
 
-    def __init__(self, index: int, feeds: dict[str, np.ndarray], partitions: list[str], workers: int) -> None:
-        self.index = index
+    def __init__(
+        self, index: int, feeds: dict[str, np.ndarray], partitions: list[str], workers: int, done=None
+    ) -> None:
+        self.index, self.done = index, done  # done(frame): called once every worker is through with it
         self.values: dict[str, np.ndarray] = dict(feeds)
         self.records: dict[str, StepRecord] = {}
         self.error: BaseException | None = None
@@ -71,24 +73,25 @@ class Frame:
             event.set()
 
     def worker_done(self) -> None:
-        if self._lock is None:
-            return
-        with self._lock:
-            self._pending -= 1
-            last = self._pending == 0
-        if last:
+        if self._lock is not None:
+            with self._lock:
+                self._pending -= 1
+                if self._pending:
+                    return
             self.finished.set()
+        if self.done is not None:
+            self.done(self)
 
     def wait(self) -> None:
         if self.finished is not None:
             self.finished.wait()
 
-    def result(self) -> dict[str, np.ndarray]:
-        """The tensor table once every worker is done with this frame; re-raises the frame's error."""
+    def result(self) -> Frame:
+        """This frame once every worker is done with it; re-raises the frame's error."""
         self.wait()
         if self.error is not None:
             raise self.error
-        return self.values
+        return self
 
 
 class Executor:
@@ -105,14 +108,15 @@ class Executor:
         self._count = 0
         self.inline = len(workers) <= 1
 
-    def submit(self, feeds: dict[str, np.ndarray]) -> Frame:
-        """Queue one frame on every worker (inline: run it now); `Frame.result()` waits for it."""
+    def submit(self, feeds: dict[str, np.ndarray], done=None) -> Frame:
+        """Queue one frame on every worker (inline: run it now); `Frame.result()` waits for it, `done(frame)` is
+        called (on the last worker's thread) when it is finished."""
         with self._submit:
             if self.closed:
                 raise RuntimeMinError("this plan was closed; load it again with runtime_min.load()")
             if self.broken is not None:
                 raise DeviceFailure(str(self.broken))
-            frame = Frame(self._count, feeds, self.partitions, len(self.workers))
+            frame = Frame(self._count, feeds, self.partitions, len(self.workers), done)
             self._count += 1
             if self.inline:
                 self._work(frame, next(iter(self.workers.values()), []))
@@ -121,11 +125,6 @@ class Executor:
                 self._start()
             for q in self._queues.values():
                 q.put(frame)
-        return frame
-
-    def run(self, feeds: dict[str, np.ndarray]) -> Frame:
-        frame = self.submit(feeds)
-        frame.result()
         return frame
 
     def close(self) -> None:

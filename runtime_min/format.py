@@ -25,21 +25,8 @@ MANIFEST, SCHEDULE, TENSOR_STORE = "manifest.json", "schedule.json", "tensors.bi
 STORE_ALIGN = 64  # every tensor in the store starts at a multiple of this
 GPU_ALIGN = 256  # every GPU buffer range starts at a multiple of this (the Vulkan maximum offset alignment)
 MAX_BYTES = 1 << 40  # no size or offset in a bundle may exceed this
-DTYPES = (
-    "float32",
-    "float16",
-    "float64",
-    "int64",
-    "int32",
-    "int16",
-    "int8",
-    "uint64",
-    "uint32",
-    "uint16",
-    "uint8",
-    "bool",
-    "object",  # ONNX string tensors (CPU partitions only)
-)
+# "object": ONNX string tensors (CPU partitions only)
+DTYPES = tuple("float32 float16 float64 int64 int32 int16 int8 uint64 uint32 uint16 uint8 bool object".split())
 RECOMPILE = "the bundle is corrupt or was tampered with; recompile the model"
 
 

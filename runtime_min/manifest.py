@@ -18,6 +18,8 @@ from runtime_min.errors import BundleError
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A plan input or output: its name, numpy dtype name and static shape."""
+
     name: str
     dtype: str
     shape: tuple[int, ...]

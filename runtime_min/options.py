@@ -20,6 +20,8 @@ ENVIRONMENT = {
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """The options of `runtime_min.load`, checked (see its docstring); `make` builds them over the environment."""
+
     cpu_threads: int = 0  # onnxruntime intra-op threads (0: onnxruntime's default)
     npu: str = "xrt"  # "xrt" (real hardware) or "sim" (the XDNA simulator)
     vulkan_device: str | None = None  # index or name substring; None: discrete > integrated > CPU implementation

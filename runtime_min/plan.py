@@ -1,12 +1,12 @@
 """A loaded plan: its processors opened (or their partitions moved to CPU fallbacks), its partitions prepared, ready
-to run feeds. Thread-safe: any number of threads may call `run` on one plan; frames are serialised per processor,
-and `close` waits for the runs in flight before it releases anything."""
+to run feeds."""
 
 from __future__ import annotations
 
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,24 @@ from runtime_min.options import LoadOptions
 from runtime_min.stream import assembly_line, check_depth
 from runtime_min.trace import step_times, write_trace
 
+Arrays = dict[str, np.ndarray]  # tensor name -> array: feeds, outputs, preallocated outputs
+Names = Iterable[str] | None
+PathLike = str | Path | None
+
 
 class Plan:
+    """A plan made ready by `runtime_min.load`: `run`, `submit` and `stream` feeds through it; `close` (or a `with`
+    block) releases its processors.
+
+    Thread safety: any number of threads may call `run`, `submit` and `stream` on one plan at once. Each call is one
+    frame; frames are queued to every processor in the order they were submitted and each processor runs them one
+    at a time, so results never depend on timing. Outputs belong to the caller (GPU outputs may be views of mapped
+    memory that are never overwritten while referenced); an `out` array must not be given to two runs at once.
+    `last_step_times` describes whichever run finished last. `close` waits for the runs in flight."""
+
     def __init__(self, bundle: Bundle, options: LoadOptions) -> None:
-        self.bundle = bundle
-        self.path = bundle.root
-        self.manifest = bundle.manifest
-        self.schedule = bundle.schedule
-        self.inputs: list[TensorSpec] = bundle.inputs
+        self.bundle, self.path, self.manifest, self.schedule = bundle, bundle.root, bundle.manifest, bundle.schedule
+        self.inputs: list[TensorSpec] = bundle.inputs  # name, dtype, shape of each feed
         self.outputs: list[TensorSpec] = bundle.outputs
         # one partition: onnxruntime may spin its threads between runs; several: spinning threads of one session
         # would steal the cores another session or a GPU worker needs, so they sleep instead
@@ -40,9 +50,8 @@ class Plan:
         self._executor: Executor | None = None
         self._last: Frame | None = None
         self._expected = {s.name: (np.dtype(s.dtype), s.shape) for s in self.inputs}
-        copied = set(bundle.constants) | set(self._expected)
-        self._written = [s.name for s in self.outputs if s.name not in copied]
-        self._copied = [s for s in self.outputs if s.name in copied]
+        self._names = [s.name for s in self.outputs]
+        self._copied = {s.name for s in self.outputs} & (set(bundle.constants) | set(self._expected))
         lists = worker_lists(bundle)
         self.processors = [p for p in bundle.manifest.get("processors", []) if p in lists]
         self.processors += sorted(set(lists) - set(self.processors))  # worker (and trace track) order
@@ -93,18 +102,14 @@ class Plan:
         return self.backends[device]
 
     def _fall_back(self, processor: str, exc: Exception) -> None:
-        backend = self.backends.pop(processor, None)
-        if backend is not None:
+        if (backend := self.backends.pop(processor, None)) is not None:
             backend.close()
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, RuntimeMinError):
             reason = f"{type(exc).__name__}: {reason}"
         self.fallbacks[processor] = reason
-        warnings.warn(
-            f"runtime_min: {processor} unavailable ({reason}); its partitions run from their CPU fallbacks",
-            RuntimeMinWarning,
-            stacklevel=6,  # the caller of runtime_min.load
-        )
+        message = f"runtime_min: {processor} unavailable ({reason}); its partitions run from their CPU fallbacks"
+        warnings.warn(message, RuntimeMinWarning, stacklevel=6)  # stacklevel: the caller of runtime_min.load
 
     def _fallback_view(self, part, processor: str):
         if part.fallback is None:
@@ -116,7 +121,7 @@ class Plan:
 
     # --- running -------------------------------------------------------------------------------------------------
 
-    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_feeds(self, feeds: Arrays) -> Arrays:
         """The feeds as the plan reads them: names, dtypes and shapes checked, byte order made native."""
         expected = self._expected
         if feeds.keys() != expected.keys():
@@ -144,26 +149,58 @@ class Plan:
             checked[name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
         return checked
 
-    def run(self, feeds: dict[str, np.ndarray], *, trace: str | Path | None = None) -> dict[str, np.ndarray]:
-        """Run once: dict of numpy arrays in, dict of numpy arrays out (same inputs give the same bits).
-        `trace` names a Chrome/Perfetto JSON file to write the run's timeline to."""
-        frame = self._live().run(self.check_feeds(feeds))
-        outputs = self._finish(frame)
+    def run(self, feeds: Arrays, *, outputs: Names = None, out: Arrays | None = None, trace: PathLike = None) -> Arrays:
+        """Run once: dict of numpy arrays in, dict of numpy arrays out (same inputs give the same bits). `outputs`
+        names the outputs to return (default: all, in the plan's order; every partition still runs); `out` maps
+        output names to preallocated arrays of their dtype and shape, filled in place and returned. `trace` names a
+        Chrome/Perfetto JSON file to write the run's timeline to."""
+        names = self._select(outputs, out)
+        frame = self._live().submit(self.check_feeds(feeds)).result()
+        result = self._finish(frame, names, out)
         if trace is not None:
             write_trace(trace, [frame], self.tracks())
-        return outputs
+        return result
 
-    def stream(
-        self, frames: Iterable[dict[str, np.ndarray]], depth: int = 2, *, trace: str | Path | None = None
-    ) -> Iterator[dict[str, np.ndarray]]:
+    def submit(self, feeds: Arrays, *, outputs: Names = None, out: Arrays | None = None) -> Future[Arrays]:
+        """Start one run and return at once: a `concurrent.futures.Future` of what `run` would return (or of its
+        error). Feeds are checked now; the run is queued behind the runs already submitted."""
+        names, future = self._select(outputs, out), Future()
+        future.set_running_or_notify_cancel()
+
+        def done(frame: Frame) -> None:
+            try:
+                future.set_result(self._finish(frame.result(), names, out))
+            except BaseException as exc:  # into the future, never into the worker thread
+                future.set_exception(exc)
+
+        self._live().submit(self.check_feeds(feeds), done)
+        return future
+
+    def _select(self, outputs: Names, out: Arrays | None) -> list[str]:
+        """The outputs a run returns: known names, and `out` arrays that are writable and of their dtype and shape."""
+        if isinstance(outputs, str) or not isinstance(out, (dict, type(None))):
+            raise InputError("give outputs as a list of output names and out as a dict of name -> numpy array")
+        names = self._names if outputs is None else list(dict.fromkeys(outputs))
+        specs = {s.name: s for s in self.outputs}
+        unknown = [n for n in [*names, *(out or {})] if n not in specs or n not in names]
+        if unknown:
+            raise InputError(f"output {unknown[0]!r} is not among the outputs asked for; the plan has {self._names}")
+        for name, array in (out or {}).items():
+            spec = specs[name]
+            fits = isinstance(array, np.ndarray) and (array.dtype, array.shape) == (np.dtype(spec.dtype), spec.shape)
+            if not (fits and array.flags.writeable):
+                raise InputError(f"out[{name!r}] must be a writable numpy array of {spec.dtype}{list(spec.shape)}")
+        return names
+
+    def stream(self, frames: Iterable[Arrays], depth: int = 2, *, trace: PathLike = None) -> Iterator[Arrays]:
         """Assembly line: outputs of each feed dict in input order, with up to `depth` frames in flight so that
         different frames occupy different processors at once. `trace` is written when the stream ends."""
         return self._stream(self._live(), frames, check_depth(depth), trace)
 
-    def _stream(self, executor: Executor, frames, depth: int, trace) -> Iterator[dict[str, np.ndarray]]:
+    def _stream(self, executor: Executor, frames, depth: int, trace) -> Iterator[Arrays]:
         done: list[Frame] = []
 
-        def finish(frame: Frame) -> dict[str, np.ndarray]:
+        def finish(frame: Frame) -> Arrays:
             if trace is not None:
                 done.append(frame)
             return self._finish(frame)
@@ -174,18 +211,21 @@ class Plan:
             if trace is not None:
                 write_trace(trace, done, self.tracks())
 
-    def _finish(self, frame: Frame) -> dict[str, np.ndarray]:
-        """The plan outputs of a finished frame, which then lets go of its tensors and keeps only its timings. A
-        constant or a plan input passed through is copied: the caller never gets the store's or its own array."""
-        values = frame.values
-        outputs = {name: values[name] for name in self._written}
-        for spec in self._copied:
-            outputs[spec.name] = self._copy_of(spec.name, values)
+    def _finish(self, frame: Frame, names: list[str] | None = None, out: Arrays | None = None) -> Arrays:
+        """The outputs `names` of a finished frame (into the `out` arrays given), which then lets go of its tensors
+        and keeps only its timings. A constant or a plan input passed through is copied: the caller never gets the
+        store's or its own array."""
+        values, result = frame.values, {}
+        for name in self._names if names is None else names:
+            result[name] = self._copy_of(name, values) if name in self._copied else values[name]
+            if out and name in out:
+                np.copyto(out[name], result[name])
+                result[name] = out[name]
         frame.values = {}
         self._last = frame
-        return outputs if not self._copied else {s.name: outputs[s.name] for s in self.outputs}
+        return result
 
-    def _copy_of(self, name: str, values: dict[str, np.ndarray]) -> np.ndarray:
+    def _copy_of(self, name: str, values: Arrays) -> np.ndarray:
         constant = self.bundle.constants.get(name)
         return (values[name] if constant is None else self.bundle.store.tensor(constant, "constant")).copy()
 

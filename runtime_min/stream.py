@@ -35,14 +35,9 @@ def assembly_line(
         for feeds in frames:
             in_flight.append(executor.submit(check(feeds)))
             if len(in_flight) >= depth:
-                yield finish(_done(in_flight.popleft()))
+                yield finish(in_flight.popleft().result())
         while in_flight:
-            yield finish(_done(in_flight.popleft()))
+            yield finish(in_flight.popleft().result())
     finally:
         for frame in in_flight:
             frame.wait()
-
-
-def _done(frame: Frame) -> Frame:
-    frame.result()
-    return frame

@@ -67,25 +67,17 @@ def _thread_name(tid: int, name: str) -> dict[str, Any]:
     return {"ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": name}}
 
 
+def _complete(tid: int, name: str, cat: str, start_ns: int, end_ns: int, t0: int, args: dict) -> dict[str, Any]:
+    """A Chrome complete ("X") event from `start_ns` to `end_ns`."""
+    span = {"ts": _us(start_ns, t0), "dur": round((end_ns - start_ns) / 1e3, 3)}
+    return {"ph": "X", "pid": PID, "tid": tid, "name": name, "cat": cat, **span, "args": args}
+
+
 def _slice(rec: StepRecord, frame: int, tid: int, t0: int) -> dict[str, Any]:
-    part = rec.step.partition
-    return {
-        "ph": "X",
-        "pid": PID,
-        "tid": tid,
-        "name": part.id,
-        "cat": "step",
-        "ts": _us(rec.start_ns, t0),
-        "dur": round((rec.end_ns - rec.start_ns) / 1e3, 3),
-        "args": {
-            "partition": part.id,
-            "ops": len(part.ops),
-            "device": rec.step.device,
-            "processor": rec.step.processor,
-            "frame": frame,
-            "predicted_ms": part.predicted_ms,
-        },
-    }
+    part, step = rec.step.partition, rec.step
+    args = {"partition": part.id, "ops": len(part.ops), "device": step.device, "processor": step.processor}
+    args |= {"frame": frame, "predicted_ms": part.predicted_ms}
+    return _complete(tid, part.id, "step", rec.start_ns, rec.end_ns, t0, args)
 
 
 def _kernels(rec: StepRecord, tid: int, sim_tid: int, t0: int) -> list[dict[str, Any]]:
@@ -100,18 +92,9 @@ def _kernels(rec: StepRecord, tid: int, sim_tid: int, t0: int) -> list[dict[str,
         end = start + t.duration_ns
         if not t.simulated:
             start, end = min(start, rec.end_ns), min(end, rec.end_ns)
-        events.append(
-            {
-                "ph": "X",
-                "pid": PID,
-                "tid": sim_tid if t.simulated else tid,
-                "name": f"simulated: {t.label}" if t.simulated else t.label,
-                "cat": "simulated" if t.simulated else "kernel",
-                "ts": _us(start, t0),
-                "dur": round((end - start) / 1e3, 3),
-                "args": {"partition": rec.step.id, "simulated": t.simulated, "duration_ns": t.duration_ns},
-            }
-        )
+        name, cat = (f"simulated: {t.label}", "simulated") if t.simulated else (t.label, "kernel")
+        args = {"partition": rec.step.id, "simulated": t.simulated, "duration_ns": t.duration_ns}
+        events.append(_complete(sim_tid if t.simulated else tid, name, cat, start, end, t0, args))
     return events
 
 

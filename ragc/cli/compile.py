@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ragc.cli.output import echo_json, say, verbosity
 from ragc.placement.solve import OBJECTIVES, SOLVERS
 
 
@@ -47,6 +48,7 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="GPU partitions: fp16/bf16 storage (mixed: fp32 accumulation), each checked against fp32 and kept in fp32 "
     "where it fails (see `ragc inspect --json`).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the plan summary (as `ragc inspect --json`) as JSON.")
 def command(
     model: Path,
     out: Path,
@@ -62,6 +64,7 @@ def command(
     tune: bool,
     tune_budget: float,
     precision: str,
+    as_json: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
 
@@ -70,8 +73,9 @@ def command(
       ragc compile model.onnx -o plan/
       ragc compile model.onnx -o plan/ --shape image=1x3x224x224 --devices cpu,gpu
       ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
+      ragc compile model.onnx -o plan/ --place Conv=gpu --json | jq .predicted_ms
     """
-    from ragc.cli.report import print_partitions
+    from ragc.cli.report import plan_summary, print_partitions
     from ragc.frontend import parse_shapes
     from ragc.pipeline import compile_model
 
@@ -91,6 +95,28 @@ def command(
         tune_budget_s=tune_budget,
         precision=precision,
     )
-    print_partitions(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
+    rules = forced_cost(result.bundle) if place else None
+    if as_json:
+        summary = plan_summary(result.bundle, verify_hashes=False)  # just written: no need to hash it all again
+        echo_json(summary | {"bundle": str(result.bundle), "seconds": result.seconds, "without_place_ms": rules})
+        return
+    if verbosity() >= 0:
+        print_partitions(result.bundle, verify_hashes=False)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions; {stages})")
+    detail = f"; {stages}" if verbosity() > 0 else ""
+    click.echo(f"wrote {result.bundle} ({len(result.partitions)} partitions{detail})")
+    if isinstance(rules, float) and result.predicted_ms > rules * 1.05:
+        say(
+            f"note: the --place rules cost: automatic placement predicts {rules:.3f} ms, this plan "
+            f"{result.predicted_ms:.3f} ms ({result.predicted_ms / rules:.1f}x slower); see `ragc explain {out}`"
+        )
+
+
+def forced_cost(bundle: Path) -> float | str | None:
+    """What the solver predicts for the plan's problem without its --place rules (from the bundle's costs.json)."""
+    from ragc.bundle.costs import read_costs
+    from ragc.cli.explain_ops import unforced_ms
+    from runtime_min.manifest import read_bundle
+
+    doc = read_costs(read_bundle(bundle, verify_hashes=False))
+    return None if doc is None else unforced_ms(doc)

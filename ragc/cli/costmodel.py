@@ -9,10 +9,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ragc.cli.output import console as new_console
+from ragc.cli.output import echo_json
+
 
 @click.group("costmodel")
 def costmodel() -> None:
-    """Inspect the cost model."""
+    """Inspect the cost model.
+
+    \b
+    Example:
+      ragc costmodel eval --models tinynet --devices cpu
+    """
 
 
 @costmodel.command("eval")
@@ -50,13 +58,20 @@ def evaluate(
     saved: Path | None,
     target: str | None,
 ) -> None:
-    """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end)."""
+    """Leave-one-model-out accuracy of the cost model on this chip's processors (op level and end to end).
+
+    \b
+    Examples:
+      ragc costmodel eval --models tinynet,squeezenet --devices cpu
+      ragc costmodel eval --save-timings timings.json --json > eval.json
+      ragc costmodel eval --timings docs/results/h200-costmodel-timings.json --target docs/results/h200-personality.json
+    """
     from ragc.errors import PersonalityError
     from ragc.profiler.evaluate import device_report, load_measurements, measure_devices
     from ragc.profiler.profile import personality_or_profile
     from ragc.profiler.zoo import model_set
 
-    console = Console(stderr=as_json)
+    console = new_console(stderr=as_json)
     if target is not None and saved is None:
         raise PersonalityError("--target goes with --timings: measuring needs the chip itself, so run it there")
     personality = personality_or_profile(target)
@@ -76,7 +91,7 @@ def evaluate(
         save_timings.write_text(json.dumps({"chip_id": personality.chip_id, "devices": measured}, sort_keys=True))
     reports = {device: device_report(personality, device, m) for device, m in measured.items()}
     if as_json:
-        click.echo(json.dumps(reports, indent=1, sort_keys=True))
+        echo_json(reports)
     else:
         for report in reports.values():
             render_report(report, console)
@@ -87,7 +102,7 @@ def render_report(report: dict, console: Console) -> None:
         title=f"cost model, leave one model out, {report['device']} ({report['device_name']}) of {report['chip_id']}",
         caption="ops-sum: the error of the same sum made of the measured op times; noise: spread of repeated timings",
     )
-    table.add_column("model", no_wrap=True)
+    table.add_column("model", overflow="fold")
     for header in ("ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops ±10% %", "ops-sum %", "noise %"):
         table.add_column(header, justify="right")
     for r in report["models"]:

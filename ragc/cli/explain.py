@@ -1,119 +1,140 @@
-"""`ragc explain MODEL`: why the placement is what it is, for a target or this chip: the chosen plan against each
-processor alone, then the NPU's side of it: which ops it cannot run (and why), what its kernels cost against its
-launches (host syncs, context switches between xclbins), and what the plan would cost with the NPU taking every
-op it can, or none. Placement only, no code generation; every figure is the cost model's prediction."""
+"""`ragc explain PLAN|MODEL`: why each op runs where it does. A plan folder is explained from the costs.json its
+compile stored; a model is placed in memory for a target (or this chip) and explained the same way, with the
+NPU's side of it (what it cannot run, its kernels against its launches) and each processor first."""
 
 from __future__ import annotations
 
-import tempfile
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+from ragc.cli.output import echo_json, progress, say
+from ragc.cli.params import POSITIVE_SECONDS
+from ragc.cli.paths import writable_file
+from ragc.errors import UsageError
+from ragc.placement.solve import OBJECTIVES
+
+MODEL_ONLY = {"target": "--target", "objective": "--objective", "max_latency_ms": "--max-latency-ms",
+              "shapes": "--shape", "devices": "--devices"}  # fmt: skip
 
 
-def _plan(model: Path, shapes: dict, target: str | None, objective: str, devices: str | None, cap: float | None):
-    from ragc.compilation import Compilation, CompileOptions
-    from ragc.pipeline import frontend, personality, placement
-
-    options = CompileOptions(shapes=shapes, target=target, objective=objective, devices=devices, max_latency_ms=cap)
-    c = Compilation(model, Path(tempfile.gettempdir()) / "ragc-explain-never-written", options)
-    for stage in (frontend, personality, placement):
-        stage(c)
-    return c
-
-
-def _ops(c) -> Counter:
-    return Counter(c.placement.assignment[u.name] for u in c.problem.units for _ in u.ops)
-
-
-def _energy(c) -> float | None:
-    from ragc.costmodel.energy import plan_energy, power_figures
-
-    power = power_figures(c.personality.data, c.problem.devices)
-    return None if power is None else plan_energy(c.problem, c.placement, power).total_mj
-
-
-def _row(table: Table, label: str, c) -> None:
-    ops = ", ".join(f"{d} {n}" for d, n in sorted(_ops(c).items()))
-    mj = _energy(c)
-    table.add_row(label, ops, f"{c.placement.predicted_ms:.3f}", "-" if mj is None else f"{mj:.3f}")
-
-
-def npu_breakdown(graph, timing) -> dict:
-    """The NPU's side of a graph: ops it cannot run by reason, and its kernels against its launches when it takes
-    every op it can (in graph order, as one partition would run them)."""
-    import codegen.npu
-
-    refused = Counter()
-    for op in graph.ops:
-        reason = codegen.npu.unsupported_reason(graph, op)
-        if reason:
-            refused[f"{op.op_type}: {reason}"] += 1
-    steps = [s for ops in codegen.npu.plan_ops(graph, timing).values() for s in ops if "kernel" in s]
-    xclbins = [s["kernel"]["xclbin"] for s in steps]
-    switches = sum(a != b for a, b in zip(xclbins, xclbins[1:], strict=False))
+def plan_facts(plan: Path, manifest: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest says about a plan that the explanation repeats."""
     return {
-        "refused": refused,
-        "kernels_ms": sum(s["simulated_ms"] for s in steps),
-        "steps": len(steps),
-        "commands_ms": len(steps) * timing.launch_costs.runlist_entry_ms,
-        "switches": switches,
-        "switches_ms": switches * timing.switch_ms(),
-        "xclbins": len(set(xclbins)),
+        "what": f"plan {plan} ({manifest.get('model_name', 'model')})",
+        "source": "plan",
+        "path": str(plan),
+        "chip_id": manifest.get("chip_id"),
+        "gap": manifest.get("gap"),
+        "predicted_ms": manifest.get("predicted_ms"),
+        "processors": schedule.get("processors"),
+        "candidates": manifest.get("candidates", []),
+        "chosen_candidate": manifest.get("chosen"),
+        "measured_ms": manifest.get("measured_ms"),
     }
 
 
-@click.command("explain")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", help="A chip that is not here: a name in ragc/targets/ or a target/personality file.")
-@click.option("--objective", default="latency", show_default=True, help="latency, throughput or energy.")
-@click.option("--max-latency-ms", type=float, help="With --objective energy: the latency cap.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME=AxBxC", help="Static shape for an input.")
-def explain(model: Path, target: str | None, objective: str, max_latency_ms: float | None, shapes: tuple) -> None:
-    """Say why MODEL is placed as it is (and why the NPU is or is not in the plan)."""
-    from ragc.costmodel.npu import XdnaTiming
+def _explained(doc: dict[str, Any], moves: bool, time_limit: float) -> dict[str, Any]:
+    from ragc.cli.explain_ops import explain_ops, moves_needed
+
+    with progress("re-solving", len(moves_needed(doc)) if moves else 0) as advance:
+        return explain_ops(doc, moves, time_limit, advance)
+
+
+def _plan_mode(plan: Path, moves: bool, time_limit: float) -> tuple[dict, dict, dict]:
+    from ragc.bundle.costs import read_costs
+    from runtime_min.errors import BundleError
+    from runtime_min.manifest import read_bundle
+
+    bundle = read_bundle(plan)
+    doc = read_costs(bundle)
+    if doc is None:
+        raise BundleError(
+            f"plan {str(plan)!r} has no costs.json (compiled by an older ragc, or nothing to place); "
+            "recompile it with this ragc to see why each op runs where it does"
+        )
+    facts = plan_facts(plan, bundle.manifest, bundle.schedule)
+    return facts, doc, _explained(doc, moves, time_limit)
+
+
+def _model_mode(model: Path, given: dict[str, Any], moves: bool, time_limit: float) -> tuple[dict, dict, dict, dict]:
+    from ragc.bundle.costs import costs_document
+    from ragc.cli.explain_npu import model_analysis, place
     from ragc.frontend import parse_shapes
 
-    console = Console()
-    chosen = _plan(model, parse_shapes(shapes), target, objective, None, max_latency_ms)
-    devices = chosen.devices
-    table = Table(
-        "plan", "processors (ops)", "predicted ms", "energy mJ", title=f"{model.name} on {chosen.personality.chip_id}"
-    )
-    _row(table, f"chosen ({objective})", chosen)
-    for device in devices:
-        _row(table, f"{device} first", _plan(model, parse_shapes(shapes), target, objective, device, max_latency_ms))
-    console.print(table)
-    if "npu" not in devices:
-        console.print("this chip has no NPU in its personality")
-        return
-    timing = XdnaTiming.from_params(chosen.personality.data.get("npu"))
-    facts = npu_breakdown(chosen.loaded.graph, timing)
-    array = timing.describe()
-    peaks = ", ".join(f"{d} {v} TOPS" for d, v in array["peak_tops"].items())
-    console.print(f"NPU model: {array['arch']}, {array['tiles']} tiles, peak {peaks}, DDR {array['ddr_gbps']} GB/s")
-    used = _ops(chosen).get("npu", 0)
-    total = sum(_ops(chosen).values())
-    console.print(
-        f"NPU: takes {total - sum(facts['refused'].values())} of {total} ops; on its own it would run "
-        f"{facts['steps']} kernels ({facts['kernels_ms']:.3f} ms) from {facts['xclbins']} xclbins, paying "
-        f"{facts['switches']} context switches ({facts['switches_ms']:.3f} ms) and {facts['commands_ms']:.3f} ms "
-        "of commands, plus one host sync per launch"
-    )
-    for reason, count in facts["refused"].most_common(3):
-        console.print(f"  not on the NPU ({count} ops): {reason}")
-    if used:
-        console.print(f"the NPU is in the plan: {used} ops, where its kernels plus launches beat the alternatives")
+    shapes = parse_shapes(given["shapes"])
+    args = (given["target"], given["objective"])
+    chosen = place(model, shapes, *args, given["devices"], given["max_latency_ms"])
+    first = {d: place(model, shapes, *args, d, given["max_latency_ms"]) for d in chosen.devices}
+    doc = costs_document(chosen)
+    facts = {
+        "what": f"model {model}",
+        "source": "model",
+        "path": str(model),
+        "chip_id": chosen.personality.chip_id,
+        "gap": chosen.placement.gap,
+        "predicted_ms": chosen.placement.predicted_ms + chosen.personality.fixed_ms,
+        "processors": sorted(set(chosen.placement.assignment.values())),
+    }
+    return facts, doc, _explained(doc, moves, time_limit), model_analysis(chosen, first)
+
+
+@click.command("explain")
+@click.argument("source", metavar="PLAN|MODEL", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Draw the graph, coloured by processor.")
+@click.option("--moves/--no-moves", default=True, show_default=True, help="Re-solve to price moving each op.")
+@click.option(
+    "--time-limit",
+    default=30.0,
+    show_default=True,
+    type=POSITIVE_SECONDS,
+    help="Seconds for all re-solves together (each gets its share, 0.05 to 2 s).",
+)
+@click.option("--target", help="MODEL only: a chip that is not here (a name in ragc/targets/ or a file).")
+@click.option("--objective", type=click.Choice(OBJECTIVES), help="MODEL only [default: latency].")
+@click.option("--max-latency-ms", type=POSITIVE_SECONDS, help="MODEL only, with --objective energy: the cap.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=AxBxC", help="MODEL only: a static input shape.")
+@click.option("--devices", help="MODEL only: processors to place on, e.g. cpu,gpu [default: the chip's].")
+def command(source: Path, as_json: bool, svg: Path | None, moves: bool, time_limit: float, **given: Any) -> None:
+    """Say why each op of PLAN (a compiled bundle) or MODEL (.onnx, placed in memory) runs where it does: its
+    predicted ms on each processor, and for every other processor why not (it cannot run it, a --place rule,
+    fused into another op, or what moving it would cost: the plan re-solved with the op forced there).
+
+    \b
+    Examples:
+      ragc explain plan/
+      ragc explain plan/ --json | jq '.ops[] | select(.chosen == "cpu") | .name'
+      ragc explain model.onnx --target ryzen-ai-9-hx-370 --svg graph.svg
+    """
+    from ragc.cli import explain_show
+
+    if svg:
+        writable_file(svg, "--svg")
+    if not source.exists():
+        raise UsageError(f"{str(source)!r} does not exist; give a plan folder (ragc compile -o) or an .onnx model")
+    analysis = None
+    if source.is_dir():
+        extra = [flag for key, flag in MODEL_ONLY.items() if given[key] not in (None, ())]
+        if extra:
+            raise UsageError(f"{extra[0]} goes with a MODEL; a plan was placed when it was compiled")
+        facts, doc, e = _plan_mode(source, moves, time_limit)
     else:
-        reason = (
-            "its context switches and launches outweigh its kernels"
-            if facts["switches_ms"] > facts["kernels_ms"]
-            else "the other processors finish its share sooner"
-        )
-        console.print(f"the NPU is not in the plan: {reason} (see the 'npu first' row)")
+        given["objective"] = given["objective"] or "latency"
+        facts, doc, e, analysis = _model_mode(source, given, moves, time_limit)
+    npu = explain_show.npu_summary(e)
+    if svg:
+        from ragc.cli.graph_svg import graph_svg
 
+        svg.write_text(graph_svg(doc, facts["what"]), encoding="utf-8")
+    if as_json:
+        echo_json({**facts, **e, "npu": npu, "model_analysis": analysis})
+        return
+    if analysis is not None:
+        from ragc.cli.explain_npu import show_model_analysis
 
-command = explain
+        show_model_analysis(source, explain_show.chip_label(facts["chip_id"]), analysis)
+    explain_show.show(facts, e, None if analysis is not None else npu)
+    if svg:
+        say(f"graph written to {svg}")

@@ -1,20 +1,38 @@
-"""`ragc inspect PLAN`: the partitions of a plan, their processors and predicted times."""
+"""`ragc inspect PLAN`: the partitions of a plan, their processors and predicted times; the NPU kernels it needs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ragc.cli.output import console, echo_json, say, table, verbosity
 from ragc.cli.paths import writable_file
+
+
+def show_xclbins(report: dict[str, Any]) -> None:
+    found = sum(1 for x in report["xclbins"] if x["found"])
+    if not report["xclbins"]:
+        say("the plan has no NPU partition: it references no xclbin")
+        return
+    refs = table("xclbin (device/design/file)", "instruction files (sizes)", "build in mlir-aie", "found",
+                 title="NPU kernels this plan references (ragc never ships them)")  # fmt: skip
+    for x in report["xclbins"]:
+        where = x["found"] or "missing"
+        insts = "\n".join(f"{i['file']} ({' '.join(f'{k}={v}' for k, v in i['dims'].items())})" for i in x["insts"])
+        refs.add_row(f"{x['device']}/{x['design']}/{x['xclbin']}", insts, x["make"], where)
+    console().print(refs)
+    roots = ", ".join(report["xclbin_path"]) or "unset"
+    click.echo(f"{found} of {len(report['xclbins'])} found on RAGC_XCLBIN_PATH ({roots}); see docs/npu-xclbins.md")
 
 
 @click.command("inspect")
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--timeline", type=click.Path(dir_okay=False, path_type=Path), help="Write the predicted timeline SVG.")
-def command(plan: Path, as_json: bool, timeline: Path | None) -> None:
+@click.option("--xclbins", is_flag=True, help="List the NPU xclbins the plan needs and whether they are installed.")
+def command(plan: Path, as_json: bool, timeline: Path | None, xclbins: bool) -> None:
     """Show PLAN's partitions: processor, op count, predicted time.
 
     \b
@@ -22,13 +40,23 @@ def command(plan: Path, as_json: bool, timeline: Path | None) -> None:
       ragc inspect plan/
       ragc inspect plan/ --json | jq .predicted_ms
       ragc inspect plan/ --timeline plan.svg
+      ragc inspect plan-hx370/ --xclbins
     """
     from ragc.cli.report import plan_summary, print_partitions, write_timeline
 
     if timeline:
         writable_file(timeline, "--timeline")
-    if as_json:
-        click.echo(json.dumps(plan_summary(plan), indent=1, sort_keys=True))
+    if xclbins:
+        from ragc.cli.xclbins import xclbin_report
+
+        report = xclbin_report(plan)
+        echo_json(report) if as_json else show_xclbins(report)
+    elif as_json:
+        echo_json(plan_summary(plan))
+    elif verbosity() < 0:
+        summary = plan_summary(plan)
+        parts = ", ".join(f"{p['id']} {p['device']}" for p in summary["partitions"])
+        click.echo(f"predicted {summary['predicted_ms']:.3f} ms; {len(summary['partitions'])} partitions ({parts})")
     else:
         print_partitions(plan)
     if timeline:

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from ragc.cli.output import console as new_console
+from ragc.cli.output import echo_json
 from ragc.personality.store import Personality
+
+
+def personality_summary(personality: Personality) -> dict[str, Any]:
+    """The stable `ragc profile --show --json` view: chip, devices with peaks, overheads, memory and sample
+    counts by source, transfers, and this machine's NPU stack."""
+    from ragc.profiler.npu_stack import npu_stack
+    from ragc.profiler.record import sample_sources
+
+    counts = sample_sources(personality)
+    keys = ("name", "peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes")
+    return {
+        "chip_id": personality.chip_id,
+        "kind": "target" if personality.is_target else "measured",
+        "unified_memory": personality.unified_memory,
+        "path": str(personality.path) if personality.path else None,
+        "devices": {
+            d: {k: personality.device(d).get(k) for k in keys} | {"samples": counts.get(d, {})}
+            for d in personality.devices
+        },
+        "transfers": personality.data.get("transfers", {}),
+        "npu_stack": [{"part": f.part, "found": f.found, "detail": f.detail} for f in npu_stack()],
+    }
 
 
 def show_personality(personality: Personality, console: Console) -> None:
@@ -81,14 +106,27 @@ def show_npu_stack(console: Console) -> None:
 )
 @click.option("--show", is_flag=True, help="Show the stored personality (or --target) instead of profiling.")
 @click.option("--target", help="With --show: a target name from ragc/targets/ or a personality/target file.")
-def profile(quick: bool, output: Path | None, show: bool, target: str | None) -> None:
-    """Measure this chip's processors (op costs, launch overheads, transfers) into its personality."""
-    from ragc.errors import PersonalityError
+@click.option("--json", "as_json", is_flag=True, help="With --show: print the personality summary as JSON.")
+def profile(quick: bool, output: Path | None, show: bool, target: str | None, as_json: bool) -> None:
+    """Measure this chip's processors (op costs, launch overheads, transfers) into its personality.
+
+    \b
+    Examples:
+      ragc profile --quick
+      ragc profile --show
+      ragc profile --show --target ryzen-ai-9-hx-370 --json | jq .devices.npu
+    """
+    from ragc.errors import PersonalityError, UsageError
     from ragc.personality.store import load_personality, save_personality
 
-    console = Console()
+    console = new_console()
+    if as_json and not show:
+        raise UsageError("--json goes with --show (profiling prints its progress, then the table)")
     if show:
-        show_personality(load_personality(target), console)
+        if as_json:
+            echo_json(personality_summary(load_personality(target)))
+        else:
+            show_personality(load_personality(target), console)
         return
     if target is not None:
         raise PersonalityError("--target only goes with --show: a target cannot be profiled from this machine")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
+
+from ragc.cli.output import console as new_console
+from ragc.cli.output import table
 
 
 def plan_summary(plan_dir: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
@@ -76,21 +77,19 @@ def simulation_summary(plan_dir: str | Path) -> dict[str, Any]:
 
 def print_partitions(plan_dir: str | Path, console: Console | None = None, verify_hashes: bool = True) -> None:
     summary = plan_summary(plan_dir, verify_hashes)
-    table = Table(title=f"plan {plan_dir} (solver {summary['solver']})")
-    for column in ("partition", "processor", "ops", "first op", "predicted ms", "energy mJ"):
-        table.add_column(column, justify="right" if column in ("ops", "predicted ms", "energy mJ") else "left")
+    energy = "" if summary["energy_mj"] is None else f", {_ms(summary['energy_mj'])} mJ per request"
+    caption = f"predicted latency {_ms(summary['predicted_ms'])} ms{energy}; {len(summary['transfers'])} transfers"
+    title = f"plan {plan_dir} (solver {summary['solver']})"
+    columns = ("partition", "processor", "ops", "first op", "predicted ms", "energy mJ")
+    parts = table(*columns, title=title, caption=caption, right=("ops", "predicted ms", "energy mJ"))
     for p in summary["partitions"]:
         first = p["ops"][0] if p["ops"] else "-"
-        table.add_row(p["id"], p["device"], str(len(p["ops"])), first, _ms(p["predicted_ms"]), _ms(p["energy_mj"]))
-    energy = "" if summary["energy_mj"] is None else f", {_ms(summary['energy_mj'])} mJ per request"
-    transfers = len(summary["transfers"])
-    table.caption = f"predicted latency {_ms(summary['predicted_ms'])} ms{energy}; {transfers} transfers"
-    console = console or Console()
-    console.print(table)
+        parts.add_row(p["id"], p["device"], str(len(p["ops"])), first, _ms(p["predicted_ms"]), _ms(p["energy_mj"]))
+    console = console or new_console()
+    console.print(parts)
     if any(c.get("measured_ms") is not None for c in summary["candidates"]):
-        tuned = Table(title="candidate plans timed on this chip (the kept one marked *)")
-        for column in ("candidate", "predicted ms", "measured ms"):
-            tuned.add_column(column, justify="left" if column == "candidate" else "right")
+        tuned = table("candidate", "predicted ms", "measured ms", right=("predicted ms", "measured ms"),
+                      title="candidate plans timed on this chip (the kept one marked *)")  # fmt: skip
         for c in summary["candidates"]:
             mark = " *" if c["name"] == summary["chosen"] else ""
             tuned.add_row(c["name"] + mark, _ms(c["predicted_ms"]), _ms(c["measured_ms"]))
@@ -111,17 +110,18 @@ def print_simulation(plan_dir: str | Path, console: Console | None = None, width
 
     bundle = read_bundle(plan_dir)
     manifest, schedule = bundle.manifest, bundle.schedule
-    console = console or Console()
+    console = console or new_console()
     end = max((p.get("predicted_finish_ms") or 0.0) for p in schedule["partitions"]) or 1.0
-    table = Table(title=f"predicted timeline of {plan_dir} on chip {manifest.get('chip_id')} (0 .. {end:.3f} ms)")
-    for column in ("partition", "processor", "start ms", "finish ms", "timeline"):
-        table.add_column(column, justify="right" if "ms" in column else "left")
+    title = f"predicted timeline of {plan_dir} on chip {manifest.get('chip_id')} (0 .. {end:.3f} ms)"
+    spans = table(
+        "partition", "processor", "start ms", "finish ms", "timeline", title=title, right=("start ms", "finish ms")
+    )
     for p in sorted(schedule["partitions"], key=lambda p: (p.get("predicted_start_ms") or 0.0, p["id"])):
         start, finish = p.get("predicted_start_ms") or 0.0, p.get("predicted_finish_ms") or 0.0
         left, right = round(start / end * width), max(round(finish / end * width), round(start / end * width) + 1)
         bar = " " * left + "█" * (right - left)
-        table.add_row(p["id"], p["device"], f"{start:.3f}", f"{finish:.3f}", bar)
-    console.print(table)
+        spans.add_row(p["id"], p["device"], f"{start:.3f}", f"{finish:.3f}", bar)
+    console.print(spans)
     energy = manifest.get("energy_mj")
     shown = "" if energy is None else f", {energy:.3f} mJ per request"
     console.print(f"plan: {_ms(manifest.get('predicted_ms'))} ms predicted{shown} ({manifest.get('solver')})")
@@ -147,10 +147,6 @@ def random_feeds(specs, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(dtype)
     return feeds
-
-
-def median_ms(seconds: list[float]) -> float:
-    return statistics.median(seconds) * 1e3
 
 
 def _ms(value: float | None) -> str:

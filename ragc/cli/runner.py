@@ -1,38 +1,87 @@
-"""What `ragc run` does around runtime_min: timed runs, streams, per-partition timings, recording."""
+"""What `ragc run` does around runtime_min: warm-up and timed runs (a count or a time budget), streams, the
+per-partition and per-stage timings of those runs, and recording them into the personality."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
+from ragc.cli.output import progress
 from ragc.errors import UsageError
 
 
-def timed_runs(plan: Any, feeds: dict[str, np.ndarray], repeat: int, trace: Path | None = None):
-    """One warm-up run, then `repeat` timed runs; returns the last outputs, each timed run's seconds, and each
-    timed run's per-step times. The trace, if asked for, is of the last run."""
-    plan.run(feeds)
-    outputs, seconds, steps = {}, [], []
-    for index in range(repeat):
+@dataclass
+class Timed:
+    """What a benchmark measured: the last outputs, each timed run's seconds and per-partition step times."""
+
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+    steps: list[list[dict[str, Any]]] = field(default_factory=list)
+    elapsed_s: float = 0.0  # wall time of the timed part (for a stream: first frame in to last frame out)
+
+
+def _budget(repeat: int | None, seconds: float | None) -> Iterator[int]:
+    """Run indices: `repeat` of them, or as many as start within `seconds` (at least one)."""
+    if seconds is None:
+        yield from range(repeat or 1)
+        return
+    end, index = time.perf_counter() + seconds, 0
+    while index == 0 or time.perf_counter() < end:
+        yield index
+        index += 1
+
+
+def timed_runs(
+    plan: Any,
+    feeds: dict[str, np.ndarray],
+    warmup: int,
+    repeat: int | None,
+    seconds: float | None = None,
+    trace: Path | None = None,
+) -> Timed:
+    """`warmup` untimed runs, then `repeat` timed runs (or as many as fit in `seconds`); the trace, if asked
+    for, is of the last timed run."""
+    for _ in range(warmup):
+        plan.run(feeds)
+    result = Timed()
+    total = None if seconds is not None else repeat
+    started = time.perf_counter()
+    with progress("timing runs", total) as advance:
+        for index in _budget(repeat, seconds):
+            last = seconds is None and index == (repeat or 1) - 1
+            start = time.perf_counter()
+            result.outputs = plan.run(feeds, trace=trace if last else None)
+            result.seconds.append(time.perf_counter() - start)
+            result.steps.append(plan.last_step_times())
+            advance("")
+    if trace is not None and seconds is not None:
+        plan.run(feeds, trace=trace)  # a time budget has no known last run: trace one more
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def timed_stream(
+    plan: Any, feeds: dict[str, np.ndarray], frames: int, depth: int, warmup: int, trace: Path | None = None
+) -> Timed:
+    """`frames` copies of `feeds` through the assembly line after `warmup` plain runs; per frame, its partitions'
+    step times (the frame just handed back is the plan's last finished one)."""
+    for _ in range(warmup):
+        plan.run(feeds)
+    result = Timed()
+    with progress("streaming", frames) as advance:
         start = time.perf_counter()
-        outputs = plan.run(feeds, trace=trace if index == repeat - 1 else None)
-        seconds.append(time.perf_counter() - start)
-        steps.append(plan.last_step_times())
-    return outputs, seconds, steps
-
-
-def timed_stream(plan: Any, feeds: dict[str, np.ndarray], frames: int, depth: int, trace: Path | None = None):
-    """Frames per second of the assembly line over `frames` copies of `feeds` (after one warm-up run)."""
-    plan.run(feeds)
-    start = time.perf_counter()
-    count = sum(1 for _ in plan.stream((feeds for _ in range(frames)), depth=depth, trace=trace))
-    return count / (time.perf_counter() - start)
+        for outputs in plan.stream((feeds for _ in range(frames)), depth=depth, trace=trace):
+            result.outputs = outputs
+            result.steps.append(plan.last_step_times())
+            advance("")
+        result.elapsed_s = time.perf_counter() - start
+    return result
 
 
 def step_medians(steps: list[list[dict[str, Any]]]) -> dict[str, tuple[str, float]]:
@@ -44,24 +93,6 @@ def step_medians(steps: list[list[dict[str, Any]]]) -> dict[str, tuple[str, floa
             by_partition.setdefault(step["partition"], []).append(step["duration_ms"])
             device[step["partition"]] = step["device"]
     return {p: (device[p], statistics.median(v)) for p, v in by_partition.items()}
-
-
-def print_step_table(plan: Any, medians: dict[str, tuple[str, float]], console: Console | None = None) -> None:
-    table = Table(title="per-partition times (median)")
-    for column in ("partition", "planned on", "ran on", "ops", "predicted ms", "measured ms"):
-        table.add_column(column, justify="right" if column in ("ops", "predicted ms", "measured ms") else "left")
-    for part in plan.schedule["partitions"]:
-        ran_on, measured = medians.get(part["id"], ("-", float("nan")))
-        predicted = part.get("predicted_ms")
-        table.add_row(
-            part["id"],
-            part["device"],
-            ran_on,
-            str(len(part["ops"])),
-            "-" if predicted is None else f"{predicted:.3f}",
-            f"{measured:.3f}",
-        )
-    (console or Console()).print(table)
 
 
 def record(plan_dir: Path, plan: Any, medians: dict[str, tuple[str, float]]) -> int:

@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragc.cli.output import console as new_console
+
 REPORT_SCHEMA = 1
 TARGET_FOR_CONFORMANCE = "ryzen-ai-9-hx-370"  # cross-compiled plans run anywhere; its NPU section names npu2
 
@@ -251,10 +253,17 @@ def _bar(console: Console) -> Progress:
 )
 @click.option("--target", help="With --compare: the target file to hold the report against [default: guessed].")
 def selftest(report: Path | None, budget: float, skip_profile: bool, compare: Path | None, target: str | None) -> None:
-    """Check this machine's processors, profile it and time a fixed model set; write a shareable JSON report."""
+    """Check this machine's processors, profile it and time a fixed model set; write a shareable JSON report.
+
+    \b
+    Examples:
+      ragc selftest --report selftest.json
+      ragc selftest --skip-profile --budget 60
+      ragc selftest --compare selftest.json --target ryzen-ai-9-hx-370
+    """
     from ragc import __version__
 
-    console = Console()
+    console = new_console()
     if compare is not None:
         from ragc.cli.selftest_compare import print_comparison
 
