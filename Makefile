@@ -10,15 +10,19 @@ BENCH_ARGS ?= --models tinynet,squeezenet,resnet50 --runs 20
 
 .PHONY: demo test lint bench system-deps setup clean
 
-# This chip: compile (profiling it first if needed), check against onnxruntime, run. Then a Ryzen AI 9 HX 370
-# plan cross-compiled here, its predicted timeline, and a run of it here with the NPU simulated.
+# This chip: compile (profiling it first if needed), check against onnxruntime, run. Then for a Ryzen AI 9 HX 370
+# (cross-compiled here, every figure predicted): the plan the solver chooses and why each op, the NPU's included,
+# is where it is; then a plan with all three processors forced, its predicted timeline, and a run of it here with
+# the NPU simulated.
 demo: setup
 	$(BIN)/ragc compile $(DEMO_MODEL) -o $(DEMO_PLAN)
 	$(BIN)/ragc validate $(DEMO_PLAN) --model $(DEMO_MODEL)
 	$(BIN)/ragc run $(DEMO_PLAN) --repeat 50
-	$(BIN)/ragc compile $(DEMO_MODEL) -o $(DEMO_PLAN)-hx370 --target ryzen-ai-9-hx-370 --place Gemm=npu --place Conv=gpu
-	$(BIN)/ragc simulate $(DEMO_PLAN)-hx370
-	$(BIN)/ragc run $(DEMO_PLAN)-hx370 --npu sim --repeat 5
+	$(BIN)/ragc compile $(DEMO_MODEL) -o $(DEMO_PLAN)-hx370 --target ryzen-ai-9-hx-370
+	$(BIN)/ragc explain $(DEMO_PLAN)-hx370
+	$(BIN)/ragc compile $(DEMO_MODEL) -o $(DEMO_PLAN)-hx370-forced --target ryzen-ai-9-hx-370 --place Gemm=npu --place Conv=gpu
+	$(BIN)/ragc simulate $(DEMO_PLAN)-hx370-forced
+	$(BIN)/ragc run $(DEMO_PLAN)-hx370-forced --npu sim --repeat 5
 
 test: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests
