@@ -43,7 +43,7 @@ def report(name: str, graph, backend: VulkanBackend, top: int) -> None:
     print("| op type | ops | kernel ms | share |\n|---|---:|---:|---:|")
     for kind, (count, ms) in sorted(by_type.items(), key=lambda kv: -kv[1][1]):
         print(f"| {kind} | {count} | {ms:.3f} | {100 * ms / kernels:.1f}% |")
-    print(f"\n| slowest op | type | m x k x n | ms | TFLOP/s |\n|---|---|---|---:|---:|")
+    print("\n| slowest op | type | m x k x n | ms | TFLOP/s |\n|---|---|---|---:|---:|")
     for op_name, ms in sorted(per_op.items(), key=lambda kv: -kv[1])[:top]:
         op = ops.get(op_name)
         f = op_features(graph, op) if op else {}

@@ -72,7 +72,8 @@ def main() -> None:
         hot = statistics.median(kernel_ms(exe, feeds) for _ in range(20))
         clock_hot = sm_clock()
         row = [label, statistics.median(idle), profiler, hot, statistics.median(idle) / hot]
-        print("| " + " | ".join([row[0], *(f"{v:.4f}" for v in row[1:4]), f"{row[4]:.2f}", clock_idle, clock_hot]) + " |")
+        cells = [row[0], *(f"{v:.4f}" for v in row[1:4]), f"{row[4]:.2f}", clock_idle, clock_hot]
+        print("| " + " | ".join(cells) + " |")
         exe.close()
     backend.close()
 
