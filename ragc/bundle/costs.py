@@ -4,8 +4,8 @@ Per op: its predicted ms on every processor of the chip (GPU kernels in the --pr
 cannot run it, the --place rule that forced it and the precision its kernel runs in; per fused unit: its cost on
 each processor of the placement problem, its bytes and its predicted span; the edges, the transfer costs (linear in
 bytes) and the capacities. That is the whole placement problem, so `ragc explain` can re-solve it with one op forced
-elsewhere. A bundle is untrusted input: `read_costs` checks every field before anything uses it (docs/bundle-
-format.md).
+elsewhere. A bundle is untrusted input: `read_costs` checks every field before anything uses it
+(docs/bundle-format.md).
 """
 
 from __future__ import annotations
