@@ -3,6 +3,7 @@ the CPU, and match onnxruntime's int8 results on the same model within one quant
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,39 +12,21 @@ import onnxruntime as ort
 import pytest
 from gpu_harness import backend as vulkan_backend
 from onnx import helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
 import runtime_min
 from ragc.frontend.load import load_model
 from ragc.frontend.qdq import dequantize
 from ragc.pipeline import compile_model
 
-TINYNET = Path(__file__).resolve().parent.parent / "examples" / "tinynet.onnx"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.qdq_int8 import output_step, quantize_qdq  # noqa: E402
 
-
-class Calibration(CalibrationDataReader):
-    """A few seeded random batches of one input."""
-
-    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
-        rng = np.random.default_rng(0)
-        self.batches = iter([{name: rng.random(shape).astype(np.float32)} for _ in range(4)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self.batches, None)
-
-
-def _quantized(src: Path, dst: Path, per_channel: bool) -> Path:
-    model = onnx.load(src)
-    x = model.graph.input[0]
-    shape = tuple(d.dim_value for d in x.type.tensor_type.shape.dim)
-    quantize_static(
-        str(src), str(dst), Calibration(x.name, shape), quant_format=QuantFormat.QDQ, per_channel=per_channel
-    )
-    return dst
+TINYNET = ROOT / "examples" / "tinynet.onnx"
 
 
 def _encoder(path: Path) -> Path:
-    """MatMul -> Gelu -> MatMul -> Add -> Gemm over a (16, 32) input."""
+    """MatMul -> Tanh -> MatMul -> Add -> Gemm over a (16, 32) input."""
     rng = np.random.default_rng(1)
     weights = {"w1": (32, 64), "w2": (64, 32), "w3": (8, 32), "b3": (8,)}
     inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.2).astype(np.float32), n) for n, s in weights.items()]
@@ -65,21 +48,11 @@ def _encoder(path: Path) -> Path:
     return path
 
 
-def _output_step(model: Path) -> float:
-    """The scale of the DequantizeLinear that writes the model's output: one quantization step."""
-    proto = onnx.load(model)
-    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    (dq,) = [
-        n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == proto.graph.output[0].name
-    ]
-    return float(inits[dq.input[1]])
-
-
 @pytest.mark.parametrize(("name", "per_channel"), [("tinynet", False), ("encoder", True)])
 def test_qdq_model_runs_gpu_first_within_one_step(tmp_path, name, per_channel):
     vulkan_backend()
     src = TINYNET if name == "tinynet" else _encoder(tmp_path / "encoder.onnx")
-    model = _quantized(src, tmp_path / "q.onnx", per_channel)
+    model = quantize_qdq(src, tmp_path / "q.onnx", per_channel)
     assert not {o.op_type for o in load_model(model).graph.ops} & {"QuantizeLinear", "DequantizeLinear"}
     result = compile_model(model, tmp_path / "plan", devices="gpu")
     assert {p.device for p in result.partitions} == {"gpu"}  # no op bounces to the CPU
@@ -91,7 +64,7 @@ def test_qdq_model_runs_gpu_first_within_one_step(tmp_path, name, per_channel):
         feeds = {inp.name: np.random.default_rng(seed + 5).random(inp.shape).astype(np.float32)}
         want = session.run(None, feeds)[0]
         got = plan.run(feeds)[session.get_outputs()[0].name]
-        assert np.abs(got - want).max() <= _output_step(model) * 1.001
+        assert np.abs(got - want).max() <= output_step(model) * 1.001
 
 
 def test_dequantize_is_onnxruntimes_per_channel():
