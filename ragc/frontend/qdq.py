@@ -104,7 +104,7 @@ def fake_quantize_activations(graph: gs.Graph) -> gs.Graph:
             continue
         if not all(d.op == "DequantizeLinear" and same(params, scale_and_zero(d)) for d in consumers):
             continue
-        y = fake_quant(graph, q.inputs[0], q.name, *params)
+        y = fake_quant(graph, q.inputs[0], q.name or mid.name, *params)
         for dq in consumers:  # an Identity keeps a graph output's name; remove_inference_noops drops the others
             dq.op, dq.inputs, dq.attrs = "Identity", [y], {}
         q.outputs = []

@@ -53,11 +53,12 @@ def _lower(graph: gs.Graph, node: gs.Node, floats: dict[str, tuple[gs.Tensor, Gr
         if bias is None:
             return False
         scale = (a_grid[0] * b_grid[0]).astype(a_grid[0].dtype)
-        inputs.append(gs.Constant(f"{node.name}.bias", dequantize(bias, scale, np.zeros_like(bias), axis=0)))
+        inputs.append(gs.Constant(f"{node.outputs[0].name}.bias", dequantize(bias, scale, np.zeros_like(bias), axis=0)))
     y = node.outputs[0]
-    raw = gs.Variable(f"{node.name}.float", dtype=y_grid[0].dtype, shape=y.shape)
-    graph.nodes.append(gs.Node(FLOAT_OP[node.op], f"{node.name}.float", node.attrs, inputs, [raw]))
-    floats[y.name] = (fake_quant(graph, raw, node.name, *y_grid), y_grid)
+    base = node.name or y.name  # quantizers leave names out; the loader names nodes only after the passes
+    raw = gs.Variable(f"{base}.float", dtype=y_grid[0].dtype, shape=y.shape)
+    graph.nodes.append(gs.Node(FLOAT_OP[node.op], f"{base}.float", node.attrs, inputs, [raw]))
+    floats[y.name] = (fake_quant(graph, raw, base, *y_grid), y_grid)
     node.outputs = []
     if y.outputs or y in graph.outputs:  # still read as int8
         s, z = (gs.Constant(f"{y.name}.q.{k}", v) for k, v in zip(("s", "z"), y_grid, strict=True))
@@ -71,7 +72,10 @@ def lower_qlinear(graph: gs.Graph) -> gs.Graph:
     for node in list(graph.nodes):  # topologically sorted by the pass before
         if node.op == "QuantizeLinear" and per_tensor(scale_and_zero(node)) and values(node.inputs[0]) is None:
             grid = scale_and_zero(node)
-            floats[node.outputs[0].name] = (fake_quant(graph, node.inputs[0], node.name, *grid), grid)
+            floats[node.outputs[0].name] = (
+                fake_quant(graph, node.inputs[0], node.name or node.outputs[0].name, *grid),
+                grid,
+            )
         elif node.op in FLOAT_OP and node.inputs[0].name in floats:
             _lower(graph, node, floats)
         elif node.op == "DequantizeLinear" and node.inputs[0].name in floats:
