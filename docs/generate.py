@@ -72,7 +72,7 @@ def op_support() -> str:
     from codegen.gpu.emit import _alias_reason
     from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS
     from codegen.npu.lower import LOWERINGS as NPU
-    from ragc.frontend import qdq
+    from ragc.frontend import qdq, qlinear
     from ragc.frontend.contrib_builder import LOWERINGS as CONTRIB
     from ragc.frontend.load import MAX_OPSET, MIN_NATIVE_OPSET
 
@@ -90,7 +90,8 @@ def op_support() -> str:
         f"  are upgraded), and the com.microsoft ops {', '.join(sorted(CONTRIB))} (rewritten into standard ops).",
         "- **QDQ int8** (every processor; docs/precision.md): "
         + " ".join(_first_line(f) for f in (qdq.fold_constant_dequantize, qdq.fake_quantize_activations)),
-        "  Other quantized ops (QLinearConv, QLinearMatMul, MatMulInteger, ConvInteger) run on the CPU.",
+        f"  {_first_line(qlinear.lower_qlinear)} MatMulInteger and ConvInteger run on the CPU; the loader refuses",
+        "  com.microsoft QLinear ops (QLinearAdd, QGemm, ...).",
         "- **Fusion**: on the GPU, elementwise chains and conv/gemm epilogues run inside the kernel they follow; on",
         "  the NPU, elementwise chains after a GEMM run as its epilogue. Fused ops cost nothing of their own.",
         f"- **CPU only**: every other op type ({len(gpu)} types have a GPU kernel, {len(npu)} an NPU kernel).",

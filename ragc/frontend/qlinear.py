@@ -67,7 +67,7 @@ def _lower(graph: gs.Graph, node: gs.Node, floats: dict[str, tuple[gs.Tensor, Gr
 
 
 def lower_qlinear(graph: gs.Graph) -> gs.Graph:
-    """QuantizeLinear -> QLinearConv/QLinearMatMul ... -> DequantizeLinear regions as float ops (module docstring)."""
+    """QuantizeLinear -> QLinearConv/QLinearMatMul ... -> DequantizeLinear regions as float ops on the int8 grid."""
     floats: dict[str, tuple[gs.Tensor, Grid]] = {}
     for node in list(graph.nodes):  # topologically sorted by the pass before
         if node.op == "QuantizeLinear" and per_tensor(scale_and_zero(node)) and values(node.inputs[0]) is None:
