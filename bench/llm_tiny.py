@@ -69,7 +69,9 @@ def tiny_decoder(config: TinyConfig) -> onnx.ModelProto:
         b.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.key", k], [f"present.{i}.key"], axis=-2))
         b.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.value", v], [f"present.{i}.value"], axis=2))
         keys, values = _repeat(b, f"present.{i}.key", c, group), _repeat(b, f"present.{i}.value", c, group)
-        scores = b.op("Mul", b.op("MatMul", q, b.op("Transpose", keys, perm=[0, 1, 3, 2])), b.const(np.float32(head_dim**-0.5)))
+        scores = b.op(
+            "Mul", b.op("MatMul", q, b.op("Transpose", keys, perm=[0, 1, 3, 2])), b.const(np.float32(head_dim**-0.5))
+        )
         attn = b.op("MatMul", b.op("Softmax", b.op("Add", scores, bias), axis=-1), values)
         attn = b.op("Reshape", b.op("Transpose", attn, perm=[0, 2, 1, 3]), b.const(np.array([0, 0, c.hidden])))
         x = b.op("Add", x, b.op("MatMul", attn, b.weight(c.hidden, c.hidden)))
@@ -79,7 +81,10 @@ def tiny_decoder(config: TinyConfig) -> onnx.ModelProto:
             act = b.op("Mul", up, b.op("Sigmoid", b.op("Mul", up, b.const(np.float32(1.702)))))
             x = b.op("Add", x, b.op("MatMul", act, b.weight(4 * c.hidden, c.hidden)))
         else:
-            gate, up = b.op("MatMul", h, b.weight(c.hidden, 3 * c.hidden)), b.op("MatMul", h, b.weight(c.hidden, 3 * c.hidden))
+            gate, up = (
+                b.op("MatMul", h, b.weight(c.hidden, 3 * c.hidden)),
+                b.op("MatMul", h, b.weight(c.hidden, 3 * c.hidden)),
+            )
             act = b.op("Mul", b.op("Mul", gate, b.op("Sigmoid", gate)), up)
             x = b.op("Add", x, b.op("MatMul", act, b.weight(3 * c.hidden, c.hidden)))
     b.nodes.append(helper.make_node("MatMul", [_norm(b, x, c), b.weight(c.hidden, c.vocab, scale=1.0)], ["logits"]))
@@ -92,7 +97,9 @@ def _mask(b: _Builder) -> str:
     seq = b.op("Gather", b.op("Shape", "input_ids"), b.const(np.int64(1)))
     rows = b.op("Add", b.op("Range", b.const(np.int64(0)), seq, b.const(np.int64(1))), b.op("Sub", total, seq))
     cols = b.op("Range", b.const(np.int64(0)), total, b.const(np.int64(1)))
-    seen = b.op("LessOrEqual", b.op("Unsqueeze", cols, b.const(np.array([0]))), b.op("Unsqueeze", rows, b.const(np.array([1]))))
+    seen = b.op(
+        "LessOrEqual", b.op("Unsqueeze", cols, b.const(np.array([0]))), b.op("Unsqueeze", rows, b.const(np.array([1])))
+    )
     valid = b.op("Unsqueeze", b.op("Cast", "attention_mask", to=TensorProto.BOOL), b.const(np.array([1, 2])))
     return b.op("Where", b.op("And", seen, valid), b.const(np.float32(0)), b.const(np.float32(-1e9)))
 
@@ -123,7 +130,9 @@ def _repeat(b: _Builder, x: str, c: TinyConfig, group: int) -> str:
         return x
     head_dim = c.hidden // c.heads
     wide = b.op("Unsqueeze", x, b.const(np.array([2])))
-    wide = b.op("Expand", wide, b.op("Concat", b.const(np.array([1, c.kv_heads, group])), b.op("Shape", x, start=2), axis=0))
+    wide = b.op(
+        "Expand", wide, b.op("Concat", b.const(np.array([1, c.kv_heads, group])), b.op("Shape", x, start=2), axis=0)
+    )
     return b.op("Reshape", wide, b.const(np.array([0, c.heads, -1, head_dim])))
 
 
@@ -137,8 +146,14 @@ def _model(b: _Builder, c: TinyConfig, head_dim: int) -> onnx.ModelProto:
     outputs = [helper.make_tensor_value_info("logits", floats, ["batch", "sequence", c.vocab])]
     for i in range(c.layers):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", floats, ["batch", c.kv_heads, "past", head_dim]))
-            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", floats, ["batch", c.kv_heads, "total", head_dim]))
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}", floats, ["batch", c.kv_heads, "past", head_dim]
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(f"present.{i}.{kind}", floats, ["batch", c.kv_heads, "total", head_dim])
+            )
     graph = helper.make_graph(b.nodes, f"tiny-{c.style}", inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -146,7 +161,9 @@ def _model(b: _Builder, c: TinyConfig, head_dim: int) -> onnx.ModelProto:
     return model
 
 
-def ort_generate(model: onnx.ModelProto | str, prompt: np.ndarray, max_new_tokens: int) -> tuple[list[int], list[np.ndarray]]:
+def ort_generate(
+    model: onnx.ModelProto | str, prompt: np.ndarray, max_new_tokens: int
+) -> tuple[list[int], list[np.ndarray]]:
     """The reference: onnxruntime running the exported model with its own Concat cache loop, greedy. Returns the
     tokens and the logits of every step (the prompt's last position, then each new token)."""
     import onnxruntime as ort

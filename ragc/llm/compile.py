@@ -40,7 +40,9 @@ class LlmResult:
         }
 
 
-def compile_llm(model: str | Path, out_dir: str | Path, max_context: int, prefill: int | None = None, **options: Any) -> LlmResult:
+def compile_llm(
+    model: str | Path, out_dir: str | Path, max_context: int, prefill: int | None = None, **options: Any
+) -> LlmResult:
     """Compile the decoder `model` for a cache of `max_context` positions: prefill of `prefill` tokens (default:
     max_context; shorter prompts are padded and masked) and decode of one; `options` as `ragc.compile`'s."""
     from ragc.pipeline import compile_model
@@ -76,7 +78,9 @@ def _read(model: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(model), load_external_data=True)
     except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, Exception) as exc:
-        raise ModelError(f"cannot read {model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise ModelError(
+            f"cannot read {model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
 
 
 def _clear_llm_parts(out_dir: Path, model: Path) -> None:

@@ -100,7 +100,9 @@ def decode_model(model: onnx.ModelProto, layout: CacheLayout, capacity: int) -> 
 
 def check_capacity(max_context: int, prefill: int) -> None:
     if max_context < 2 or not 1 <= prefill <= max_context:
-        raise UsageError(f"bad --max-context {max_context} / --prefill {prefill}: need 1 <= prefill <= max-context, >= 2")
+        raise UsageError(
+            f"bad --max-context {max_context} / --prefill {prefill}: need 1 <= prefill <= max-context, >= 2"
+        )
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
