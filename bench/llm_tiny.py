@@ -180,7 +180,7 @@ def ort_generate(
         feeds |= {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64)}
         if "position_ids" in names:
             feeds["position_ids"] = np.arange(start, total, dtype=np.int64).reshape(1, -1)
-        out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
         logits = out["logits"][0, -1]
         steps.append(logits)
         tokens.append(int(np.argmax(logits)))

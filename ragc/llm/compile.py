@@ -50,10 +50,10 @@ def compile_llm(
     model, out_dir = Path(model), Path(out_dir)
     prefill = prefill or max_context
     check_capacity(max_context, prefill)
-    check_target(out_dir, model)
     proto = _read(model)
     layout = cache_layout(proto)
     _clear_llm_parts(out_dir, model)
+    check_target(out_dir, model)
     with tempfile.TemporaryDirectory(prefix="ragc-llm-") as tmp:
         phases = {"prefill": prefill_model(proto, layout, prefill), "decode": decode_model(proto, layout, max_context)}
         paths = {}
@@ -85,6 +85,8 @@ def _read(model: Path) -> onnx.ModelProto:
 
 def _clear_llm_parts(out_dir: Path, model: Path) -> None:
     """Recompiling over an LLM bundle: its llm.json and prefill/ go first (each checked to be ragc's)."""
+    if not (out_dir / LLM_FILE).is_file() or not (out_dir / "manifest.json").is_file():
+        return
     if (out_dir / PREFILL_DIR).exists():
         check_target(out_dir / PREFILL_DIR, model)
         shutil.rmtree(out_dir / PREFILL_DIR)
