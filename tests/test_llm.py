@@ -1,5 +1,5 @@
 """LLM bundles on the CPU: every step's logits against onnxruntime running the exported model with its own Concat
-cache loop (fed the reference's tokens), greedy tokens where the reference's margin is clear, sampling, hostile input."""
+cache loop (fed the reference's tokens), greedy tokens where the margin is clear, sampling, hostile input."""
 
 from __future__ import annotations
 

@@ -67,11 +67,15 @@ def run_generate(plan: Path, count: int, prompt_file: Path | None, options: dict
 
     if prompt_file is None:
         raise UsageError("--generate N needs --prompt-ids FILE (token ids: a .npy array or whitespace-separated text)")
-    prompt = _read_prompt(prompt_file)
-    loaded = runtime_min.load(plan, **options)
+    with runtime_min.load(plan, **options) as loaded:
+        return timed_generate(loaded, _read_prompt(prompt_file), count)
+
+
+def timed_generate(loaded: Any, prompt: Any, count: int) -> dict[str, Any]:
+    """Time to first token (prefill and its sampling) and decode tokens/s of one generation, after a warm-up."""
     list(loaded.generate(prompt, 2))  # warm-up: both plans' first runs
-    start = time.perf_counter()
     tokens, stamps = [], []
+    start = time.perf_counter()
     for token in loaded.generate(prompt, count):
         stamps.append(time.perf_counter())
         tokens.append(token)
