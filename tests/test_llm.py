@@ -3,6 +3,9 @@ cache loop (fed the reference's tokens), greedy tokens where the margin is clear
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import onnx
 import pytest
@@ -99,3 +102,14 @@ def test_plain_plan_has_no_generate(tmp_path, llm):
     prefill = runtime_min.load(plan.path / "prefill")
     with pytest.raises(runtime_min.InputError, match="not an LLM plan"):
         prefill.generate([1], 2)
+
+
+@pytest.mark.parametrize("change", [{"version": 2}, {"max_context": "24"}, {"cache": {"x": "present.0.key"}}])
+def test_tampered_llm_json_is_one_line(tmp_path, llm, change):
+    _, plan = llm
+    shutil.copytree(plan.path, tmp_path / "plan")
+    doc = json.loads((tmp_path / "plan" / "llm.json").read_text()) | change
+    (tmp_path / "plan" / "llm.json").write_text(json.dumps(doc))
+    with runtime_min.load(tmp_path / "plan") as copy, pytest.raises(runtime_min.BundleError, match="llm.json") as info:
+        copy.generate([1], 2)
+    assert "\n" not in str(info.value)
