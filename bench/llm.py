@@ -132,7 +132,7 @@ def measure(name: str, model_path: Path, folder: Path, prompt: np.ndarray, new: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny onnx.helper decoders, no torch (lavapipe)")
-    parser.add_argument("--devices", default="gpu", help="processors the plans may use [gpu: the CPU takes what it cannot]")
+    parser.add_argument("--devices", default="gpu", help="processors the plans may use [gpu]")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ragc-llm"), help="folder for models, plans, llm.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
