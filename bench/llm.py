@@ -3,7 +3,9 @@
 CUDA eager fp32, its KV cache), and ragc's tokens against an onnxruntime loop over the same ONNX (its own Concat cache).
 On the lent H200 (GPT-2 small and a 4-layer Llama-style decoder, random weights):
 
-    bash -c '. bench/device_env.sh && python3 bench/llm.py --out $OUT'
+    bash -c '. bench/device_env.sh && python3 -m ragc.cli profile --quick && python3 bench/llm.py --out $OUT'
+
+(`--models gpt2` or `--models llama` runs one, where one command may take only 10 minutes.)
 
 `--quick`: the tiny onnx.helper decoders (bench/llm_tiny.py), 16 + 16 tokens, no torch needed (lavapipe here).
 """
@@ -26,17 +28,17 @@ from bench.llm_tiny import TinyConfig, ort_generate, tiny_decoder  # noqa: E402
 
 
 def hf_model(name: str):
-    """A HF causal LM with random weights (eager attention, the layout torch.onnx.export writes with a cache)."""
+    """A HF causal LM with random weights (sdpa attention for `generate`; the export switches to eager)."""
     import torch
     import transformers
 
     torch.manual_seed(0)
     if name == "gpt2":
-        config = transformers.GPT2Config(attn_implementation="eager")
+        config = transformers.GPT2Config(attn_implementation="sdpa")
         return transformers.GPT2LMHeadModel(config).eval()
     config = transformers.LlamaConfig(
         hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=4,
-        vocab_size=32000, max_position_embeddings=1024, attn_implementation="eager",
+        vocab_size=32000, max_position_embeddings=1024, attn_implementation="sdpa",
     )  # fmt: skip
     return transformers.LlamaForCausalLM(config).eval()
 
@@ -56,13 +58,14 @@ def export_with_cache(model, path: Path) -> Path:
             self.model = model
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache.from_legacy_cache(tuple((past[2 * i], past[2 * i + 1]) for i in range(layers)))
+            cache = DynamicCache()
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
             out = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=cache, use_cache=True,
             )  # fmt: skip
-            legacy = out.past_key_values.to_legacy_cache()
-            return (out.logits, *[t for kv in legacy for t in kv])
+            return (out.logits, *[t for kv in _legacy(out.past_key_values) for t in kv])
 
     past_len, seq = 3, 2
     past = [torch.zeros(1, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
@@ -73,12 +76,32 @@ def export_with_cache(model, path: Path) -> Path:
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
             "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}  # fmt: skip
     axes |= {name: {0: "batch", 2: "past"} for name in kv} | {name: {0: "batch", 2: "total"} for name in present}
-    with torch.no_grad():
-        torch.onnx.export(
-            WithCache(), args, str(path), input_names=["input_ids", "attention_mask", "position_ids", *kv],
-            output_names=["logits", *present], dynamic_axes=axes, opset_version=17, dynamo=False,
-        )  # fmt: skip
+    names = {"input_names": ["input_ids", "attention_mask", "position_ids", *kv], "output_names": ["logits", *present]}
+    attention, config._attn_implementation = config._attn_implementation, "eager"  # masks from shapes, as exported
+    try:
+        for dynamo in (False, True):  # the TorchScript exporter first; the dynamo one where it cannot trace
+            try:
+                with torch.no_grad():
+                    torch.onnx.export(
+                        WithCache(), args, str(path), **names, dynamic_axes=axes, opset_version=17, dynamo=dynamo
+                    )
+                break
+            except Exception as exc:  # noqa: BLE001 - either exporter may refuse a transformers version
+                print(f"torch.onnx.export (dynamo={dynamo}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                if dynamo:
+                    raise
+    finally:
+        config._attn_implementation = attention
     return path
+
+
+def _legacy(cache) -> list[tuple]:
+    """(key, value) per layer of a transformers cache, across the versions' layouts."""
+    if hasattr(cache, "to_legacy_cache"):
+        return list(cache.to_legacy_cache())
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(cache)
 
 
 def hf_generate(model, prompt: np.ndarray, new: int) -> dict:
@@ -133,13 +156,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny onnx.helper decoders, no torch (lavapipe)")
     parser.add_argument("--devices", default="gpu", help="processors the plans may use [gpu]")
+    parser.add_argument("--models", default="gpt2,llama", help="comma list of gpt2, llama [both]")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ragc-llm"), help="folder for models, plans, llm.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     prompt_len, new = (16, 16) if args.quick else (128, 128)
     prompt = np.random.default_rng(0).integers(0, 64 if args.quick else 32000, prompt_len)
     rows = []
-    for name in ("gpt2", "llama"):
+    for name in args.models.split(","):
         path, hf = args.out / f"{name}.onnx", None
         if args.quick:
             config = TinyConfig(style=name, kv_heads=2 if name == "llama" else 4, max_positions=64)
