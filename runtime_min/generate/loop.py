@@ -15,7 +15,7 @@ from runtime_min.errors import BundleError, InputError
 from runtime_min.generate.sampling import Sampler
 from runtime_min.manifest import read_bundle
 
-LLM_FILE, PREFILL_DIR, LLM_VERSION = "llm.json", "prefill", 1
+LLM_FILE, PREFILL_DIR, LLM_VERSION = "llm.json", "prefill", 1  # the LLM bundle's parts; ragc writes these too
 _sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decode plan -> its LlmSession
 
 
