@@ -14,6 +14,7 @@ import runtime_min
 from bench.llm_tiny import TinyConfig, ort_generate, tiny_decoder
 from ragc.errors import ModelError
 from ragc.llm.compile import compile_llm
+from ragc.llm.rewrite import cache_layout
 from runtime_min.generate.loop import tokens
 
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine
@@ -113,3 +114,16 @@ def test_tampered_llm_json_is_one_line(tmp_path, llm, change):
     with runtime_min.load(tmp_path / "plan") as copy, pytest.raises(runtime_min.BundleError, match="llm.json") as info:
         copy.generate([1], 2)
     assert "\n" not in str(info.value)
+
+
+def test_rewrite_refuses_caches_it_cannot_place():
+    model = tiny_decoder(CONFIGS["gpt2"])
+    concat = next(n for n in model.graph.node if n.op_type == "Concat" and n.input[0].startswith("past_key_values."))
+    concat.attribute[0].i = 1
+    with pytest.raises(ModelError, match="along axis 1, not 2"):
+        cache_layout(model)
+    concat.op_type = "Add"
+    with pytest.raises(ModelError, match="no Concat\\(past, new, axis=2\\) grows"):
+        cache_layout(model)
+    layout = cache_layout(tiny_decoder(CONFIGS["llama"]))
+    assert set(layout.heads.values()) == {2} and layout.has_positions and len(layout.concats) == 4
