@@ -18,9 +18,13 @@ def command(plan: Path, as_json: bool) -> None:
     Example:
       ragc simulate plan-hx370/
     """
+    from ragc.cli.llm import echo_lines, llm_lines, llm_summary
     from ragc.cli.report import print_simulation, simulation_summary
 
+    llm = llm_summary(plan)  # an LLM bundle: each phase's split, time to first token and tokens/s
     if as_json:
-        click.echo(json.dumps(simulation_summary(plan), indent=1, sort_keys=True))
+        summary = simulation_summary(plan) | ({"llm": llm} if llm else {})
+        click.echo(json.dumps(summary, indent=1, sort_keys=True))
     else:
         print_simulation(plan)
+        echo_lines(llm_lines(llm) if llm else [])
