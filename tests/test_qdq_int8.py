@@ -46,7 +46,7 @@ def _encoder(path: Path) -> Path:
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [16, 8])],
         inits,
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
 
 
@@ -80,7 +80,7 @@ def test_dequantize_is_onnxruntimes_per_channel():
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 4])],
         [numpy_helper.from_array(a, n) for a, n in ((q, "q"), (scale, "s"), (zero, "z"))],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {})[0]
     np.testing.assert_array_equal(dequantize(q, scale, zero, axis=0), want)
 
