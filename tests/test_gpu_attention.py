@@ -44,6 +44,17 @@ def test_attention_4d(be, hq, hkv, sq, skv, d, causal):
     check(g, be)
 
 
+@pytest.mark.parametrize(("hq", "hkv", "causal"), [(8, 8, 1), (8, 2, 0)])
+def test_attention_in_blocks_of_query_rows(be, hq, hkv, causal):
+    """Enough heads x rows for several query rows per workgroup, the last block partly filled (300 = 18 x 16 + 12)."""
+    b = Builder()
+    q, k, v = b.input("q", (2, hq, 300, 16)), b.input("k", (2, hkv, 300, 16)), b.input("v", (2, hkv, 300, 16))
+    y = b.op("Attention", [q, k, v], (2, hq, 300, 16), is_causal=causal)
+    g = _graph(b, [y])
+    assert lower(g)[1][0].dispatch.params["R"] == 16
+    check(g, be)
+
+
 @pytest.mark.parametrize("mask_dtype", ["bool", "float32"])
 def test_attention_masks_and_fully_masked_rows(be, mask_dtype):
     b = Builder()

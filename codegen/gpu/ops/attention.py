@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from codegen.gpu.lowering import Dispatch, attr, float_literal, fp32_reason, grid, lowers, numel, strides
 from ragc.ir import Graph, Op
 
-MAX_KV = 3072  # keys per query row: the scores stay in 16 KiB of shared memory with the row of Q
+MAX_KV = 3072  # keys per query row: a row's scores stay in shared memory with its Q and a chunk of K or V
 MAX_HEAD = 256
+LOCAL = 128
+SHARED_FLOATS = 8000  # under the 32 KiB of shared memory every Vulkan device has (lavapipe's limit)
+TARGET_GROUPS = 256  # workgroups that fill a large GPU about twice (as codegen/gpu/ops/gemm.py)
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,29 @@ def _mask_strides(graph: Graph, mask: str) -> list[int]:
     return [0 if size == 1 else step for size, step in zip(shape, strides(shape), strict=True)]
 
 
+def _shared_floats(rows: int, chunk: int, spec: AttentionSpec) -> int:
+    return rows * (spec.q.size + spec.k.rows + 1) + chunk * max(spec.q.size + 1, spec.v.size) + LOCAL
+
+
+def blocking(spec: AttentionSpec) -> tuple[int, int]:
+    """(R query rows per workgroup, CH keys per chunk): the most rows that still launch TARGET_GROUPS workgroups
+    (each K and V row read serves R queries), then the longest chunk; both within SHARED_FLOATS."""
+    heads = spec.batch * spec.q.heads
+    fits = [r for r in (16, 8, 4, 2, 1) if _shared_floats(r, 16, spec) <= SHARED_FLOATS and r <= spec.q.rows]
+    rows = next((r for r in fits if heads * -(-spec.q.rows // r) >= TARGET_GROUPS), fits[-1])
+    chunk = next(c for c in (128, 64, 32, 16) if _shared_floats(rows, c, spec) <= SHARED_FLOATS or c == 16)
+    return rows, chunk
+
+
 def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
-    rows = spec.batch * spec.q.heads * spec.q.rows
-    local = 64 if spec.k.rows <= 256 else 128 if spec.k.rows <= 1024 else 256
+    rows, chunk = blocking(spec)
+    groups = spec.batch * spec.q.heads * -(-spec.q.rows // rows)
     mask_type = "uint8_t" if spec.mask and graph.tensors[spec.mask].dtype == "bool" else "float"
     params = {
-        "local": local,
-        "rows": rows,
+        "local": LOCAL,
+        "R": rows,
+        "CH": chunk,
+        "groups": groups,
         "SQ": spec.q.rows,
         "SKV": spec.k.rows,
         "HQ": spec.q.heads,
@@ -102,7 +121,7 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
         "masked_rows": spec.masked_rows,
     }
     buffers = (spec.out.name, spec.q.name, spec.k.name, spec.v.name, *([spec.mask] if spec.mask else []))
-    return Dispatch("attention.comp.j2", params, buffers, grid(rows * local, local))
+    return Dispatch("attention.comp.j2", params, buffers, grid(groups * LOCAL, LOCAL))
 
 
 def onnx_attention_spec(graph: Graph, op: Op) -> AttentionSpec:
