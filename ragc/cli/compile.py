@@ -48,6 +48,15 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="GPU partitions: fp16/bf16 storage (mixed: fp32 accumulation), each checked against fp32 and kept in fp32 "
     "where it fails (see `ragc inspect --json`).",
 )
+@click.option(
+    "--variants",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="LIST",
+    help="Several plans in one bundle and a rule that picks one per run from live signals: a comma list of "
+    "latency, throughput, energy, no-gpu, no-npu, gpu-busy, or default (alone: the default set); docs/adaptive.md.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan summary (as `ragc inspect --json`) as JSON.")
 def command(
     model: Path,
@@ -64,6 +73,7 @@ def command(
     tune: bool,
     tune_budget: float,
     precision: str,
+    variants: str | None,
     as_json: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
@@ -74,11 +84,18 @@ def command(
       ragc compile model.onnx -o plan/ --shape image=1x3x224x224 --devices cpu,gpu
       ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
       ragc compile model.onnx -o plan/ --place Conv=gpu --json | jq .predicted_ms
+      ragc compile model.onnx -o plan/ --variants latency,no-gpu,gpu-busy
     """
     from ragc.cli.report import plan_summary, print_partitions
     from ragc.frontend import parse_shapes
     from ragc.pipeline import compile_model
 
+    if variants is not None:
+        from functools import partial
+
+        from ragc.variants import compile_variants
+
+        compile_model = partial(compile_variants, spec=variants)
     result = compile_model(
         model,
         out,
