@@ -32,6 +32,9 @@ class AdaptivePlan:
         self._runs = 0
         self._last: tuple[Choice, int] | None = None
         self._shown = first
+        used = {p for plan in plans.values() for p in plan.processors} - {"cpu"}
+        # processors present: known at load, where a processor that did not open runs its partitions on the CPU
+        self.present = {f"{p}_present": float(all(p not in plan.fallbacks for plan in plans.values())) for p in used}
 
     @property
     def processors(self) -> list[str]:
@@ -52,7 +55,7 @@ class AdaptivePlan:
             run, self._runs = self._runs, self._runs + 1
             if self.pinned is not None:
                 return Choice(self.pinned, "pinned by load(variant=...)", {}), run
-            return self._chooser.pick(self._signals.latest(run)), run
+            return self._chooser.pick(self.present | self._signals.latest(run)), run
 
     def _observe(self, choice: Choice, run: int, ms: float) -> None:
         with self._lock:

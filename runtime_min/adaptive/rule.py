@@ -125,3 +125,13 @@ def _which(conds: tuple[Cond, ...], signals: dict[str, float]) -> str:
     name, op, value = next(c for c in conds if c[0] in signals and c[1](signals[c[0]], c[2]))
     symbol = next(k for k, v in OPS.items() if v is op)
     return f"{name} = {signals[name]:g} {symbol} {value:g}"
+
+
+def replay(rule: Rule, source: Any, runs: int) -> list[Choice]:
+    """The choices over `runs` runs of replayed signals, with no plan: a run's time is the trace's `default_ms`."""
+    chooser, choices = Chooser(rule), []
+    for run in range(runs):
+        choices.append(chooser.pick(source.latest(run)))
+        if "default_ms" in choices[-1].signals:
+            chooser.observe(choices[-1], choices[-1].signals["default_ms"])
+    return choices

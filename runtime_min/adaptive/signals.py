@@ -45,8 +45,6 @@ def default_readers(root: str | Path = "/") -> dict[str, Reader]:
         "load_per_core": load_per_core,
         "on_battery": on_battery,
         "temp_c": lambda: _max_of(sorted(thermal.glob("thermal_zone*/temp")), 1000.0),
-        "gpu_present": lambda: float(any((root / "dev/dri").glob("renderD*"))),
-        "npu_present": lambda: float(any((root / "dev/accel").glob("accel*"))),
     }
 
 
