@@ -18,7 +18,7 @@ from runtime_min.format import SCHEDULE, TENSOR_STORE, dumps
 
 VARIANTS = ("latency", "throughput", "energy", "no-gpu", "no-npu", "gpu-busy")
 DEFAULT_CONTENTION = 3.0  # a GPU kept ~70 % busy by another process leaves us about 1/(1 - 0.7) of the time
-META = ("opstats.json", "timeline.svg", "costs.json")  # per-variant files kept under the variant's name
+META = ("opstats.json", "timeline.svg", "costs.json")  # compiler-side files: kept for the default variant only
 CONDITIONS = {
     "latency": "idle chip: least latency for one request",
     "throughput": "streams: the slowest pipeline stage least",
@@ -104,9 +104,10 @@ def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[di
             if old == TENSOR_STORE or old.endswith(".spv"):
                 continue  # shared already: one store, kernels named by content hash
             if old in META:
-                renamed[old] = old if index == 0 else f"{name}.{old}"
-            else:
-                renamed[old] = f"{hashlib.sha256(data).hexdigest()[:24]}.{old.split('.', 1)[1]}"
+                if index == 0:
+                    files[old] = data  # the default variant's, for ragc explain and run --record
+                continue
+            renamed[old] = f"{hashlib.sha256(data).hexdigest()[:24]}.{old.split('.', 1)[1]}"
             files[renamed[old]] = data
         files.update({k: v for k, v in c.files.items() if k.endswith(".spv")})
         schedule = _renamed(c.schedule, renamed)
