@@ -31,6 +31,10 @@ def compile_rule(variants: list[str], devices: list[str]) -> dict[str, Any]:
     if "no-npu" in variants and "npu" in devices:
         rows.append(_row("no-npu", [["npu_present", "<", 1]], [["npu_present", ">=", 1]]))
     if "energy" in variants:
-        rows.append(_row("energy", [["on_battery", ">=", 1], ["temp_c", ">=", 90]], [["on_battery", "<", 1], ["temp_c", "<", 80]]))
+        rows.append(
+            _row(
+                "energy", [["on_battery", ">=", 1], ["temp_c", ">=", 90]], [["on_battery", "<", 1], ["temp_c", "<", 80]]
+            )
+        )
     rows = [r for r in rows if r["variant"] != variants[0]]
     return {"version": RULE_VERSION, "default": variants[0], "probe_every": PROBE_EVERY, "window": WINDOW, "rows": rows}

@@ -53,8 +53,9 @@ def _variant_options(name: str, base: CompileOptions, devices: list[str], factor
     if name in ("throughput", "energy"):
         return replace(base, objective=name)
     if name.startswith("no-"):
-        kept = [d for d in devices if d != name[3:]]
-        return replace(base, devices=kept or ["cpu"])
+        gone = name[3:]
+        kept = [d for d in devices if d != gone] or ["cpu"]
+        return replace(base, devices=kept, place=tuple(r for r in base.place if not r.endswith(f"={gone}")))
     if name == "gpu-busy":
         return replace(base, gpu_scale=factor)
     return base
@@ -141,4 +142,3 @@ def _renamed(schedule: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any
                 part[key] = art
         out["partitions"].append(part)
     return out
-

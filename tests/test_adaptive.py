@@ -68,7 +68,9 @@ def test_variants_share_identical_artifacts(bundle):
     schedules = [json.loads((bundle / v["schedule"]).read_text()) for v in table.values()]
     used = [f for s in schedules for p in s["partitions"] for f in p["artifact"]["files"]]
     assert len(used) > len(set(used))  # variants with the same partition point at the same files
-    assert sorted(set(used) | {f for s in schedules for p in s["partitions"] for f in (p.get("fallback") or {}).get("files", [])}) == sorted(artifacts)
+    assert sorted(
+        set(used) | {f for s in schedules for p in s["partitions"] for f in (p.get("fallback") or {}).get("files", [])}
+    ) == sorted(artifacts)
 
 
 def test_every_variant_agrees_with_onnxruntime(bundle, model):

@@ -108,7 +108,13 @@ class AdaptivePlan:
         if self._last is None:
             return None
         choice, run = self._last
-        return {"variant": choice.variant, "reason": choice.reason, "signals": dict(choice.signals), "probe": choice.probe, "run": run}
+        return {
+            "variant": choice.variant,
+            "reason": choice.reason,
+            "signals": dict(choice.signals),
+            "probe": choice.probe,
+            "run": run,
+        }
 
     def last_step_times(self) -> list[dict[str, Any]]:
         return self._shown.last_step_times()
@@ -136,6 +142,8 @@ def _mark_trace(path: Path, choice: Choice) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise RuntimeMinError(f"cannot add the variant to the trace {str(path)!r} ({exc}); check the folder") from None
     args = {"variant": choice.variant, "reason": choice.reason, "signals": choice.signals, "probe": choice.probe}
-    doc["traceEvents"].append({"ph": "i", "s": "g", "pid": 1, "tid": 0, "ts": 0, "name": f"variant {choice.variant}", "args": args})
+    doc["traceEvents"].append(
+        {"ph": "i", "s": "g", "pid": 1, "tid": 0, "ts": 0, "name": f"variant {choice.variant}", "args": args}
+    )
     doc["otherData"]["variant"] = args
     path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")

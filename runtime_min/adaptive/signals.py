@@ -97,7 +97,9 @@ class ReplaySignals:
         try:
             text = Path(path).read_text()
         except OSError as exc:
-            raise InputError(f"cannot read the signal trace {str(path)!r} ({exc.strerror}); give a JSON-lines file")
+            raise InputError(
+                f"cannot read the signal trace {str(path)!r} ({exc.strerror}); give a JSON-lines file"
+            ) from None
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 self.lines.append(_trace_line(line, number, path, len(self.lines)))
