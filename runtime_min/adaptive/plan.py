@@ -8,18 +8,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from runtime_min.adaptive.rule import Choice, Chooser, Rule
+from runtime_min.backends.base import CopyStats
 from runtime_min.errors import InputError, RuntimeMinError
 from runtime_min.plan import Arrays, Names, PathLike, Plan
 from runtime_min.stream import check_depth
 
 
 class AdaptivePlan:
-    """Runs like `Plan` (run, submit-free stream, close); `last_variant()` says which variant ran, why, and on which
-    signals. A plan loaded with `variant=` is pinned to that one."""
+    """Runs like `Plan` (run, submit, stream, close); `last_variant()` says which variant ran, why, and on which
+    signals. A plan loaded with `variant=` is pinned to that one. `plans` holds every variant's prepared Plan."""
 
     def __init__(self, plans: dict[str, Plan], rule: Rule, signals: Any, pinned: str | None = None) -> None:
         self.plans, self.rule, self.pinned = plans, rule, pinned
@@ -74,6 +76,14 @@ class AdaptivePlan:
             _mark_trace(Path(trace), choice)
         return result
 
+    def submit(self, feeds: Arrays, *, outputs: Names = None, out: Arrays | None = None) -> Future[Arrays]:
+        """As `Plan.submit`, on the variant the rule picks now."""
+        choice, run = self._choose()
+        start = time.perf_counter()
+        future = self.plans[choice.variant].submit(feeds, outputs=outputs, out=out)
+        future.add_done_callback(lambda _: self._observe(choice, run, (time.perf_counter() - start) * 1e3))
+        return future
+
     def stream(self, frames: Iterable[Arrays], depth: int = 2, *, trace: PathLike = None) -> Iterator[Arrays]:
         """As `Plan.stream`; each frame runs whole on the variant picked when it is submitted (switches fall between
         frames). Traces of streams are written by pinned plans only."""
@@ -118,6 +128,10 @@ class AdaptivePlan:
 
     def last_step_times(self) -> list[dict[str, Any]]:
         return self._shown.last_step_times()
+
+    def copy_stats(self) -> CopyStats:
+        """Host <-> device copies made and avoided since load, over every variant."""
+        return sum((plan.copy_stats() for plan in self.plans.values()), CopyStats())
 
     def tracks(self) -> dict[str, str]:
         return self._shown.tracks()
