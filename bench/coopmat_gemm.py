@@ -67,7 +67,9 @@ def coopmat_peak(backend: VulkanBackend, workgroups: int, iterations: int, reps:
     }
     graph = Graph(ops=[], tensors=tensors, inputs=[], outputs=["out"])
     params = {"local": local, "chains": chains, "iterations": iterations}
-    dispatch = Dispatch("coopmat_peak.comp.j2", params, ("out", "a", "b"), (workgroups, 1, 1), (COOPMAT_SHAPE,), 32)
+    dispatch = Dispatch(
+        "coopmat_peak.comp.j2", params, ("out", "a", "b"), (workgroups, 1, 1), requires=(COOPMAT_SHAPE,), subgroup=32
+    )
     seconds, _ = time_program(backend, graph, [Step("peak", dispatch)], {}, reps)
     return subgroups * iterations * chains * 2 * 16 * 8 * 16 / seconds * 1e-12
 

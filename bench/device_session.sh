@@ -3,7 +3,8 @@
 # calls can poll it:  bash bench/device_session.sh start   (returns at once; work goes on in its own session)
 #                     bash bench/device_session.sh collect (copies what is done into $OUT as one tarball + log)
 # Steps run one after another (never two timings at once) and each writes into $RESULTS; a failing step is noted
-# and the next one runs. RAGC_STEPS (names, space-separated) runs a subset; RAGC_MODELS the placement models.
+# and the next one runs. RAGC_STEPS (names, space-separated) runs a subset; RAGC_MODELS the placement models,
+# RAGC_TMODELS the transformer models.
 set -u
 cd "$(dirname "$0")/.."
 RESULTS=/tmp/ragc-results
@@ -34,7 +35,9 @@ steps)
   step overhead 120 python3 bench/overhead.py
   step cold_start 200 python3 bench/cold_start.py --repeat 2
   step transformer_gemm 240 python3 bench/transformer_gemm.py
-  step transformers 420 python3 bench/h200_transformers.py --out "$RESULTS"
+  step transformers 420 python3 bench/h200_transformers.py --out "$RESULTS" ${RAGC_TMODELS:+--models "$RAGC_TMODELS"}
+  step precision 240 bash -c "python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_coopmat.py \
+    tests/test_gpu_precision.py tests/test_precision_plans.py; python3 bench/coopmat_gemm.py"
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"

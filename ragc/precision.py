@@ -81,6 +81,7 @@ def feed_sets(model: onnx.ModelProto, graph: ir.Graph, parts: list[Partition]) -
     """Per partition id, its (inputs, fp32 outputs) on the random and on the scaled model inputs."""
     wanted = sorted({n for p in parts for n in (*p.graph.inputs, *p.graph.outputs)} - set(graph.inputs))
     probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.ir_version = helper.find_min_ir_version_for(list(probe.opset_import))  # what older onnxruntimes read
     known = {o.name for o in probe.graph.output}
     probe.graph.output.extend(_value_info(graph.tensors[n]) for n in wanted if n not in known)
     session = _session(probe)

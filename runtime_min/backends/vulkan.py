@@ -306,7 +306,7 @@ class Kernel:
         self.layout = dev.create("PipelineLayout", setLayoutCount=1, pSetLayouts=layouts)
         entry = vk.ffi.new("char[]", b"main")
         size = vk.VkPipelineShaderStageRequiredSubgroupSizeCreateInfo(requiredSubgroupSize=subgroup or 0)
-        full = vk.VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT if subgroup else 0
+        full = vk.VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT_EXT if subgroup else 0
         extra = {"pNext": size, "flags": full} if subgroup else {}
         stage = vk.VkPipelineShaderStageCreateInfo(stage=compute, module=self.module, pName=entry, **extra)
         info = vk.VkComputePipelineCreateInfo(stage=stage, layout=self.layout)
