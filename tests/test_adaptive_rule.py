@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from ragc.errors import UsageError
 from ragc.rule import PROBE_EVERY, compile_rule
+from ragc.variants import parse_variants
 from runtime_min.adaptive import LiveSignals, ReplaySignals, Rule, default_readers
 from runtime_min.adaptive.rule import replay
 from runtime_min.errors import BundleError, InputError
@@ -104,3 +106,11 @@ def test_live_readers_over_a_fake_sysfs(tmp_path):
     finally:
         source.close()
     assert LiveSignals(default_readers(tmp_path / "none")).latest() == {}  # every signal optional
+
+
+def test_variant_lists():
+    assert parse_variants("default", ["cpu", "gpu"]) == ["latency", "no-gpu", "gpu-busy"]
+    assert parse_variants("", ["cpu", "gpu", "npu"]) == ["latency", "no-gpu", "no-npu", "gpu-busy"]
+    assert parse_variants("no-gpu, latency,no-gpu", ["cpu"]) == ["no-gpu", "latency"]
+    with pytest.raises(UsageError, match="bad --variants 'latency,turbo': use default or a comma list of latency"):
+        parse_variants("latency,turbo", ["cpu"])

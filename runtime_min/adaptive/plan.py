@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -29,6 +30,7 @@ class AdaptivePlan:
         self.path, self.manifest, self.inputs, self.outputs = first.path, first.manifest, first.inputs, first.outputs
         self.variants = list(plans)
         self._signals = signals
+        weakref.finalize(self, signals.close)  # a plan dropped without close() stops its sampler too
         self._chooser = Chooser(rule)
         self._lock = threading.Lock()
         self._runs = 0
