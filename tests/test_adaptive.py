@@ -5,6 +5,7 @@ and a hostile rule is one line."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_every_variant_agrees_with_onnxruntime(bundle, model):
     want = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     with _load(bundle) as plan:
         assert sorted(plan.plans) == ["gpu-busy", "latency", "no-gpu", "no-npu"]  # all prepared at load
-        for name, variant in plan.plans.items():
+        for variant in plan.plans.values():
             got = variant.run(feeds)["r1"]
             np.testing.assert_allclose(got, want, rtol=3e-2, atol=3e-2 * float(np.abs(want).max()))  # NPU: bf16
     with _load(bundle, variant="no-gpu") as pinned:
@@ -148,3 +149,14 @@ def test_a_hostile_adaptive_bundle_is_one_line(bundle, tmp_path, edit, problem):
         _load(copy)
     result = subprocess.run([sys.executable, "-m", "ragc.cli", "run", copy], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_ragc_run_and_validate_take_an_adaptive_bundle(bundle, model):
+    for args in (["run", bundle], ["validate", bundle, "--model", model]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ragc.cli", *args],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"RAGC_NPU": "sim"},
+        )
+        assert result.returncode == 0, result.stderr

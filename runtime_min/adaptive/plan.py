@@ -40,13 +40,12 @@ class AdaptivePlan:
         # processors present: known at load, where a processor that did not open runs its partitions on the CPU
         self.present = {f"{p}_present": float(all(p not in plan.fallbacks for plan in plans.values())) for p in used}
 
-    @property
-    def processors(self) -> list[str]:
-        return self._shown.processors
-
-    @property
-    def fallbacks(self) -> dict[str, str]:
-        return self._shown.fallbacks
+    def __getattr__(self, name: str) -> Any:
+        """What a Plan has and this class does not (processors, fallbacks, schedule, ...): the last run variant's (the
+        default's before the first run)."""
+        if name.startswith("__") or "_shown" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self._shown, name)
 
     def use_signals(self, source: Any) -> None:
         """Read signals from `source` (anything with `latest(run)` and `close()`) from now on, e.g. a ReplaySignals."""
