@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 RULE_VERSION = 1
-PROBE_EVERY = 8  # held by a step-time row, run the default variant once in this many runs (12.5 %) to see recovery
-WINDOW = 3  # the step-time signal: median of the default variant's last runs over the best it ever ran
+PROBE_EVERY = 12  # held by a step-time row, probe the default variant once in this many runs to see it recover
+PROBE_RUNS = 2  # a probe: this many runs in a row (the first warms a processor left idle): 2 in 12, 16.7 % of runs
+WINDOW = 3  # the step-time signal: median of the default variant's last runs over its baseline:
+BASELINE_RUNS = 10  # the median of its first runs since load
 
 
 def _row(variant: str, enter: list[list[Any]], leave: list[list[Any]]) -> dict[str, Any]:
@@ -37,4 +39,12 @@ def compile_rule(variants: list[str], devices: list[str]) -> dict[str, Any]:
             )
         )
     rows = [r for r in rows if r["variant"] != variants[0]]
-    return {"version": RULE_VERSION, "default": variants[0], "probe_every": PROBE_EVERY, "window": WINDOW, "rows": rows}
+    return {
+        "version": RULE_VERSION,
+        "default": variants[0],
+        "probe_every": PROBE_EVERY,
+        "probe_runs": PROBE_RUNS,
+        "window": WINDOW,
+        "baseline_runs": BASELINE_RUNS,
+        "rows": rows,
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Rule:
-    """A checked rule: the default variant, the rows in priority order, the probing period and step-time window."""
+    """A checked rule: the default variant, the rows in priority order, probing (period, runs) and step-time window."""
 
     default: str
     rows: tuple[Row, ...]
     probe_every: int
+    probe_runs: int  # a probe is this many runs in a row: the first may pay for a processor left idle
     window: int
+    baseline_runs: int  # the step-time baseline: the median of the default variant's first runs since load
 
     @classmethod
     def from_json(cls, data: Any, variants: set[str]) -> Rule:
@@ -47,7 +50,9 @@ class Rule:
                 raise fmt.bad(where, f"it names variant {variant!r}, which the bundle does not hold")
             rows.append(Row(variant, _conds(row, "enter", where), _conds(row, "leave", where)))
         probe = fmt.need_int(data, "probe_every", WHERE, 2, 10_000)
-        return cls(default, tuple(rows), probe, fmt.need_int(data, "window", WHERE, 1, 100))
+        burst = fmt.need_int(data, "probe_runs", WHERE, 1, probe - 1)
+        window, base = fmt.need_int(data, "window", WHERE, 1, 100), fmt.need_int(data, "baseline_runs", WHERE, 1, 1000)
+        return cls(default, tuple(rows), probe, burst, window, base)
 
 
 def _conds(row: dict, key: str, where: str) -> tuple[Cond, ...]:
@@ -84,13 +89,14 @@ class Chooser:
     def __init__(self, rule: Rule) -> None:
         self.rule, self.current, self.held_runs = rule, rule.default, 0
         self._times: deque[float] = deque(maxlen=rule.window)
-        self._best: float | None = None
+        self._first: list[float] = []  # the default variant's first runs, until there are baseline_runs of them
+        self._base: float | None = None
 
     def pick(self, signals: dict[str, float]) -> Choice:
         """The variant for the next run under `signals` (the step-time signal `slowdown` added when known)."""
         seen = dict(signals)
-        if self._times and self._best:
-            seen["slowdown"] = round(sorted(self._times)[len(self._times) // 2] / self._best, 6)
+        if self._times and self._base:
+            seen["slowdown"] = round(_median(self._times) / self._base, 6)
         variant, reason = self.rule.default, "default: no row is active"
         for row in self.rule.rows:
             if row.variant == self.current and not _holds(row.leave, seen):
@@ -101,9 +107,9 @@ class Chooser:
                 break
         self.held_runs = self.held_runs + 1 if variant == self.current else 0
         self.current = variant
-        if variant != self.rule.default and self._probes(variant) and self.held_runs % self.rule.probe_every == 0:
-            if self.held_runs:
-                return Choice(self.rule.default, f"probe of {self.rule.default} while in {variant}", seen, True)
+        due = self.held_runs >= self.rule.probe_every and self.held_runs % self.rule.probe_every < self.rule.probe_runs
+        if due and variant != self.rule.default and self._probes(variant):
+            return Choice(self.rule.default, f"probe of {self.rule.default} while in {variant}", seen, True)
         return Choice(variant, reason, seen)
 
     def _probes(self, variant: str) -> bool:
@@ -115,10 +121,17 @@ class Chooser:
         if choice.variant != self.rule.default:
             return
         ms = choice.signals.get("default_ms", ms)
-        self._best = ms if self._best is None else min(self._best, ms)
         if choice.probe:
-            self._times.clear()  # a probe replaces the stale times from before the switch
+            self._times.clear()  # a probe's (last) run replaces the stale times from before the switch
         self._times.append(ms)
+        if self._base is None and not choice.probe:
+            self._first.append(ms)
+            if len(self._first) == self.rule.baseline_runs:
+                self._base = _median(self._first)
+
+
+def _median(times: Iterable[float]) -> float:
+    return sorted(times)[len(times) // 2]
 
 
 def _which(conds: tuple[Cond, ...], signals: dict[str, float]) -> str:
