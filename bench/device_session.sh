@@ -40,6 +40,7 @@ steps)
     tests/test_gpu_precision.py tests/test_precision_plans.py; python3 bench/coopmat_gemm.py"
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
+  step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json"
   mkdir -p "$RESULTS/skeletons"
   for m in /tmp/ragc-real/*.onnx; do python3 -m ragc.profiler.skeleton strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
   echo "=== all done ($(date +%T))"
