@@ -9,22 +9,27 @@ from typing import Any
 RULE_VERSION = 1
 PROBE_EVERY = 12  # held by a step-time row, probe the default variant once in this many runs to see it recover
 PROBE_RUNS = 2  # a probe: this many runs in a row (the first warms a processor left idle): 2 in 12, 16.7 % of runs
-WINDOW = 3  # the step-time signal: median of the default variant's last runs over its baseline:
+WINDOW = 3  # the step-time signal: median of the default variant's last runs over its baseline,
 BASELINE_RUNS = 10  # the median of its first runs since load
+SLOWDOWN = 1.5  # the least slowdown of the default variant that leaves the GPU (1.3 comes back: the hysteresis)
 
 
 def _row(variant: str, enter: list[list[Any]], leave: list[list[Any]]) -> dict[str, Any]:
     return {"variant": variant, "enter": enter, "leave": leave}
 
 
-def compile_rule(variants: list[str], devices: list[str]) -> dict[str, Any]:
-    """The rule for a bundle holding `variants` (the first is the default) compiled for `devices`."""
+def compile_rule(variants: list[str], devices: list[str], predicted: dict[str, float] | None = None) -> dict[str, Any]:
+    """The rule for a bundle holding `variants` (the first is the default) compiled for `devices`; `predicted` (ms
+    per variant) raises the step-time threshold to where leaving the GPU pays: slowdown above no-gpu's predicted
+    time over the default's."""
     rows = []
     if "no-gpu" in variants:
+        pays = (predicted or {}).get("no-gpu", 0.0) / ((predicted or {}).get(variants[0]) or 1.0)
+        slow = round(max(SLOWDOWN, pays), 3)
         rows.append(
             _row(
                 "no-gpu",
-                [["gpu_present", "<", 1], ["gpu_busy", ">=", 85], ["slowdown", ">=", 1.5]],
+                [["gpu_present", "<", 1], ["gpu_busy", ">=", 85], ["slowdown", ">=", slow]],
                 [["gpu_present", ">=", 1], ["gpu_busy", "<", 60], ["slowdown", "<", 1.3]],
             )
         )

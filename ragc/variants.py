@@ -85,7 +85,7 @@ def compile_variants(model: str | Path, out_dir: str | Path, spec: str, **option
         done[name] = first if reuse else _compile_one(Compilation(model, out_dir, opts, store=first.store))
     files, table = _merge(done, factor, source)
     default = names[0]
-    rule = compile_rule(names, done[default].devices)
+    rule = compile_rule(names, done[default].devices, {n: t["predicted_ms"] for n, t in table.items()})
     chosen = done[default]
     info = chosen.info | {"variants": table, "default_variant": default, "rule": rule}
     files.pop(SCHEDULE)  # the writer adds it, from the default variant's schedule
