@@ -36,8 +36,13 @@ steps)
   step cold_start 200 python3 bench/cold_start.py --repeat 2
   step transformer_gemm 240 python3 bench/transformer_gemm.py
   step transformers 420 python3 bench/h200_transformers.py --out "$RESULTS" ${RAGC_TMODELS:+--models "$RAGC_TMODELS"}
-  step precision 240 bash -c "python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_coopmat.py \
-    tests/test_gpu_precision.py tests/test_precision_plans.py; python3 bench/coopmat_gemm.py"
+  step precision 300 bash -c "python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_coopmat.py \
+    tests/test_gpu_precision.py tests/test_precision_plans.py tests/test_precision_costs.py tests/test_qdq_int8.py; \
+    python3 bench/coopmat_gemm.py; python3 bench/qdq_int8.py --runs 50"
+  step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base
+  step profile 200 python3 -m ragc.cli profile --quick
+  step llm 540 python3 bench/llm.py --out "$RESULTS"
+  step adaptive 300 python3 bench/adaptive.py
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json"

@@ -21,6 +21,10 @@ DOCS = Path(__file__).resolve().parent
 HELP_WIDTH = 100
 
 
+def _first_line(fn: Callable) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0]
+
+
 def refusals(check: Callable, seen: set[str] | None = None) -> list[str]:
     """The reasons a check can return, read from its source: each returned string (an f-string's fields shown as
     `…`), then those of the checks it calls; a check without literal reasons gives its docstring's first line."""
@@ -68,6 +72,7 @@ def op_support() -> str:
     from codegen.gpu.emit import _alias_reason
     from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS
     from codegen.npu.lower import LOWERINGS as NPU
+    from ragc.frontend import qdq, qlinear
     from ragc.frontend.contrib_builder import LOWERINGS as CONTRIB
     from ragc.frontend.load import MAX_OPSET, MIN_NATIVE_OPSET
 
@@ -83,6 +88,10 @@ def op_support() -> str:
         "",
         f"- **Front end** (every processor): standard ONNX ops of opsets {MIN_NATIVE_OPSET}-{MAX_OPSET} (older models",
         f"  are upgraded), and the com.microsoft ops {', '.join(sorted(CONTRIB))} (rewritten into standard ops).",
+        "- **QDQ int8** (every processor; docs/precision.md): "
+        + " ".join(_first_line(f) for f in (qdq.fold_constant_dequantize, qdq.fake_quantize_activations)),
+        f"  {_first_line(qlinear.lower_qlinear)} MatMulInteger and ConvInteger run on the CPU; the loader refuses",
+        "  com.microsoft QLinear ops (QLinearAdd, QGemm, ...).",
         "- **Fusion**: on the GPU, elementwise chains and conv/gemm epilogues run inside the kernel they follow; on",
         "  the NPU, elementwise chains after a GEMM run as its epilogue. Fused ops cost nothing of their own.",
         f"- **CPU only**: every other op type ({len(gpu)} types have a GPU kernel, {len(npu)} an NPU kernel).",

@@ -1,6 +1,7 @@
 """ragc: an ahead-of-time compiler that splits one ONNX model across the CPU, a Vulkan GPU and an XDNA NPU.
 
-Python API: `ragc.compile(model, out_dir, ...)` (see ragc.pipeline.compile_model) and `ragc.profile(quick=True)`
+Python API: `ragc.compile(model, out_dir, ...)` (see ragc.pipeline.compile_model), `ragc.compile_llm(model, out_dir,
+max_context)` (a decoder with its KV cache: docs/llm.md) and `ragc.profile(quick=True)`
 (measure this chip; see ragc.profiler.profile.profile_chip).
 """
 
@@ -22,3 +23,10 @@ def profile(*args, **kwargs):
     personality = profile_chip(*args, **kwargs)
     save_personality(personality)
     return personality
+
+
+def compile_llm(*args, **kwargs):
+    """Compile a decoder exported with its KV cache into an LLM bundle; arguments as ragc.llm.compile.compile_llm."""
+    from ragc.llm.compile import compile_llm as compile_decoder
+
+    return compile_decoder(*args, **kwargs)

@@ -86,13 +86,15 @@ def personality(c: Compilation) -> None:
 
 def placement(c: Compilation) -> None:
     """Costs per op and processor (inf where unsupported, not chosen, or ruled out by --place), then solve.
-    The CPU always takes part, for the ops no chosen processor can run."""
+    The CPU always takes part, for the ops no chosen processor can run; GPU kernels are priced in --precision."""
+    from codegen.gpu.precision import choose
     from ragc.costmodel import cost_fn
+    from ragc.precision import gpu_features
 
     graph = c.loaded.graph
     if not graph.ops:
         return  # nothing to place: the plan's outputs are its inputs or constants
-    predict = cost_fn(c.personality)
+    predict = cost_fn(c.personality, choose(c.options.precision, gpu_features(c.personality)))
     rules = parse_rules(c.options.place)
     forced = forced_devices(graph, rules, lambda op, device: codegen.unsupported_reason(graph, op, device))
     c.cost, c.forced = predict, forced  # kept for the bundle's costs.json (ragc explain)

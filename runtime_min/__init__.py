@@ -4,8 +4,7 @@
     plan = runtime_min.load("plan/")
     outputs = plan.run({"image": x})
 
-Imports only numpy; each processor's library (onnxruntime, vulkan, pyxrt) is imported by its backend, when a
-plan needs it.
+Imports only numpy; each processor's library (onnxruntime, vulkan, pyxrt) is imported by its backend when needed.
 """
 
 from __future__ import annotations
@@ -53,8 +52,7 @@ def load(
     (see `empty_shared`) imported instead of copied (default on; RAGC_ZERO_COPY=0 turns it off). timestamps: GPU
     kernel times in traces. disable: processors whose partitions run from their CPU fallbacks (RAGC_DISABLE).
     xclbin_path: folders holding the NPU's xclbins (RAGC_XCLBIN_PATH). verify: check every file's sha256 (default
-    on). variant: pin one variant of an adaptive bundle (default: its rule picks one per run; docs/adaptive.md).
-    An unknown option is a TypeError naming the valid ones.
+    on). variant: pin one variant of an adaptive bundle. An unknown option is a TypeError naming the valid ones.
     """
     given = {k: v for k, v in locals().items() if k not in ("path", "unknown", "variant")} | unknown
     return load_bundle(path, LoadOptions.make(given), variant)

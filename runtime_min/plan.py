@@ -17,6 +17,7 @@ from runtime_min.backends import Backend, open_backend
 from runtime_min.backends.base import CopyStats
 from runtime_min.errors import BackendUnavailable, BundleError, InputError, RuntimeMinError, RuntimeMinWarning
 from runtime_min.executor import Entry, Executor, Frame, Step, worker_lists
+from runtime_min.generate import generate as _generate
 from runtime_min.manifest import Bundle, TensorSpec
 from runtime_min.options import LoadOptions
 from runtime_min.stream import assembly_line, check_depth
@@ -120,6 +121,7 @@ class Plan:
         return part.on_cpu()
 
     # --- running -------------------------------------------------------------------------------------------------
+    generate = _generate  # plan.generate(input_ids, max_new_tokens, *, temperature, top_k, seed, stop): LLM tokens
 
     def check_feeds(self, feeds: Arrays) -> Arrays:
         """The feeds as the plan reads them: names, dtypes and shapes checked, byte order made native."""

@@ -4,6 +4,7 @@ onnxruntime (rtol 1e-4, atol 1e-4: sums over K up to 768) and bit-identical from
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from gpu_harness import Builder, backend, check, random_feeds, run_gpu
 
@@ -67,3 +68,17 @@ def test_batched_einsum_split_k(be):
     b = Builder()
     y = b.op("Einsum", [b.input("a", (2, 3, 900)), b.input("b", (2, 900, 5))], (2, 3, 5), equation="bij,bjk->bik")
     check(b.graph([y]), be, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("a", "w"), [((37, 1, 96), (96, 160)), ((2, 5, 3, 64), (1, 64, 48))])
+def test_batches_sharing_one_b_run_as_one_taller_gemm(be, a, w):
+    """torchvision's ViT projects (sequence, batch = 1, embedding): 197 one-row GEMMs each reading the whole weight
+    ran 0.41 ms on the H200; folded into one 197-row GEMM it is one weight read."""
+    b = Builder()
+    out = (*a[:-1], w[-1])
+    y = b.op("MatMul", [b.input("x", a), b.weight("w", w, 0.05)], out)
+    z = b.op("Relu", [b.op("Add", [y, b.weight("bias", (w[-1],))], out)], out)
+    g = b.graph([z])
+    gemm = lower(g)[1][0].dispatch
+    assert gemm.params["M"] == int(np.prod(a[:-1])) and gemm.params["batch"] == 1
+    check(g, be, rtol=1e-4, atol=1e-4)

@@ -77,7 +77,7 @@ def _overflowing_model(path: Path) -> Path:
         nodes, "big", [info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])], [info("out", onnx.TensorProto.FLOAT, [])],
         weights,
     )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
 
 

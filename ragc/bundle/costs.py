@@ -1,10 +1,11 @@
 """costs.json: what placement knew, kept beside the plan for `ragc explain` (the runtime never reads it).
 
-Per op: its predicted ms on every processor of the chip, why a processor cannot run it, and the --place rule
-that forced it; per fused unit: its cost on each processor of the placement problem, its bytes and its
-predicted span; the edges, the transfer costs (linear in bytes) and the capacities. That is the whole placement
-problem, so `ragc explain` can re-solve it with one op forced elsewhere. A bundle is untrusted input:
-`read_costs` checks every field before anything uses it (docs/bundle-format.md).
+Per op: its predicted ms on every processor of the chip (GPU kernels in the --precision asked for), why a processor
+cannot run it, the --place rule that forced it and the precision its kernel runs in; per fused unit: its cost on
+each processor of the placement problem, its bytes and its predicted span; the edges, the transfer costs (linear in
+bytes) and the capacities. That is the whole placement problem, so `ragc explain` can re-solve it with one op forced
+elsewhere. A bundle is untrusted input: `read_costs` checks every field before anything uses it
+(docs/bundle-format.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from typing import Any
 
 import codegen
+from codegen.gpu.precision import PRECISIONS
 from ragc.placement import Edge, PlacementProblem, Unit
 from ragc.placement.solve import OBJECTIVES
 from runtime_min import format as fmt
@@ -35,6 +37,7 @@ def costs_document(c: Any) -> dict[str, Any]:
     chip = list(c.personality.devices)
     unit_of = {op: u.name for u in problem.units for op in u.ops}
     producers = graph.producers()
+    precision = _op_precisions(c)
     ops = []
     for op in graph.ops:
         refused = {d: why for d in chip if (why := codegen.unsupported_reason(graph, op, d))}
@@ -48,6 +51,7 @@ def costs_document(c: Any) -> dict[str, Any]:
                 "ms": {d: None if d in refused else _ms(c.cost(graph, op, d)) for d in chip},
                 "unsupported": refused,
                 "forced": c.forced.get(op.name),
+                "precision": precision.get(op.name, "fp32"),
             }
         )
     units = [
@@ -72,6 +76,7 @@ def costs_document(c: Any) -> dict[str, Any]:
     return {
         "version": COSTS_VERSION,
         "objective": c.options.objective,
+        "precision": c.options.precision,
         "max_latency_ms": c.options.max_latency_ms,
         "solver": placement.solver,
         "gap": None if placement.gap is None else round(placement.gap, 6),
@@ -98,6 +103,16 @@ def costs_document(c: Any) -> dict[str, Any]:
     }
 
 
+def _op_precisions(c: Any) -> dict[str, str]:
+    """Op -> the precision of its kernel: its GPU partition's (after the compile-time check) once code is made,
+    before that (`ragc explain MODEL`) the one asked for where the placement put the op on the GPU."""
+    if c.artifacts:
+        gpu = [p for p in c.partitions if p.device == "gpu"]
+        return {op: c.artifacts[p.id].get("precision", "fp32") for p in gpu for op in p.ops}
+    on_gpu = [u for u in c.problem.units if c.placement.assignment[u.name] == "gpu"]
+    return {op: c.options.precision for u in on_gpu for op in u.ops}
+
+
 def _ms(value: float) -> float | None:
     return round(float(value), 9) if math.isfinite(value) else None
 
@@ -113,6 +128,8 @@ def read_costs(bundle: Bundle) -> dict[str, Any] | None:
     fmt.need_int(doc, "version", COSTS, COSTS_VERSION, COSTS_VERSION)
     fmt.need_str(doc, "objective", COSTS, OBJECTIVES)
     fmt.need_str(doc, "solver", COSTS)
+    if "precision" in doc:
+        fmt.need_str(doc, "precision", COSTS, PRECISIONS)
     for key in ("max_latency_ms", "gap", "placement_ms", "fixed_ms"):
         fmt.need_number(doc, key, COSTS)
     _required(doc, "placement_ms", COSTS)
@@ -200,6 +217,8 @@ def _ops(doc: dict[str, Any], chip: list[str], units: dict[str, int]) -> None:
             fmt.need_str(refused, d, where)
         if op.get("forced") is not None:
             fmt.need_str(op, "forced", where, fmt.PROCESSORS)
+        if "precision" in op:
+            fmt.need_str(op, "precision", where, PRECISIONS)
 
 
 def _edges(doc: dict[str, Any], units: dict[str, int]) -> None:

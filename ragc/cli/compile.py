@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ragc.cli.output import echo_json, say, verbosity
+from ragc.errors import UsageError
 from ragc.placement.solve import OBJECTIVES, SOLVERS
 
 
@@ -57,6 +58,9 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="Several plans in one bundle and a rule that picks one per run from live signals: a comma list of "
     "latency, throughput, energy, no-gpu, no-npu, gpu-busy, or default (alone: the default set); docs/adaptive.md.",
 )
+@click.option("--llm", is_flag=True, help="MODEL is a decoder with a KV cache: write prefill and decode plans.")
+@click.option("--max-context", type=click.IntRange(2), help="With --llm: the KV cache's capacity in tokens.")
+@click.option("--prefill", type=click.IntRange(1), help="With --llm: prefill length [default: --max-context].")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan summary (as `ragc inspect --json`) as JSON.")
 def command(
     model: Path,
@@ -74,6 +78,9 @@ def command(
     tune_budget: float,
     precision: str,
     variants: str | None,
+    llm: bool,
+    max_context: int | None,
+    prefill: int | None,
     as_json: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a plan bundle.
@@ -85,6 +92,7 @@ def command(
       ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
       ragc compile model.onnx -o plan/ --place Conv=gpu --json | jq .predicted_ms
       ragc compile model.onnx -o plan/ --variants latency,no-gpu,gpu-busy
+      ragc compile decoder.onnx -o llm-plan/ --llm --max-context 256
     """
     from ragc.cli.report import plan_summary, print_partitions
     from ragc.frontend import parse_shapes
@@ -96,6 +104,11 @@ def command(
         from ragc.variants import compile_variants
 
         compile_model = partial(compile_variants, spec=variants)
+    if llm or max_context or prefill:
+        _llm(model, out, llm, max_context, prefill, as_json, devices=devices, target=target, solver=solver,
+             objective=objective, time_limit_s=time_limit, place=place, tune=tune, tune_budget_s=tune_budget,
+             precision=precision, shapes=parse_shapes(shapes) or None)  # fmt: skip
+        return
     result = compile_model(
         model,
         out,
@@ -127,6 +140,22 @@ def command(
             f"note: the --place rules cost: automatic placement predicts {rules:.3f} ms, this plan "
             f"{result.predicted_ms:.3f} ms ({result.predicted_ms / rules:.1f}x slower); see `ragc explain {out}`"
         )
+
+
+def _llm(
+    model: Path, out: Path, llm: bool, max_context: int | None, prefill: int | None, as_json: bool, **options
+) -> None:
+    from ragc.cli.llm import echo_lines, llm_lines, llm_summary
+    from ragc.llm.compile import compile_llm
+
+    if not (llm and max_context):
+        raise UsageError("--llm needs --max-context N (the KV cache capacity), and --max-context/--prefill need --llm")
+    result = compile_llm(model, out, max_context, prefill, **options)
+    summary = llm_summary(result.bundle)
+    if as_json:
+        echo_json(summary | {"bundle": str(result.bundle)})
+        return
+    echo_lines([f"wrote {result.bundle} (LLM: decode plan, prefill/ plan, llm.json)", *llm_lines(summary)])
 
 
 def forced_cost(bundle: Path) -> float | str | None:

@@ -165,6 +165,7 @@ def _op_row(
         "unit": op["unit"],
         "chosen": unit["device"],
         "forced": op["forced"],
+        "precision": op.get("precision", "fp32"),
         "fused_into": None if head == op["name"] else head,
         "predicted_ms": op["ms"],
         "others": others,

@@ -92,13 +92,15 @@ def show(facts: dict[str, Any], e: dict[str, Any], npu: dict[str, Any] | None = 
                           _ms(c.get("measured_ms")))  # fmt: skip
         out.print(tuned)
     devices = list(e["ops"][0]["predicted_ms"]) if e["ops"] else []
-    ops = table("op", "type", "on", *(f"{d} ms" for d in devices), "why not the others",
-                title=f"why each of the {len(e['ops'])} ops runs where it does (predicted ms per op)",
-                right=tuple(f"{d} ms" for d in devices))  # fmt: skip
+    reduced = any(row.get("precision", "fp32") != "fp32" for row in e["ops"])  # the column only where it says something
+    title = f"why each of the {len(e['ops'])} ops runs where it does (predicted ms per op)"
+    ops = table("op", "type", "on", *(["precision"] if reduced else []), *(f"{d} ms" for d in devices),
+                "why not the others", title=title, right=tuple(f"{d} ms" for d in devices))  # fmt: skip
     notes: dict[str, int] = {}
     for row in e["ops"]:
         ms = [_ms(row["predicted_ms"][d], 4) for d in devices]
-        ops.add_row(row["name"], row["op_type"], row["chosen"], *ms, why_text(row, notes))
+        kind = [row.get("precision", "fp32")] if reduced else []
+        ops.add_row(row["name"], row["op_type"], row["chosen"], *kind, *ms, why_text(row, notes))
     out.print(ops)
     for detail, number in notes.items():
         out.print(f"[{number}] {detail}")

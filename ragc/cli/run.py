@@ -43,6 +43,8 @@ def describe(name: str, value: np.ndarray) -> str:
 @click.option("--record", is_flag=True, help="Add the measured partition times to this chip's personality.")
 @click.option("--npu", type=click.Choice(["xrt", "sim"]), help="NPU backend [default: RAGC_NPU, else xrt].")
 @click.option("--seed", default=0, show_default=True, help="Seed for random inputs.")
+@click.option("--generate", "generate", type=click.IntRange(1), help="LLM plan: generate N tokens after --prompt-ids.")
+@click.option("--prompt-ids", type=click.Path(dir_okay=False, path_type=Path), help="Token ids (.npy or text).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def command(
     plan: Path,
@@ -57,6 +59,8 @@ def command(
     record: bool,
     npu: str | None,
     seed: int,
+    generate: int | None,
+    prompt_ids: Path | None,
     as_json: bool,
 ) -> None:
     """Run PLAN on given (or random) inputs and time it: latency min/median/mean/p90/p99/max and runs/s, measured
@@ -68,6 +72,7 @@ def command(
       ragc run plan/ --seconds 10 --json > bench.json
       ragc run plan/ --input image=x.npy --output-dir out/
       ragc run plan/ --stream 200 --depth 2 --trace trace.json
+      ragc run llm-plan/ --generate 128 --prompt-ids prompt.txt
     """
     import runtime_min
     from ragc.cli import run_report as report
@@ -75,6 +80,12 @@ def command(
     from ragc.cli.report import random_feeds
     from ragc.personality.store import current_chip_id
 
+    if generate:
+        from ragc.cli.llm import echo_lines, generate_lines, run_generate
+
+        data = run_generate(plan, generate, prompt_ids, {"npu": npu})
+        echo_json(data) if as_json else echo_lines(generate_lines(data))
+        return
     if repeat is not None and seconds is not None:
         raise UsageError("give --repeat or --seconds, not both")
     if frames and (repeat is not None or seconds is not None):

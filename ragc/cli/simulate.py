@@ -26,14 +26,19 @@ def command(plan: Path, as_json: bool, signals: Path | None, runs: int | None) -
       ragc simulate plan-hx370/
       ragc simulate plan/ --signals gpu-load.jsonl
     """
+    from ragc.cli.llm import echo_lines, llm_lines, llm_summary
     from ragc.cli.report import print_simulation, simulation_summary
 
     if signals is not None:
         _replay(plan, signals, runs, as_json)
-    elif as_json:
-        click.echo(json.dumps(simulation_summary(plan), indent=1, sort_keys=True))
+        return
+    llm = llm_summary(plan)  # an LLM bundle: each phase's split, time to first token and tokens/s
+    if as_json:
+        summary = simulation_summary(plan) | ({"llm": llm} if llm else {})
+        click.echo(json.dumps(summary, indent=1, sort_keys=True))
     else:
         print_simulation(plan)
+        echo_lines(llm_lines(llm) if llm else [])
 
 
 def _replay(plan: Path, signals: Path, runs: int | None, as_json: bool) -> None:

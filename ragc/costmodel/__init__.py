@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ragc.costmodel.features import epilogue_ops, family_of_features, op_features
 from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
 from ragc.costmodel.npu import XdnaTiming
 from ragc.costmodel.npu_ops import npu_absorbed, npu_op_ms
+from ragc.costmodel.precision import precision_factor
 from ragc.costmodel.roofline import roofline_ms
 from ragc.ir import Graph, Op
 from ragc.personality.store import Personality
+
+if TYPE_CHECKING:
+    from codegen.gpu.precision import Precision
 
 CostFn = Callable[[Graph, Op, str], float]
 DEVICE_FEATURES = {"gpu": gpu_kernel_features}  # a device's own features of an op (see learned.design_row)
 
 
 class CostModel:
-    """One predictor per device of a personality: learned where it has samples, roofline otherwise."""
+    """One predictor per device of a personality: learned where it has samples, roofline otherwise; GPU kernels
+    priced in `gpu_precision` (fp32 when None; ragc.costmodel.precision)."""
 
-    def __init__(self, personality: Personality, extra_samples: dict[str, list[dict]] | None = None):
+    def __init__(
+        self,
+        personality: Personality,
+        extra_samples: dict[str, list[dict]] | None = None,
+        gpu_precision: Precision | None = None,
+    ):
         self.personality = personality
+        self.gpu_precision = gpu_precision
         self.models: dict[str, DeviceModel | None] = {}
         self.npu = XdnaTiming.from_params(personality.data["npu"]) if "npu" in personality.data else None
         for device in personality.devices:
@@ -59,6 +71,10 @@ class CostModel:
         feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
         kernels = self.predict(device, [feats[name] for name in live])
+        if device == "gpu" and self.gpu_precision is not None:
+            spec = self.personality.device(device)
+            factors = [precision_factor(feats[name], spec, self.gpu_precision) for name in live]
+            kernels = [k * f for k, f in zip(kernels, factors, strict=True)]
         times = {name: self.personality.op_ms(device, k) for name, k in zip(live, kernels, strict=True)}
         return {op.name: times.get(op.name, 0.0) for op in graph.ops}
 
@@ -77,10 +93,10 @@ def absorbed_ops(graph: Graph, device: str) -> set[str]:
     return epilogue_ops(graph)
 
 
-def cost_fn(personality: Personality) -> CostFn:
-    """(graph, op, device) -> predicted ms of that op on that device; whole graphs are predicted in one batch per
-    device and cached until a different graph object is asked about."""
-    model = CostModel(personality)
+def cost_fn(personality: Personality, gpu_precision: Precision | None = None) -> CostFn:
+    """(graph, op, device) -> predicted ms of that op on that device (GPU kernels in `gpu_precision`); whole graphs
+    are predicted in one batch per device and cached until a different graph object is asked about."""
+    model = CostModel(personality, gpu_precision=gpu_precision)
     cache: dict[str, dict[str, float]] = {}
     seen: list[Graph] = []
 

@@ -225,6 +225,8 @@ def _gemm_params(graph: Graph, op: Op) -> dict[str, float]:
         n = y.shape[-1]
         k = a.shape[-1]
         batch = _elems(y.shape) // max(1, m * n)
+        if len(b.shape) >= 2 and _elems(b.shape[:-2]) == 1:  # one B for all: a taller GEMM (codegen folds it)
+            m, batch = m * batch, 1
     return {"flops": 2.0 * batch * m * k * n, "gemm_m": m, "gemm_k": k, "gemm_n": n, "batch": batch}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ragc.frontend import contrib, gs_bridge, static
+from ragc.frontend import contrib, gs_bridge, qdq, qlinear, static
 
 
 def _constant(tensor: gs.Tensor | None) -> np.ndarray | None:
@@ -107,6 +107,9 @@ def drop_empty_concat_inputs(graph: gs.Graph) -> gs.Graph:
 
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
     contrib.lower_contrib_ops,
+    qdq.fold_constant_dequantize,
+    qdq.fake_quantize_activations,
+    qlinear.lower_qlinear,
     static.fold_to_static,
     drop_empty_concat_inputs,
     fold_batchnorm_into_conv,

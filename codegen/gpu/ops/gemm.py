@@ -212,6 +212,8 @@ def lower_matmul(graph: Graph, op: Op) -> list[Dispatch]:
     n = 1 if len(b) == 1 else b[-1]
     a_batch, b_batch = tuple(a[:-2]), tuple(b[:-2])
     out_batch = tuple(np.broadcast_shapes(a_batch, b_batch))
+    if len(b) >= 2 and numel(b_batch) == 1:  # one B for every batch: the batches' rows are one taller A
+        m, a_batch, b_batch, out_batch = m * numel(out_batch), (), (), ()
     layout = {
         "a_rs": k,
         "a_cs": 1,

@@ -1,0 +1,1 @@
+"""Decoder LLMs: the cache rewrite into prefill and decode phases, and their compilation into one bundle."""

@@ -1,0 +1,130 @@
+"""Front-end rewrites of a decoder exported with a cache (past_key_values.{i}.key/value in, present.{i}.* out, grown
+by Concat along the sequence axis) into its two fixed-shape phases: prefill (no past: the cache's first rows) and
+decode (one token written into a fixed-capacity cache by ScatterND at `cache_position`, the attention mask covering
+the valid rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ragc.errors import ModelError, UsageError
+
+PAST, PRESENT = "past_key_values.", "present."
+CACHE_POSITION = "cache_position"  # decode input: int64 [1], the cache row the new token's key/value go to
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """The cache inputs of an exported decoder: past input -> (Concat node index, the new rows' tensor)."""
+
+    concats: dict[str, tuple[int, str]]
+    heads: dict[str, int]  # past input -> its number of key/value heads
+    head_dim: dict[str, int]
+    has_positions: bool
+
+
+def cache_layout(model: onnx.ModelProto) -> CacheLayout:
+    """Find every past input and the Concat that grows it; a model without them is refused in one line."""
+    inputs = {i.name: i for i in model.graph.input}
+    pasts = [name for name in inputs if name.startswith(PAST)]
+    missing = [name for name in ("input_ids", "attention_mask") if name not in inputs]
+    if not pasts or missing:
+        what = ", ".join(missing) if missing else "past_key_values.{i}.key/value inputs"
+        raise ModelError(
+            f"not a decoder with a KV cache: no {what}; export it with its cache (optimum-cli export onnx --task "
+            "text-generation-with-past, or torch.onnx.export with past_key_values)"
+        )
+    concats, heads, head_dim = {}, {}, {}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type == "Concat" and len(node.input) == 2 and node.input[0] in pasts:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            if axis not in (2, -2):
+                raise ModelError(f"Concat {node.name!r} grows {node.input[0]} along axis {axis}, not 2 (the sequence)")
+            concats[node.input[0]] = (index, node.input[1])
+    lost = sorted(set(pasts) - set(concats))
+    if lost:
+        raise ModelError(f"no Concat(past, new, axis=2) grows {lost[0]}; only exporter-style caches are supported")
+    for name in pasts:
+        dims = inputs[name].type.tensor_type.shape.dim
+        if len(dims) != 4 or not (dims[1].dim_value and dims[3].dim_value):
+            raise ModelError(f"{name} is not [batch, heads, past, head_dim] with static heads and head_dim")
+        heads[name], head_dim[name] = dims[1].dim_value, dims[3].dim_value
+    return CacheLayout(concats, heads, head_dim, "position_ids" in inputs)
+
+
+def prefill_model(model: onnx.ModelProto, layout: CacheLayout, length: int) -> onnx.ModelProto:
+    """Prefill: `length` tokens (a shorter prompt is padded on the right, masked), no past; present = new rows."""
+    out = _copy(model)
+    for past, (index, new) in layout.concats.items():
+        node = out.graph.node[index]
+        node.op_type, node.input[:] = "Identity", [new]
+        del node.attribute[:]
+        zeros = np.zeros((1, layout.heads[past], 0, layout.head_dim[past]), np.float32)
+        out.graph.initializer.append(numpy_helper.from_array(zeros, past))  # what Shape(past) still reads: 0 rows
+    _set_inputs(out, {"input_ids": [1, length], "attention_mask": [1, length], "position_ids": [1, length]})
+    _drop_inputs(out, set(layout.concats))
+    return out
+
+
+def decode_model(model: onnx.ModelProto, layout: CacheLayout, capacity: int) -> onnx.ModelProto:
+    """Decode: one token; each past input becomes the fixed-capacity cache [1, heads, capacity, head_dim] and its
+    Concat a ScatterND writing the new row at `cache_position`; present is the updated cache."""
+    out = _copy(model)
+    out.graph.input.append(onnx.helper.make_tensor_value_info(CACHE_POSITION, onnx.TensorProto.INT64, [1]))
+    made: set[int] = set()
+    index_nodes: list[onnx.NodeProto] = []
+    for past, (index, new) in layout.concats.items():
+        heads = layout.heads[past]
+        rows = f"cache_rows_{heads}"
+        if heads not in made:
+            made.add(heads)
+            base = np.stack(np.meshgrid([0], np.arange(heads), [0], indexing="ij"), axis=-1).astype(np.int64)
+            out.graph.initializer.append(numpy_helper.from_array(base, f"{rows}_base"))
+            out.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 1], np.int64), f"{rows}_axis"))
+            index_nodes.append(onnx.helper.make_node("Mul", [CACHE_POSITION, f"{rows}_axis"], [f"{rows}_step"]))
+            index_nodes.append(onnx.helper.make_node("Add", [f"{rows}_base", f"{rows}_step"], [rows]))
+        node = out.graph.node[index]
+        node.op_type, node.input[:] = "ScatterND", [past, rows, new]
+        del node.attribute[:]
+        _set_inputs(out, {past: [1, heads, capacity, layout.head_dim[past]]})
+    _set_inputs(out, {"input_ids": [1, 1], "attention_mask": [1, capacity], "position_ids": [1, 1]})
+    nodes = index_nodes + list(out.graph.node)  # the row indices first: they read only an input and constants
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def check_capacity(max_context: int, prefill: int) -> None:
+    if max_context < 2 or not 1 <= prefill <= max_context:
+        raise UsageError(
+            f"bad --max-context {max_context} / --prefill {prefill}: need 1 <= prefill <= max-context, >= 2"
+        )
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.value_info[:]  # the exporter's symbolic intermediate shapes no longer hold
+    for output in out.graph.output:
+        for k, dim in enumerate(output.type.tensor_type.shape.dim):
+            dim.dim_param = f"{output.name}_{k}"
+    return out
+
+
+def _set_inputs(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
+    for value in model.graph.input:
+        if value.name in shapes:
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for size in shapes[value.name]:
+                dims.add().dim_value = size
+
+
+def _drop_inputs(model: onnx.ModelProto, names: set[str]) -> None:
+    kept = [value for value in model.graph.input if value.name not in names]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
