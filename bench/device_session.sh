@@ -42,7 +42,7 @@ steps)
   step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base
   step profile 200 python3 -m ragc.cli profile --quick
   step llm 540 python3 bench/llm.py --out "$RESULTS"
-  step adaptive 300 python3 bench/adaptive.py
+  step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json"
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"

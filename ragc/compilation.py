@@ -36,6 +36,7 @@ class CompileOptions:
     tune: bool = True  # time candidate plans on this chip (never for a --target, or when one processor is chosen)
     tune_budget_s: float = 20.0
     precision: str = "fp32"  # GPU partitions: fp32, fp16, bf16 or mixed, each checked (ragc.precision)
+    gpu_scale: float = 1.0  # GPU op times multiplied by this (the gpu-busy variant: a contention factor)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Compilation:
     constants: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
     bundle: Path | None = None
+    store: TensorStore | None = None  # shared by the variants of one bundle (ragc.variants), else made by `code`
+    info: dict[str, Any] = field(default_factory=dict)  # the manifest fields `bundle` writes
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
 
 
@@ -94,7 +97,7 @@ def code(c: Compilation) -> None:
     from ragc.costmodel.npu import XdnaTiming
     from ragc.precision import gpu_emitter
 
-    store = TensorStore()
+    store = c.store = c.store or TensorStore()
     npu = XdnaTiming.from_params(c.personality.data.get("npu"))
     with gpu_emitter(c) as emit_gpu:
         for p in c.partitions:
@@ -131,6 +134,12 @@ def schedule(c: Compilation) -> None:
 
 
 def bundle(c: Compilation) -> None:
+    bundle_info(c)
+    c.bundle = write_bundle(c.out_dir, c.schedule, c.files, c.info, c.model)
+
+
+def bundle_info(c: Compilation) -> None:
+    """The manifest fields of the plan: predictions, solver, baselines, energy, candidates."""
     info: dict[str, Any] = {
         "model_sha256": c.loaded.source_sha256,
         "model_name": c.model.name,
@@ -153,7 +162,7 @@ def bundle(c: Compilation) -> None:
     chosen = next((cand.name for cand in c.candidates if cand.placement is c.placement), None)
     if chosen in c.timings:
         info["measured_ms"], info["chosen"] = c.timings[chosen]["ms"], chosen
-    c.bundle = write_bundle(c.out_dir, c.schedule, c.files, info, c.model)
+    c.info = info
 
 
 def _entry(artifact: Artifact) -> dict[str, Any]:

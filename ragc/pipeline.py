@@ -107,7 +107,8 @@ def placement(c: Compilation) -> None:
             allowed.update({name: ["cpu"] for name in ops if name not in forced})
 
     def op_cost(g: ir.Graph, op: ir.Op, device: str) -> float:
-        return predict(g, op, device) if device in allowed[op.name] else math.inf
+        scale = c.options.gpu_scale if device == "gpu" else 1.0
+        return predict(g, op, device) * scale if device in allowed[op.name] else math.inf
 
     def transfer_ms(src: str, dst: str, nbytes: int) -> float:
         """A tensor crossing processors also means the consumer starts a new partition: its launch is paid too."""

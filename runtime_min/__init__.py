@@ -4,8 +4,7 @@
     plan = runtime_min.load("plan/")
     outputs = plan.run({"image": x})
 
-Imports only numpy; each processor's library (onnxruntime, vulkan, pyxrt) is imported by its backend, when a
-plan needs it.
+Imports only numpy; each processor's library (onnxruntime, vulkan, pyxrt) is imported by its backend when needed.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runtime_min.adaptive import AdaptivePlan, load_bundle
 from runtime_min.errors import (
     BackendUnavailable,
     BundleError,
@@ -22,7 +22,7 @@ from runtime_min.errors import (
     RuntimeMinWarning,
 )
 from runtime_min.format import FORMAT_VERSION
-from runtime_min.manifest import TensorSpec, read_bundle
+from runtime_min.manifest import TensorSpec
 from runtime_min.options import LoadOptions
 from runtime_min.plan import Plan
 from runtime_min.shared_memory import empty_shared
@@ -41,8 +41,9 @@ def load(
     disable: tuple[str, ...] | list[str] | None = None,
     xclbin_path: tuple[str, ...] | list[str] | None = None,
     verify: bool | None = None,
+    variant: str | None = None,
     **unknown: Any,
-) -> Plan:
+) -> Plan | AdaptivePlan:
     """Check the bundle at `path` (format, schema, hashes, paths) and prepare every partition on its processor.
 
     cpu_threads: onnxruntime intra-op threads (0 = its default). npu: "xrt" (real hardware, default) or "sim" (the
@@ -51,14 +52,14 @@ def load(
     (see `empty_shared`) imported instead of copied (default on; RAGC_ZERO_COPY=0 turns it off). timestamps: GPU
     kernel times in traces. disable: processors whose partitions run from their CPU fallbacks (RAGC_DISABLE).
     xclbin_path: folders holding the NPU's xclbins (RAGC_XCLBIN_PATH). verify: check every file's sha256 (default
-    on). An unknown option is a TypeError naming the valid ones.
+    on). variant: pin one variant of an adaptive bundle. An unknown option is a TypeError naming the valid ones.
     """
-    given = {k: v for k, v in locals().items() if k not in ("path", "unknown")} | unknown
-    options = LoadOptions.make(given)
-    return Plan(read_bundle(path, options.verify), options)
+    given = {k: v for k, v in locals().items() if k not in ("path", "unknown", "variant")} | unknown
+    return load_bundle(path, LoadOptions.make(given), variant)
 
 
 __all__ = [
+    "AdaptivePlan",
     "FORMAT_VERSION",
     "BackendUnavailable",
     "BundleError",

@@ -17,8 +17,8 @@ import numpy as np
 from runtime_min.errors import BundleError
 
 FORMAT_NAME = "ragc-bundle"
-FORMAT_VERSION = 2  # what this runtime writes and reads; docs/bundle-format.md lists every version
-READABLE_VERSIONS = (2,)
+FORMAT_VERSION = 3  # what this runtime writes and reads; docs/bundle-format.md lists every version
+READABLE_VERSIONS = (2, 3)  # 3: variants
 PROCESSORS = ("cpu", "gpu", "npu")  # also the order of workers and trace tracks
 ARTIFACT_FORMATS = {"cpu": "onnx", "gpu": "spirv-v2", "npu": "xclbin-ref-v2"}
 MANIFEST, SCHEDULE, TENSOR_STORE = "manifest.json", "schedule.json", "tensors.bin"

@@ -110,20 +110,20 @@ class Bundle:
         return _json(self.path(name, where), name)
 
 
-def read_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
-    """The checked bundle at `path` (hashes skipped only for a bundle just written)."""
+def read_bundle(path: str | Path, verify_hashes: bool = True, schedule_file: str = fmt.SCHEDULE) -> Bundle:
+    """The checked bundle at `path` (hashes skipped only for a bundle just written), with one variant's schedule."""
     root = Path(path)
     if not (root / fmt.MANIFEST).is_file():
         raise BundleError(f"{str(root)!r} is not a ragc bundle (no manifest.json); compile one with `ragc compile`")
     manifest = _json(root / fmt.MANIFEST, fmt.MANIFEST)
     _check_version(manifest, root)
     files = fmt.need(manifest, "files", dict, fmt.MANIFEST)
-    if fmt.SCHEDULE not in files:
-        raise fmt.bad(fmt.MANIFEST, "it lists no schedule.json")
+    if schedule_file not in files:
+        raise fmt.bad(fmt.MANIFEST, f"it lists no {schedule_file}")
     for name, digest in sorted(files.items()):
         _verify(root, name, digest, verify_hashes)
-    schedule = _json(root / fmt.SCHEDULE, fmt.SCHEDULE)
-    fmt.need_int(schedule, "schedule_version", fmt.SCHEDULE, fmt.FORMAT_VERSION, fmt.FORMAT_VERSION)
+    schedule = _json(fmt.confined(root, schedule_file, fmt.MANIFEST), schedule_file)
+    fmt.need_int(schedule, "schedule_version", schedule_file, min(fmt.READABLE_VERSIONS), fmt.FORMAT_VERSION)
     store = TensorStore(root / fmt.TENSOR_STORE if fmt.TENSOR_STORE in files else None)
     bundle = Bundle(root, manifest, schedule, *_schedule_entries(schedule, files), store)
     for name, entry in bundle.constants.items():

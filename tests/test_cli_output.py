@@ -60,7 +60,7 @@ def test_the_group_help_documents_exit_codes_and_version():
     for code in ("0 success", "1 bad input", "2 usage", "3 internal error", "130 interrupted"):
         assert code in text
     lines = cli("--version").output.splitlines()
-    assert lines[0].startswith("ragc ") and "bundle format 2" in lines[1] and "onnxruntime" in lines[2]
+    assert lines[0].startswith("ragc ") and "bundle format 3" in lines[1] and "onnxruntime" in lines[2]
 
 
 def test_json_is_valid_wherever_it_is_offered(plans, tmp_path):

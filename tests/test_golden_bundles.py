@@ -18,7 +18,7 @@ from runtime_min.format import FORMAT_VERSION, READABLE_VERSIONS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TINYNET = Path(__file__).resolve().parent.parent / "examples" / "tinynet.onnx"
-RELEASED = {1: "ragc 0.1", 2: "ragc 0.2"}
+RELEASED = {1: "ragc 0.1", 2: "ragc 0.2", 3: "ragc 0.2 (adaptive)"}
 
 
 def _reference(feeds):

@@ -49,6 +49,15 @@ from ragc.placement.solve import OBJECTIVES, SOLVERS
     help="GPU partitions: fp16/bf16 storage (mixed: fp32 accumulation), each checked against fp32 and kept in fp32 "
     "where it fails (see `ragc inspect --json`).",
 )
+@click.option(
+    "--variants",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="LIST",
+    help="Several plans in one bundle and a rule that picks one per run from live signals: a comma list of "
+    "latency, throughput, energy, no-gpu, no-npu, gpu-busy, or default (alone: the default set); docs/adaptive.md.",
+)
 @click.option("--llm", is_flag=True, help="MODEL is a decoder with a KV cache: write prefill and decode plans.")
 @click.option("--max-context", type=click.IntRange(2), help="With --llm: the KV cache's capacity in tokens.")
 @click.option("--prefill", type=click.IntRange(1), help="With --llm: prefill length [default: --max-context].")
@@ -68,6 +77,7 @@ def command(
     tune: bool,
     tune_budget: float,
     precision: str,
+    variants: str | None,
     llm: bool,
     max_context: int | None,
     prefill: int | None,
@@ -81,12 +91,19 @@ def command(
       ragc compile model.onnx -o plan/ --shape image=1x3x224x224 --devices cpu,gpu
       ragc compile model.onnx -o plan-hx370/ --target ryzen-ai-9-hx-370
       ragc compile model.onnx -o plan/ --place Conv=gpu --json | jq .predicted_ms
+      ragc compile model.onnx -o plan/ --variants latency,no-gpu,gpu-busy
       ragc compile decoder.onnx -o llm-plan/ --llm --max-context 256
     """
     from ragc.cli.report import plan_summary, print_partitions
     from ragc.frontend import parse_shapes
     from ragc.pipeline import compile_model
 
+    if variants is not None:
+        from functools import partial
+
+        from ragc.variants import compile_variants
+
+        compile_model = partial(compile_variants, spec=variants)
     if llm or max_context or prefill:
         _llm(model, out, llm, max_context, prefill, as_json, devices=devices, target=target, solver=solver,
              objective=objective, time_limit_s=time_limit, place=place, tune=tune, tune_budget_s=tune_budget,
