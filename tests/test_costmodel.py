@@ -323,3 +323,26 @@ def test_quick_gpu_profile_keeps_every_gemm_shape():
     chosen = [label for label, _ in gpu_specs(specs, quick=True)]
     assert set(gemms) <= set(chosen) and len(chosen) < len(specs) / 2
     assert gpu_specs(specs, quick=False) == specs
+
+
+def test_projection_chains_time_gemms_back_to_back_at_unit_gain():
+    """The GPU's busy GEMM runs: alternating (k, n) and (n, k) weights, values neither growing nor vanishing."""
+    from ragc.profiler.gpu_bench import prepare_gpu
+    from ragc.profiler.specs import PROJECTION, projection_chain, projection_chains
+    from runtime_min.backends.vulkan import VulkanBackend
+    from runtime_min.options import LoadOptions
+
+    assert len(projection_chains(quick=True)) == -(-len(PROJECTION) // 2)
+    graph = projection_chain(16, 64, 96, length=6)
+    assert [graph.tensors[op.outputs[0]].shape[-1] for op in graph.ops] == [96, 64] * 3
+    x = np.random.default_rng(0).standard_normal((1, 16, 64)).astype(np.float32)
+    want = x
+    for i in range(6):
+        want = want @ graph.tensors["wa" if i % 2 == 0 else "wb"].data
+    backend = VulkanBackend(LoadOptions.make({}))
+    exe = prepare_gpu(backend, graph)
+    got = exe.run({"x": x})[graph.outputs[0]]
+    exe.close()
+    backend.close()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert 0.3 < float(np.std(want)) < 3.0

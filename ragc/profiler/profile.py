@@ -28,7 +28,7 @@ from ragc.profiler.entries import device_entry
 from ragc.profiler.glue import measure_glue
 from ragc.profiler.oneop import attribute_nodes
 from ragc.profiler.progress import bar_advance, progress_bar
-from ragc.profiler.specs import chain, cpu_specs
+from ragc.profiler.specs import chain, cpu_specs, projection_chains
 from ragc.profiler.steady import BlockTimer, Gate, Steadiness, chunks, time_interleaved
 from ragc.profiler.timers import GraphTimer
 
@@ -113,7 +113,8 @@ def profile_chip(quick: bool = True, console: Console | None = None) -> Personal
         devices = {
             "cpu": device_entry(facts["cpu"]["model"], samples, dispatch, per_op, _host_memory(), profiler_bias_ms=bias)
         }
-        gpu = gpu_bench.profile_gpu(facts, gpu_specs(specs, quick), models, budget_s, rounds, bar, task, gate)
+        gpu_models = models + projection_chains(quick)
+        gpu = gpu_bench.profile_gpu(facts, gpu_specs(specs, quick), gpu_models, budget_s, rounds, bar, task, gate)
         data: dict[str, Any] = {
             "schema": SCHEMA,
             "kind": "personality",

@@ -54,6 +54,30 @@ def chained(graph: Graph, n: int) -> Graph:
     return chain
 
 
+def projection_chain(rows: int, k: int, n: int, length: int = 16) -> Graph:
+    """`length` transformer projections back to back, (1, rows, k) by a (k, n) weight then by a (n, k) one in turn:
+    GEMMs timed while the GPU is busy, as inside a model (one-op runs leave it idle, and on the H200 its clock and
+    the kernels' times followed: 2.4-3.6x slower in a quick profile than alone)."""
+    rng = np.random.default_rng(rows * k + n)
+    tensors = {"x": Tensor("x", (1, rows, k), "float32")}
+    for name, shape in (("wa", (k, n)), ("wb", (n, k))):
+        bound = float(np.sqrt(3.0 / shape[0]))  # unit gain: values neither grow nor vanish along the chain
+        tensors[name] = Tensor(name, shape, "float32", rng.uniform(-bound, bound, shape).astype(np.float32))
+    ops, current = [], "x"
+    for i in range(length):
+        weight, width = ("wa", n) if i % 2 == 0 else ("wb", k)
+        tensors[f"y{i}"] = Tensor(f"y{i}", (1, rows, width), "float32")
+        ops.append(Op(f"projection_{i}", "MatMul", [current, weight], [f"y{i}"], {}))
+        current = f"y{i}"
+    return Graph(ops, tensors, ["x"], [current], opset=17)
+
+
+def projection_chains(quick: bool) -> list[tuple[str, Graph]]:
+    """The GPU's whole-model GEMM runs: a chain per transformer projection shape (every other one when quick)."""
+    shapes = PROJECTION[:: 2 if quick else 1]
+    return [(f"projection chain {r}x{k}<->{n}", projection_chain(r, k, n)) for r, k, n in shapes]
+
+
 def conv(c: int, hw: int, k: int, kernel: int, stride: int = 1, group: int = 1) -> Graph:
     pad = kernel // 2
     return bench_graph(
