@@ -132,3 +132,14 @@ def line_counts() -> dict[str, int]:
 
 def test_runtime_core_within_its_budget():
     assert line_counts()["runtime_min core"] <= BUDGETS["runtime_min core"]
+
+
+def test_runtime_distribution_ships_every_runtime_package():
+    """runtime_min/pyproject.toml lists its packages by hand: a new subpackage missing there installs a runtime
+    that cannot import itself (.ci/runtime_alone.sh found runtime_min.generate missing)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent / "runtime_min"
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {"runtime_min", *(f"runtime_min.{p.parent.name}" for p in root.glob("*/__init__.py"))}
+    assert present == listed
