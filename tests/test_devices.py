@@ -8,6 +8,7 @@ import sys
 from click.testing import CliRunner
 
 from ragc.cli import devices_probe, main
+from runtime_min.format import FORMAT_VERSION
 
 
 def test_devices_json_says_what_is_here_and_why_not():
@@ -23,7 +24,7 @@ def test_devices_json_says_what_is_here_and_why_not():
         assert isinstance(device["software"], bool) and "shaderInt64" in device["features"]
         assert "float_controls" in device and isinstance(device["missing"], list)
     assert sum(d["picked"] for d in gpu["devices"]) <= 1
-    assert data["versions"]["bundle_format"] == 2 and data["personality"]["chip_id"]
+    assert data["versions"]["bundle_format"] == FORMAT_VERSION and data["personality"]["chip_id"]
 
 
 def test_devices_text_flags_software_gpus():
