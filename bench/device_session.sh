@@ -41,7 +41,7 @@ steps)
     python3 bench/coopmat_gemm.py; python3 bench/qdq_int8.py --runs 50"
   step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base
   step profile 200 bash -c "python3 -m ragc.cli profile --quick && cp $XDG_CACHE_HOME/ragc/personality/*.json $RESULTS/"
-  step llm 540 python3 bench/llm.py --out "$RESULTS"
+  step llm 540 bash -c "python3 bench/llm.py --out /tmp/ragc-llm; cp /tmp/ragc-llm/*.json $RESULTS/"  # models stay out
   step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json"
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
