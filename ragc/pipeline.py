@@ -166,17 +166,22 @@ def compile_model(model: str | Path, out_dir: str | Path, **options: Any) -> Com
     solver, objective, target, time_limit_s). `devices` defaults to every processor of the personality (this
     chip's, profiled on first use, or `target`'s); ops no listed processor runs go to the CPU."""
     c = Compilation(Path(model), Path(out_dir), CompileOptions(**_tuples(options)))
-    for name, stage in STAGES:
+    run_stages(c)
+    return CompileResult(c.bundle, c.partitions, c.placement, c.problem, c.seconds)
+
+
+def run_stages(c: Compilation, stages: list[tuple[str, Callable[[Compilation], None]]] = STAGES) -> None:
+    """Run `stages` on `c` in order, timing each; an error that is not a RagcError is ours: say in which stage."""
+    for name, stage in stages:
         start = time.perf_counter()
         try:
             stage(c)
         except (RagcError, KeyboardInterrupt):
             raise
-        except Exception as exc:  # a bug of ours: say in which stage
+        except Exception as exc:
             raise InternalError(f"stage {name}: {type(exc).__name__}: {exc}") from exc
         finally:
             c.seconds[name] = time.perf_counter() - start
-    return CompileResult(c.bundle, c.partitions, c.placement, c.problem, c.seconds)
 
 
 def _tuples(options: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from ragc.bundle.write import write_bundle
 from ragc.compilation import Compilation, CompileOptions, bundle_info
 from ragc.errors import UsageError
-from ragc.pipeline import STAGES, CompileResult, _tuples
+from ragc.pipeline import STAGES, CompileResult, _tuples, run_stages
 from ragc.rule import compile_rule
 from runtime_min.format import SCHEDULE, TENSOR_STORE, dumps
 
@@ -62,11 +61,8 @@ def _variant_options(name: str, base: CompileOptions, devices: list[str], factor
 
 
 def _compile_one(c: Compilation) -> Compilation:
-    for stage_name, stage in STAGES:
-        start = time.perf_counter()
-        if stage_name != "bundle":
-            stage(c)
-        c.seconds[stage_name] = time.perf_counter() - start
+    """Every stage but writing the bundle (the variants are written as one), then the manifest fields."""
+    run_stages(c, [(name, stage) for name, stage in STAGES if name != "bundle"])
     bundle_info(c)
     return c
 
