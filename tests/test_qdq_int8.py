@@ -104,3 +104,30 @@ def test_qoperator_model_runs_gpu_first_closer_to_onnxruntime_int8_than_int8_to_
     want = int8.run(None, feeds)[0]
     got = plan.run(feeds)[int8.get_outputs()[0].name]
     assert np.abs(got - want).max() <= 0.1 * np.abs(fp32.run(None, feeds)[0] - want).max()
+
+
+@pytest.mark.parametrize("axis", [1, 7])
+def test_a_per_axis_scale_that_does_not_fit_is_one_line(tmp_path, axis):
+    """A DequantizeLinear whose per-axis scale has the wrong length, or names an axis the weight lacks: a one-line
+    ModelError at compile time (it was an internal error, or a wrong fold by a wrapped axis); nothing is written."""
+    from onnx import TensorProto
+
+    from ragc.errors import ModelError
+
+    consts = [
+        numpy_helper.from_array(np.ones((4, 3), np.int8), "wq"),
+        numpy_helper.from_array(np.ones((5,), np.float32), "scale"),
+        numpy_helper.from_array(np.zeros((5,), np.int8), "zero"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["w"], name="dq", axis=axis),
+        helper.make_node("MatMul", ["x", "w"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_graph(nodes, "bad_scale", [x], [y], consts)
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with pytest.raises(ModelError, match="scale of 5 values does not fit axis") as caught:
+        compile_model(path, tmp_path / "plan", target="ryzen-ai-9-hx-370")
+    assert "\n" not in str(caught.value) and not (tmp_path / "plan").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ragc.errors import ModelError
 from ragc.frontend import gs_bridge
 
 QUANT_RANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
@@ -44,13 +45,25 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int = 1
     return ((q.astype(np.int64) - zero.astype(np.int64)).astype(np.float32) * scale).astype(scale.dtype)
 
 
+def _fits(q: np.ndarray, scale: np.ndarray, axis: int) -> bool:
+    """Whether a per-tensor scale, or a per-axis one as long as that axis of `q`, dequantizes `q` as ONNX says."""
+    return scale.size == 1 or (-q.ndim <= axis < q.ndim and scale.ndim == 1 and scale.size == q.shape[axis])
+
+
 def fold_constant_dequantize(graph: gs.Graph) -> gs.Graph:
     """Each DequantizeLinear of a constant tensor -> the float32 constant it gives."""
     for node in [n for n in graph.nodes if n.op == "DequantizeLinear"]:
         q, params = values(node.inputs[0]), scale_and_zero(node)
+        axis = node.attrs.get("axis", 1)
         if q is None or params is None or node.outputs[0] in graph.outputs:
             continue
-        value = dequantize(q, *params, axis=node.attrs.get("axis", 1))
+        if not _fits(q, params[0], axis):
+            name = node.name or node.outputs[0].name
+            raise ModelError(
+                f"DequantizeLinear {name!r}: a scale of {params[0].size} values does not fit axis {axis} of a "
+                f"{tuple(q.shape)} tensor; give one scale, or one per element along a valid axis"
+            )
+        value = dequantize(q, *params, axis=axis)
         out = node.outputs[0]
         out.to_constant(value)
         out.inputs.clear()
