@@ -43,3 +43,5 @@ def test_cli_compile_simulate_generate(tmp_path):
     assert ran.exit_code == 0 and "decode" in ran.output and "tokens/s (measured here)" in ran.output, ran.output
     bad = runner.invoke(main, [*base, "--llm"])
     assert bad.exit_code == 2 and "--llm needs --max-context" in bad.output
+    both = runner.invoke(main, [*base, "--llm", "--max-context", "16", "--variants"])
+    assert both.exit_code == 2 and "--variants and --llm do not combine" in both.output

@@ -98,6 +98,8 @@ def command(
     from ragc.frontend import parse_shapes
     from ragc.pipeline import compile_model
 
+    if variants is not None and (llm or max_context or prefill):
+        raise UsageError("--variants and --llm do not combine yet; compile the decoder with --llm alone")
     if variants is not None:
         from functools import partial
 
