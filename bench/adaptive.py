@@ -71,6 +71,8 @@ class Load:
         code = LOAD[self.kind]
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.duty), str(PERIOD_S)])
         time.sleep(2.0 if self.kind == "gpu" else 0.3)  # CUDA context up, kernels flowing
+        if self.proc.poll() is not None:
+            raise SystemExit(f"the {self.kind} load exited at once (rc {self.proc.returncode}): no load to measure")
 
     def stop(self) -> None:
         if self.proc is not None:

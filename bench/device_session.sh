@@ -39,10 +39,11 @@ steps)
   step precision 300 bash -c "python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_coopmat.py \
     tests/test_gpu_precision.py tests/test_precision_plans.py tests/test_precision_costs.py tests/test_qdq_int8.py; \
     python3 bench/coopmat_gemm.py; python3 bench/qdq_int8.py --runs 50"
-  step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base
+  step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base ${RAGC_KERNEL_ARGS:-}
   step profile 200 bash -c "python3 -m ragc.cli profile --quick && cp $XDG_CACHE_HOME/ragc/personality/*.json $RESULTS/"
+  step llm_export 300 python3 bench/llm.py --export-skeletons "$RESULTS/skeletons/llm" --out /tmp/ragc-llm
   step llm 540 bash -c "python3 bench/llm.py --out /tmp/ragc-llm; cp /tmp/ragc-llm/*.json $RESULTS/"  # models stay out
-  step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json"
+  step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json" ${RAGC_ADAPTIVE_ARGS:-}
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"

@@ -3,6 +3,9 @@ summed per op type (and the slowest ops, with their GEMM shapes), against the ru
 weightless skeletons of bench/skeletons (filled with random weights). Run on the lent GPU machine:
 
     bash -c '. bench/device_env.sh && python3 bench/gpu_kernels.py vit_b_16 bert_base'
+
+`--attention-rows 1,2,4,8` also times each model's fused attention dispatches with R query rows per workgroup forced
+(codegen/gpu/ops/attention.py `blocking`), the measurement its rule is set from.
 """
 
 from __future__ import annotations
@@ -22,16 +25,45 @@ from runtime_min.backends.vulkan import VulkanBackend  # noqa: E402
 from runtime_min.options import LoadOptions  # noqa: E402
 
 
-def report(name: str, graph, backend: VulkanBackend, top: int) -> None:
+def timed(graph, backend: VulkanBackend, name: str) -> tuple[float, dict[str, float]] | None:
+    """(wall ms, GPU ms per op) of the best of three half-second blocks of whole-graph runs, or None."""
     exe = prepare_gpu(backend, graph)
     if exe is None:
-        print(f"{name}: the GPU cannot run it whole")
-        return
+        return None
     timer = GpuGraphTimer(exe, graph, name)
     for _ in range(3):
         timer.block(0.5)
-    wall, per_op = min(timer.blocks, key=lambda b: b[0])
     exe.close()
+    return min(timer.blocks, key=lambda b: b[0])
+
+
+def attention_rows(name: str, graph, backend: VulkanBackend, choices: list[int]) -> None:
+    """The model's GPU kernel ms with each forced R (an R beyond its query rows or shared memory
+    keeps the rule's): only
+    its attention dispatches change."""
+    from codegen.gpu.ops import attention
+
+    rule = attention.blocking
+
+    def fits(spec, rows: int) -> bool:
+        return rows <= spec.q.rows and attention.shared_floats(rows, 16, spec) <= attention.SHARED_FLOATS
+
+    try:
+        for rows in choices:
+            attention.blocking = lambda spec, r=rows: (r, attention.chunk_for(spec, r)) if fits(spec, r) else rule(spec)
+            result = timed(graph, backend, name)
+            kernels = sum(result[1].values()) if result else float("nan")
+            print(f"{name}: R={rows}: kernels {kernels:.4f} ms")
+    finally:
+        attention.blocking = rule
+
+
+def report(name: str, graph, backend: VulkanBackend, top: int) -> None:
+    result = timed(graph, backend, name)
+    if result is None:
+        print(f"{name}: the GPU cannot run it whole")
+        return
+    wall, per_op = result
     ops = {op.name: op for op in graph.ops}
     by_type: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for op_name, ms in per_op.items():
@@ -56,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="names of bench/skeletons/*.onnx")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--attention-rows", help="comma list of R to force in the attention kernel, e.g. 1,2,4,8")
     args = parser.parse_args()
     graphs = model_set([str(ROOT / "bench" / "skeletons" / f"{m}.onnx") for m in args.models])
     backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
@@ -63,6 +96,8 @@ def main() -> None:
     try:
         for name, graph in graphs.items():
             report(name, graph, backend, args.top)
+            if args.attention_rows:
+                attention_rows(name, graph, backend, [int(r) for r in args.attention_rows.split(",")])
     finally:
         backend.close()
 

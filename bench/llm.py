@@ -43,8 +43,9 @@ def hf_model(name: str):
     return transformers.LlamaForCausalLM(config).eval()
 
 
-def export_with_cache(model, path: Path) -> Path:
-    """torch.onnx.export with past_key_values.{i}.key/value in and present.{i}.* out, symbolic batch/seq/past."""
+def export_with_cache(model, path: Path, exporters: tuple[bool, ...] = (False, True)) -> Path:
+    """torch.onnx.export with past_key_values.{i}.key/value in and present.{i}.* out, symbolic batch/seq/past;
+    `exporters` are the `dynamo` flags tried in order (the first that succeeds wins)."""
     import torch
     from transformers import DynamicCache
 
@@ -79,20 +80,28 @@ def export_with_cache(model, path: Path) -> Path:
     names = {"input_names": ["input_ids", "attention_mask", "position_ids", *kv], "output_names": ["logits", *present]}
     attention, config._attn_implementation = config._attn_implementation, "eager"  # masks from shapes, as exported
     try:
-        for dynamo in (False, True):  # the TorchScript exporter first; the dynamo one where it cannot trace
+        for dynamo in exporters:  # by default the TorchScript exporter first; the dynamo one where it cannot trace
             try:
                 with torch.no_grad():
-                    torch.onnx.export(
-                        WithCache(), args, str(path), **names, dynamic_axes=axes, opset_version=17, dynamo=dynamo
-                    )
+                    shapes = {"dynamic_shapes": _dynamic_shapes(len(past))} if dynamo else {"dynamic_axes": axes}
+                    torch.onnx.export(WithCache().eval(), args, str(path), **names, **shapes, opset_version=17,
+                                      dynamo=dynamo)  # fmt: skip
                 break
             except Exception as exc:  # noqa: BLE001 - either exporter may refuse a transformers version
                 print(f"torch.onnx.export (dynamo={dynamo}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                if dynamo:
+                if dynamo == exporters[-1]:
                     raise
     finally:
         config._attn_implementation = attention
     return path
+
+
+def _dynamic_shapes(pasts: int) -> tuple:
+    """torch.export's form of the symbolic dims, per forward argument (the *past tuple nested), left to it to relate."""
+    from torch.export import Dim
+
+    tokens, cache = {0: Dim.DYNAMIC, 1: Dim.DYNAMIC}, {0: Dim.DYNAMIC, 2: Dim.DYNAMIC}
+    return (tokens, tokens, tokens, tuple(cache for _ in range(pasts)))
 
 
 def _legacy(cache) -> list[tuple]:
@@ -158,8 +167,17 @@ def main() -> None:
     parser.add_argument("--devices", default="gpu", help="processors the plans may use [gpu]")
     parser.add_argument("--models", default="gpt2,llama", help="comma list of gpt2, llama [both]")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ragc-llm"), help="folder for models, plans, llm.json")
+    parser.add_argument(
+        "--export-skeletons",
+        type=Path,
+        metavar="DIR",
+        help="only export each model with each "
+        "torch exporter and write their weightless skeletons to DIR (bench/skeletons/llm)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.export_skeletons:
+        return export_skeletons(args.models.split(","), args.out, args.export_skeletons)
     prompt_len, new = (16, 16) if args.quick else (128, 128)
     prompt = np.random.default_rng(0).integers(0, 64 if args.quick else 32000, prompt_len)
     rows = []
@@ -174,6 +192,24 @@ def main() -> None:
         rows.append(measure(name, path, args.out, prompt, new, args.devices, hf))
         print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("ragc", "hf")} | _brief(rows[-1])))
     (args.out / "llm.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def export_skeletons(names: list[str], work: Path, folder: Path) -> None:
+    """Each HF decoder exported by both torch exporters, stripped to a skeleton (ragc.profiler.skeleton)."""
+    from ragc.profiler.skeleton import strip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        model = hf_model(name)
+        for dynamo, exporter in ((False, "torchscript"), (True, "dynamo")):
+            path = work / f"{name}-{exporter}.onnx"
+            try:
+                export_with_cache(model, path, (dynamo,))
+            except Exception as exc:  # noqa: BLE001 - recorded, the other exporter still runs
+                print(f"{name} {exporter}: {type(exc).__name__}: {exc}")
+                continue
+            strip(path, folder / path.name)
+            print(f"{name} {exporter}: {folder / path.name}")
 
 
 def _brief(row: dict) -> dict:

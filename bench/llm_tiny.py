@@ -20,6 +20,8 @@ class TinyConfig:
     layers: int = 2
     max_positions: int = 128
     seed: int = 0
+    hf_cache: bool = False  # the TorchScript export of a transformers DynamicCache: each past key through a one-input
+    # Concat (torch.cat([empty, past])), and the mask's length counted as past rows + new tokens
 
 
 class _Builder:
@@ -58,7 +60,10 @@ def tiny_decoder(config: TinyConfig) -> onnx.ModelProto:
         table = np.concatenate([angles, angles], axis=-1)
         cos = b.op("Unsqueeze", b.op("Gather", b.const(np.cos(table)), "position_ids"), b.const(np.array([1])))
         sin = b.op("Unsqueeze", b.op("Gather", b.const(np.sin(table)), "position_ids"), b.const(np.array([1])))
-    bias = _mask(b)
+    pasts = [f"past_key_values.{i}.key" for i in range(c.layers)]
+    if c.hf_cache:
+        pasts = [b.op("Concat", past, axis=-2) for past in pasts]
+    bias = _mask(b, pasts[0] if c.hf_cache else None)
     for i in range(c.layers):
         h = _norm(b, x, c)
         q = _heads(b, b.op("MatMul", h, b.weight(c.hidden, c.hidden)), c.heads, head_dim)
@@ -66,7 +71,7 @@ def tiny_decoder(config: TinyConfig) -> onnx.ModelProto:
         v = _heads(b, b.op("MatMul", h, b.weight(c.hidden, c.kv_heads * head_dim)), c.kv_heads, head_dim)
         if c.style == "llama":
             q, k = _rotary(b, q, cos, sin, head_dim), _rotary(b, k, cos, sin, head_dim)
-        b.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.key", k], [f"present.{i}.key"], axis=-2))
+        b.nodes.append(helper.make_node("Concat", [pasts[i], k], [f"present.{i}.key"], axis=-2))
         b.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.value", v], [f"present.{i}.value"], axis=2))
         keys, values = _repeat(b, f"present.{i}.key", c, group), _repeat(b, f"present.{i}.value", c, group)
         scores = b.op(
@@ -91,10 +96,14 @@ def tiny_decoder(config: TinyConfig) -> onnx.ModelProto:
     return _model(b, c, head_dim)
 
 
-def _mask(b: _Builder) -> str:
-    """Additive mask [B,1,S,T]: causal (query i sees keys up to i + past) and the attention_mask's padding."""
-    total = b.op("Gather", b.op("Shape", "attention_mask"), b.const(np.int64(1)))
+def _mask(b: _Builder, past: str | None) -> str:
+    """Additive mask [B,1,S,T]: causal (query i sees keys up to i + past) and the attention_mask's padding; T is the
+    attention_mask's length, or with `past` its rows + the new tokens (as HF's masks count)."""
     seq = b.op("Gather", b.op("Shape", "input_ids"), b.const(np.int64(1)))
+    if past:
+        total = b.op("Add", b.op("Gather", b.op("Shape", past), b.const(np.int64(2))), seq)
+    else:
+        total = b.op("Gather", b.op("Shape", "attention_mask"), b.const(np.int64(1)))
     rows = b.op("Add", b.op("Range", b.const(np.int64(0)), seq, b.const(np.int64(1))), b.op("Sub", total, seq))
     cols = b.op("Range", b.const(np.int64(0)), total, b.const(np.int64(1)))
     seen = b.op(

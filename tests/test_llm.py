@@ -18,7 +18,12 @@ from ragc.llm.rewrite import cache_layout
 from runtime_min.generate.loop import tokens
 
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine
-CONFIGS = {"gpt2": TinyConfig(style="gpt2"), "llama": TinyConfig(style="llama", kv_heads=2, seed=1)}
+CONFIGS = {
+    "gpt2": TinyConfig(style="gpt2"),
+    "llama": TinyConfig(style="llama", kv_heads=2, seed=1),
+    "gpt2-hf": TinyConfig(style="gpt2", seed=2, hf_cache=True),  # torch's TorchScript export of a DynamicCache
+    "llama-hf": TinyConfig(style="llama", kv_heads=2, seed=3, hf_cache=True),
+}
 CAPACITY, PREFILL, NEW = 24, 12, 10
 
 

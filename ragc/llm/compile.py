@@ -14,7 +14,16 @@ import onnx
 
 from ragc.bundle.write import check_target
 from ragc.errors import ModelError
-from ragc.llm.rewrite import CACHE_POSITION, PAST, PRESENT, cache_layout, check_capacity, decode_model, prefill_model
+from ragc.llm.rewrite import (
+    CACHE_POSITION,
+    PAST,
+    PRESENT,
+    cache_layout,
+    check_capacity,
+    decode_model,
+    prefill_model,
+    without_cache_aliases,
+)
 from runtime_min.generate.loop import LLM_FILE, LLM_VERSION, PREFILL_DIR
 
 
@@ -37,7 +46,7 @@ def compile_llm(
     model, out_dir = Path(model), Path(out_dir)
     prefill = prefill or max_context
     check_capacity(max_context, prefill)
-    proto = _read(model)
+    proto = without_cache_aliases(_read(model))
     layout = cache_layout(proto)
     _clear_llm_parts(out_dir, model)
     check_target(out_dir, model)

@@ -27,6 +27,31 @@ class CacheLayout:
     has_positions: bool
 
 
+def without_cache_aliases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every Identity or one-input Concat of a past input dropped and its readers reading the past
+    itself (torch's TorchScript exporter writes `torch.cat([empty, past])` of a transformers DynamicCache so)."""
+    pasts = {i.name for i in model.graph.input if i.name.startswith(PAST)}
+    outputs = {o.name for o in model.graph.output}
+    alias: dict[str, str] = {}
+    kept = []
+    for node in model.graph.node:
+        source = alias.get(node.input[0], node.input[0]) if node.input else ""
+        one_input = node.op_type == "Identity" or (node.op_type == "Concat" and len(node.input) == 1)
+        if one_input and source in pasts and node.output[0] not in outputs:
+            alias[node.output[0]] = source
+            continue
+        kept.append(node)
+    if not alias:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    for node in out.graph.node:
+        node.input[:] = [alias.get(name, name) for name in node.input]
+    return out
+
+
 def cache_layout(model: onnx.ModelProto) -> CacheLayout:
     """Find every past input and the Concat that grows it; a model without them is refused in one line."""
     inputs = {i.name: i for i in model.graph.input}
@@ -91,11 +116,28 @@ def decode_model(model: onnx.ModelProto, layout: CacheLayout, capacity: int) -> 
         node.op_type, node.input[:] = "ScatterND", [past, rows, new]
         del node.attribute[:]
         _set_inputs(out, {past: [1, heads, capacity, layout.head_dim[past]]})
+        _seen_shape(out, past, [1, heads, capacity - 1, layout.head_dim[past]])
     _set_inputs(out, {"input_ids": [1, 1], "attention_mask": [1, capacity], "position_ids": [1, 1]})
     nodes = index_nodes + list(out.graph.node)  # the row indices first: they read only an input and constants
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
+
+
+def _seen_shape(model: onnx.ModelProto, past: str, shape: list[int]) -> None:
+    """Every Shape(past) becomes the constant `shape`: a model that counts the tokens before this one from its past
+    (HF exports: past length + 1 = the mask's length) sees capacity - 1 of them, one row left for the new token."""
+    for node in model.graph.node:
+        if node.op_type == "Shape" and node.input[0] == past:
+            attrs = {a.name: a.i for a in node.attribute}
+            rank = len(shape)
+            start, end = attrs.get("start", 0), attrs.get("end", rank)
+            part = shape[(start + rank if start < 0 else start) : (end + rank if end < 0 else end)]
+            node.op_type, node.input[:] = "Constant", []
+            del node.attribute[:]
+            node.attribute.append(
+                onnx.helper.make_attribute("value", numpy_helper.from_array(np.array(part, np.int64)))
+            )
 
 
 def check_capacity(max_context: int, prefill: int) -> None:

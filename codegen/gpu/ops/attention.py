@@ -78,7 +78,7 @@ def _mask_strides(graph: Graph, mask: str) -> list[int]:
     return [0 if size == 1 else step for size, step in zip(shape, strides(shape), strict=True)]
 
 
-def _shared_floats(rows: int, chunk: int, spec: AttentionSpec) -> int:
+def shared_floats(rows: int, chunk: int, spec: AttentionSpec) -> int:
     return rows * (spec.q.size + spec.k.rows + 1) + chunk * max(spec.q.size + 1, spec.v.size) + LOCAL
 
 
@@ -86,10 +86,14 @@ def blocking(spec: AttentionSpec) -> tuple[int, int]:
     """(R query rows per workgroup, CH keys per chunk): the most rows that still launch TARGET_GROUPS workgroups
     (each K and V row read serves R queries), then the longest chunk; both within SHARED_FLOATS."""
     heads = spec.batch * spec.q.heads
-    fits = [r for r in (16, 8, 4, 2, 1) if _shared_floats(r, 16, spec) <= SHARED_FLOATS and r <= spec.q.rows]
+    fits = [r for r in (16, 8, 4, 2, 1) if shared_floats(r, 16, spec) <= SHARED_FLOATS and r <= spec.q.rows]
     rows = next((r for r in fits if heads * -(-spec.q.rows // r) >= TARGET_GROUPS), fits[-1])
-    chunk = next(c for c in (128, 64, 32, 16) if _shared_floats(rows, c, spec) <= SHARED_FLOATS or c == 16)
-    return rows, chunk
+    return rows, chunk_for(spec, rows)
+
+
+def chunk_for(spec: AttentionSpec, rows: int) -> int:
+    """The longest chunk of keys that fits SHARED_FLOATS beside `rows` query rows (16 at least)."""
+    return next(c for c in (128, 64, 32, 16) if shared_floats(rows, c, spec) <= SHARED_FLOATS or c == 16)
 
 
 def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
