@@ -84,8 +84,10 @@ def export_with_cache(model, path: Path, exporters: tuple[bool, ...] = (False, T
             try:
                 with torch.no_grad():
                     shapes = {"dynamic_shapes": _dynamic_shapes(len(past))} if dynamo else {"dynamic_axes": axes}
-                    torch.onnx.export(WithCache().eval(), args, str(path), **names, **shapes, opset_version=17,
-                                      dynamo=dynamo)  # fmt: skip
+                    opset = 18 if dynamo else 17  # dynamo at 17 writes opset 18's Split(num_outputs): invalid
+                    torch.onnx.export(
+                        WithCache().eval(), args, str(path), **names, **shapes, dynamo=dynamo, opset_version=opset
+                    )
                 break
             except Exception as exc:  # noqa: BLE001 - either exporter may refuse a transformers version
                 print(f"torch.onnx.export (dynamo={dynamo}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)

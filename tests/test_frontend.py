@@ -139,3 +139,24 @@ def test_control_flow_is_rejected(tmp_path):
     )
     with pytest.raises((ModelError, ShapeError)):
         load_model(save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "if.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "perm", "becomes_reshape"),
+    [((5, 1, 8), [1, 0, 2], True), ((1, 5, 1, 8), [2, 1, 3, 0], True), ((5, 2, 8), [1, 0, 2], False)],
+)
+def test_transpose_of_unit_axes_is_a_reshape(tmp_path, shape, perm, becomes_reshape):
+    """torch's [S, 1, D] -> [1, S, D] at batch 1 moves no element: no copy, same values as onnxruntime's."""
+    out_shape = [shape[p] for p in perm]
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=perm), helper.make_node("Relu", ["t"], ["y"])],
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+    )
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "t.onnx")
+    loaded = load_model(path)
+    assert ("Reshape" in {op.op_type for op in loaded.graph.ops}) == becomes_reshape
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ours = _run_onnx(loaded.proto, {"x": x})[0]
+    np.testing.assert_array_equal(ours, np.maximum(np.transpose(x, perm), 0))

@@ -32,13 +32,24 @@ def _one_dispatch(g) -> None:
 
 
 @pytest.mark.parametrize(
-    ("hq", "hkv", "sq", "skv", "d"), [(4, 4, 16, 16, 16), (4, 2, 7, 33, 8), (8, 1, 5, 300, 32), (2, 2, 3, 1100, 64)]
+    ("hq", "hkv", "sq", "skv", "d"),
+    [(4, 4, 16, 16, 16), (4, 2, 7, 33, 8), (8, 1, 5, 300, 32), (2, 2, 3, 1100, 64), (2, 2, 5, 21, 6)],
 )
 @pytest.mark.parametrize("causal", [0, 1])
 def test_attention_4d(be, hq, hkv, sq, skv, d, causal):
     b = Builder()
     q, k, v = b.input("q", (2, hq, sq, d)), b.input("k", (2, hkv, skv, d)), b.input("v", (2, hkv, skv, d))
     y = b.op("Attention", [q, k, v], (2, hq, sq, d), is_causal=causal)
+    g = _graph(b, [y])
+    _one_dispatch(g)
+    check(g, be)
+
+
+def test_attention_value_heads_wider_than_key_heads(be):
+    """Q and K rows of 6 (a vec4 and a zero-padded half in shared memory), V rows of 10."""
+    b = Builder()
+    q, k, v = b.input("q", (1, 2, 5, 6)), b.input("k", (1, 2, 21, 6)), b.input("v", (1, 2, 21, 10))
+    y = b.op("Attention", [q, k, v], (1, 2, 5, 10))
     g = _graph(b, [y])
     _one_dispatch(g)
     check(g, be)

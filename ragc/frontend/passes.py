@@ -105,12 +105,34 @@ def drop_empty_concat_inputs(graph: gs.Graph) -> gs.Graph:
     return gs_bridge.cleanup(graph)
 
 
+def _keeps_memory_order(shape: tuple[int, ...], perm: list[int]) -> bool:
+    moved = [axis for axis in perm if shape[axis] != 1]
+    return moved == sorted(moved)
+
+
+def transposes_of_unit_axes_to_reshapes(graph: gs.Graph) -> gs.Graph:
+    """A Transpose that moves only axes of size 1 (torch's [S, 1, D] <-> [1, S, D] at batch 1) keeps every element
+    where it was: it becomes a Reshape, which no backend copies."""
+    for node in [n for n in graph.nodes if n.op == "Transpose"]:
+        src, dst = node.inputs[0], node.outputs[0]
+        shape = tuple(src.shape) if src.shape is not None else ()
+        if not shape or not all(isinstance(d, int) for d in shape):
+            continue
+        perm = list(node.attrs.get("perm", range(len(shape))[::-1]))
+        if not _keeps_memory_order(shape, perm):
+            continue
+        target = gs.Constant(f"{dst.name}_shape", np.array([shape[a] for a in perm], np.int64))
+        node.op, node.attrs, node.inputs = "Reshape", {}, [src, target]
+    return graph
+
+
 PIPELINE: list[Callable[[gs.Graph], gs.Graph]] = [
     contrib.lower_contrib_ops,
     qdq.fold_constant_dequantize,
     qdq.fake_quantize_activations,
     qlinear.lower_qlinear,
     static.fold_to_static,
+    transposes_of_unit_axes_to_reshapes,
     drop_empty_concat_inputs,
     fold_batchnorm_into_conv,
     batchnorm_to_affine,

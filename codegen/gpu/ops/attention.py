@@ -79,7 +79,10 @@ def _mask_strides(graph: Graph, mask: str) -> list[int]:
 
 
 def shared_floats(rows: int, chunk: int, spec: AttentionSpec) -> int:
-    return rows * (spec.q.size + spec.k.rows + 1) + chunk * max(spec.q.size + 1, spec.v.size) + LOCAL
+    """Q rows and K/V chunk rows as vec4s (K's padded by one), the rows' scores, the reductions."""
+    vec4s = -(-spec.q.size // 4)
+    chunk_row = 4 * (-(-max(spec.q.size, spec.v.size) // 4) + 1)
+    return rows * (4 * vec4s + spec.k.rows + 1) + chunk * chunk_row + LOCAL
 
 
 def blocking(spec: AttentionSpec) -> tuple[int, int]:
