@@ -26,6 +26,9 @@ class RealModel:
     args: tuple  # its torch inputs (CPU)
 
 
+WARM_S = 1.0
+
+
 def export(name: str, folder: Path) -> RealModel:
     """Export `name` into folder/<name>.onnx (reused when it exists) and return it with its torch twin."""
     import torch
@@ -101,7 +104,8 @@ class _Plain:
 
 
 def torch_eager_ms(model: RealModel, runs: int = 30, half: bool = False) -> float:
-    """Median ms of the torch module on CUDA in eager mode (fp32, or fp16 with `half`), synchronised per run."""
+    """Median ms of the torch module on CUDA in eager mode (fp32, or fp16 with `half`), synchronised per run, after
+    WARM_S of warm-up runs (a few runs leave an idle GPU at low clocks: ViT-B/16 measured 3.5 to 6.4 ms so)."""
     import statistics
     import time
 
@@ -114,12 +118,15 @@ def torch_eager_ms(model: RealModel, runs: int = 30, half: bool = False) -> floa
         args = tuple(a.half() if a.is_floating_point() else a for a in args)
     times = []
     with torch.no_grad():
-        for i in range(runs + 5):
+        warm_until, warmed = time.perf_counter() + WARM_S, 0  # clocks ramp up under load (bench/gpu_warmth.py)
+        while time.perf_counter() < warm_until or warmed < 5:
+            module(*args)
+            warmed += 1
+        for _ in range(runs):
             torch.cuda.synchronize()
             start = time.perf_counter()
             module(*args)
             torch.cuda.synchronize()
-            if i >= 5:
-                times.append((time.perf_counter() - start) * 1e3)
+            times.append((time.perf_counter() - start) * 1e3)
     module.to("cpu").float()
     return statistics.median(times)
