@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import numpy as np  # noqa: E402
 from adaptive_fixtures import matmul_chain  # noqa: E402
 
 import runtime_min  # noqa: E402
+from bench.interleave import interleaved_ms  # noqa: E402
 from ragc.rule import compile_rule  # noqa: E402
 from ragc.variants import compile_variants  # noqa: E402
 from runtime_min.adaptive import LiveSignals, Rule  # noqa: E402
@@ -148,33 +148,28 @@ def main() -> None:
         feeds = {"x": np.random.default_rng(0).standard_normal((args.rows, width)).astype(np.float32)}
         adaptive, fixed = runtime_min.load(adaptive_path), runtime_min.load(fixed_path)
         devices = {name: plan.processors for name, plan in adaptive.plans.items()}
-        for plan in (adaptive, fixed):
-            timed(plan, feeds, 5)  # warm up
-        idle_fixed, _ = timed(fixed, feeds, runs)
-        idle_adaptive, idle_variants = timed(adaptive, feeds, runs)
+        pair = {"fixed": lambda: fixed.run(feeds), "adaptive": lambda: adaptive.run(feeds)}
+        rounds = 10
+        idle = interleaved_ms(pair, rounds, max(runs // rounds, 3))
+        _, idle_variants = timed(adaptive, feeds, rounds)
         load.start()
         try:
-            load_adaptive, load_variants = timed(adaptive, feeds, runs)
-            load_fixed, _ = timed(fixed, feeds, runs)
-            load_adaptive_again, _ = timed(adaptive, feeds, runs)  # switched already: a second sample
+            _, load_variants = timed(adaptive, feeds, runs)  # the runs after the load starts: when it switches
+            loaded = interleaved_ms(pair, rounds, max(runs // rounds, 3))  # switched already: both under load
         finally:
             load.stop()
-        after_adaptive, after_variants = timed(adaptive, feeds, runs)
+        _, after_variants = timed(adaptive, feeds, runs)
         last = adaptive.last_variant()
         adaptive.close(), fixed.close()
-    med = statistics.median
     result = {
         "load": load.kind,
         "duty": args.duty,
         "runs": runs,
         "model": f"matmul chain {args.rows}x{width}, {args.layers} layers",
         "variant_devices": devices,
-        "idle_ms": {"fixed": med(idle_fixed), "adaptive": med(idle_adaptive)},
-        "load_ms": {
-            "fixed": med(load_fixed),
-            "adaptive": med(load_adaptive),
-            "adaptive_settled": med(load_adaptive_again),
-        },
+        "idle_ms": idle,
+        "load_ms": loaded,
+        "timing": f"medians over {rounds} interleaved rounds of the two plans (bench/interleave.py)",
         "idle_variants": sorted(set(idle_variants)),
         "runs_to_switch_after_load_start": runs_to(load_variants, lambda v: not v.startswith("latency")),
         "runs_to_switch_after_load_stop": runs_to(after_variants, lambda v: v == "latency"),
