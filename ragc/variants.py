@@ -60,7 +60,7 @@ def _variant_options(name: str, base: CompileOptions, devices: list[str], factor
     return base
 
 
-def _compile_one(c: Compilation) -> Compilation:
+def compile_one(c: Compilation) -> Compilation:
     """Every stage but writing the bundle (the variants are written as one), then the manifest fields."""
     run_stages(c, [(name, stage) for name, stage in STAGES if name != "bundle"])
     bundle_info(c)
@@ -71,14 +71,14 @@ def compile_variants(model: str | Path, out_dir: str | Path, spec: str, **option
     """Compile `model` once per variant of `spec` into one bundle at `out_dir`, sharing one tensor store."""
     model, out_dir = Path(model), Path(out_dir)
     base = CompileOptions(**_tuples(options))
-    first = _compile_one(Compilation(model, out_dir, base))
+    first = compile_one(Compilation(model, out_dir, base))
     names = parse_variants(spec, first.devices)
     factor, source = contention_factor(first.personality)
     done: dict[str, Compilation] = {}
     for name in names:
         opts = _variant_options(name, base, first.devices, factor)
         reuse = opts == base and first not in done.values()
-        done[name] = first if reuse else _compile_one(Compilation(model, out_dir, opts, store=first.store))
+        done[name] = first if reuse else compile_one(Compilation(model, out_dir, opts, store=first.store))
     files, table = _merge(done, factor, source)
     default = names[0]
     rule = compile_rule(names, done[default].devices, {n: t["predicted_ms"] for n, t in table.items()})
@@ -89,11 +89,12 @@ def compile_variants(model: str | Path, out_dir: str | Path, spec: str, **option
     return CompileResult(bundle, chosen.partitions, chosen.placement, chosen.problem, chosen.seconds)
 
 
-def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Every variant's files under content-hash names (each distinct artifact once), its schedule as
-    schedule.<name>.json (the first variant's also as schedule.json), and the variants table of the manifest."""
+def merge_plans(done: dict[str, Compilation]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every plan's files under content-hash names (each distinct artifact once; the plans share one tensor store),
+    its schedule as schedule.<name>.json (the first plan's also as schedule.json). Returns the files and each plan's
+    schedule file."""
     files: dict[str, bytes] = {}
-    table: dict[str, Any] = {}
+    schedules: dict[str, str] = {}
     store = next(iter(done.values())).store
     for index, (name, c) in enumerate(done.items()):
         renamed = {}
@@ -102,24 +103,31 @@ def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[di
                 continue  # shared already: one store, kernels named by content hash
             if old in META:
                 if index == 0:
-                    files[old] = data  # the default variant's, for ragc explain and run --record
+                    files[old] = data  # the first plan's, for ragc explain and run --record
                 continue
             renamed[old] = f"{hashlib.sha256(data).hexdigest()[:24]}.{old.split('.', 1)[1]}"
             files[renamed[old]] = data
         files.update({k: v for k, v in c.files.items() if k.endswith(".spv")})
-        schedule = _renamed(c.schedule, renamed)
-        c.schedule = schedule
-        schedule_file = SCHEDULE if index == 0 else f"schedule.{name}.json"
-        files[schedule_file] = dumps(schedule)
+        c.schedule = _renamed(c.schedule, renamed)
+        schedules[name] = SCHEDULE if index == 0 else f"schedule.{name}.json"
+        files[schedules[name]] = dumps(c.schedule)
+    files[TENSOR_STORE] = store.data()
+    return files, schedules
+
+
+def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The variants' files (merge_plans) and the variants table of the manifest."""
+    files, schedules = merge_plans(done)
+    table: dict[str, Any] = {}
+    for name, c in done.items():
         table[name] = {
-            "schedule": schedule_file,
+            "schedule": schedules[name],
             "predicted_ms": c.info["predicted_ms"],
             "condition": CONDITIONS[name],
             "devices": c.schedule["processors"],
         }
         if name == "gpu-busy":
             table[name] |= {"contention_factor": factor, "contention_source": source}
-    files[TENSOR_STORE] = store.data()
     return files, table
 
 

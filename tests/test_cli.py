@@ -109,3 +109,22 @@ def test_wrong_input_shape(plan, tmp_path):
 
 def test_unreadable_input_file(plan, tmp_path):
     assert_one_line_error(ragc("run", plan, "--input", f"x={tmp_path / 'none.npy'}"), "cannot read --input x")
+
+
+def test_llm_compile_simulate_and_generate(tmp_path):
+    """`compile --llm`, `simulate` and `run --generate` on a tiny decoder: one bundle, each phase's figures."""
+    import onnx
+
+    from bench.llm_tiny import TinyConfig, tiny_decoder
+
+    onnx.save(tiny_decoder(TinyConfig()), tmp_path / "decoder.onnx")
+    out = tmp_path / "plan"
+    llm = ("--llm", "--max-context", 24, "--prefill", 8, "--devices", "cpu", "--target", "ryzen-ai-9-hx-370")
+    result = ragc("compile", tmp_path / "decoder.onnx", "-o", out, *llm)
+    assert result.returncode == 0, result.stderr
+    assert "schedule.prefill.json" in result.stdout and "time to first token" in result.stdout
+    assert "time to first token" in ragc("simulate", out).stdout
+    (tmp_path / "prompt.txt").write_text("1 2 3")
+    result = ragc("run", out, "--generate", 4, "--prompt-ids", tmp_path / "prompt.txt")
+    assert result.returncode == 0, result.stderr
+    assert "tokens/s" in result.stdout

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
+import ragc
 import runtime_min
 from bench.llm_tiny import TinyConfig, ort_generate, tiny_decoder
 from ragc.errors import ModelError
@@ -17,6 +20,7 @@ from ragc.llm.compile import compile_llm
 from ragc.llm.rewrite import cache_layout
 from runtime_min.generate.loop import tokens
 
+TINYNET = Path(__file__).resolve().parent.parent / "examples" / "tinynet.onnx"
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine
 CONFIGS = {
     "gpt2": TinyConfig(style="gpt2"),
@@ -103,22 +107,52 @@ def test_model_without_cache_inputs_is_one_line(tmp_path):
     assert "\n" not in str(info.value) and not (tmp_path / "plan").exists()
 
 
-def test_plain_plan_has_no_generate(tmp_path, llm):
-    _, plan = llm
-    prefill = runtime_min.load(plan.path / "prefill")
-    with pytest.raises(runtime_min.InputError, match="not an LLM plan"):
-        prefill.generate([1], 2)
+def test_plain_plan_has_no_generate(tmp_path):
+    plan = ragc.compile(TINYNET, tmp_path / "plan", devices="cpu", target=TARGET).bundle
+    with runtime_min.load(plan) as loaded, pytest.raises(runtime_min.InputError, match="not an LLM plan"):
+        loaded.generate([1], 2)
 
 
-@pytest.mark.parametrize("change", [{"version": 2}, {"max_context": "24"}, {"cache": {"x": "present.0.key"}}])
+def test_weights_are_stored_once(llm):
+    """Both phases read one tensor store: it holds each weight once, so it is about the model's weight bytes."""
+    model, plan = llm
+    weights = sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+    assert not (plan.path / "prefill").exists() and sorted(plan.path.glob("tensors*")) == [plan.path / "tensors.bin"]
+    assert (plan.path / "tensors.bin").stat().st_size <= 1.15 * weights
+
+
+def test_recompiling_over_a_version_1_bundle_replaces_its_prefill_folder(tmp_path, llm):
+    model, plan = llm
+    shutil.copytree(plan.path, tmp_path / "plan")
+    shutil.copytree(plan.path, tmp_path / "plan" / "prefill")  # version 1 kept the prefill plan in prefill/
+    onnx.save(model, tmp_path / "model.onnx")
+    compile_llm(tmp_path / "model.onnx", tmp_path / "plan", CAPACITY, PREFILL, devices="cpu", target=TARGET)
+    assert not (tmp_path / "plan" / "prefill").exists()
+    with runtime_min.load(tmp_path / "plan") as again:
+        assert len(list(again.generate([1, 2], 3))) == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 1},
+        {"max_context": "24"},
+        {"cache": {"x": "present.0.key"}},
+        {"prefill_schedule": "../schedule.json"},
+        {"prefill_schedule": "schedule.json"},  # a listed file, but the decode plan's
+    ],
+)
 def test_tampered_llm_json_is_one_line(tmp_path, llm, change):
     _, plan = llm
     shutil.copytree(plan.path, tmp_path / "plan")
     doc = json.loads((tmp_path / "plan" / "llm.json").read_text()) | change
     (tmp_path / "plan" / "llm.json").write_text(json.dumps(doc))
-    with runtime_min.load(tmp_path / "plan") as copy, pytest.raises(runtime_min.BundleError, match="llm.json") as info:
-        copy.generate([1], 2)
+    with pytest.raises(runtime_min.BundleError, match="llm.json") as info:
+        runtime_min.load(tmp_path / "plan")  # the manifest's hash of llm.json
     assert "\n" not in str(info.value)
+    with runtime_min.load(tmp_path / "plan", verify=False) as copy, pytest.raises(runtime_min.BundleError) as info:
+        copy.generate([1], 2)
+    assert "llm.json" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_rewrite_refuses_caches_it_cannot_place():

@@ -157,7 +157,8 @@ def _llm(
     if as_json:
         echo_json(summary | {"bundle": str(result.bundle)})
         return
-    echo_lines([f"wrote {result.bundle} (LLM: decode plan, prefill/ plan, llm.json)", *llm_lines(summary)])
+    parts = "LLM: decode plan schedule.json, prefill plan schedule.prefill.json, one tensor store, llm.json"
+    echo_lines([f"wrote {result.bundle} ({parts})", *llm_lines(summary)])
 
 
 def forced_cost(bundle: Path) -> float | str | None:

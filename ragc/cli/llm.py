@@ -23,13 +23,14 @@ PUBLISHED_HX370 = (
 
 def llm_summary(plan: Path) -> dict[str, Any] | None:
     """Each phase's processors and predicted times, from the bundle alone; None for a plan that is not an LLM's."""
-    from runtime_min.generate.loop import LLM_FILE, PREFILL_DIR
+    from runtime_min.generate.loop import LLM_FILE, prefill_schedule
     from runtime_min.manifest import read_bundle
 
     if not (plan / LLM_FILE).is_file():
         return None
-    phases = {"prefill": read_bundle(plan / PREFILL_DIR, False), "decode": read_bundle(plan, False)}
+    decode = read_bundle(plan, False)
     info = json.loads((plan / LLM_FILE).read_text())
+    phases = {"prefill": read_bundle(plan, False, prefill_schedule(info, decode.manifest)), "decode": decode}
     out: dict[str, Any] = {"max_context": info.get("max_context"), "prefill_length": info.get("prefill_length")}
     for name, bundle in phases.items():
         out[name] = {

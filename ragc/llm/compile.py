@@ -1,9 +1,9 @@
-"""`ragc compile --llm`: one decoder, two phases, each placed by the solver on its own: the bundle folder is the decode
-plan, `prefill/` inside it the prefill plan, and `llm.json` says how they share the fixed-capacity KV cache."""
+"""`ragc compile --llm`: one decoder, two phases, each placed by the solver on its own, written as one bundle: the
+decode plan is its schedule.json, the prefill plan schedule.prefill.json, both reading one tensor store (every
+weight stored once), and llm.json says how they share the fixed-capacity KV cache."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -12,7 +12,8 @@ from typing import Any
 
 import onnx
 
-from ragc.bundle.write import check_target
+from ragc.bundle.write import check_target, write_bundle
+from ragc.compilation import Compilation, CompileOptions
 from ragc.errors import ModelError
 from ragc.llm.rewrite import (
     CACHE_POSITION,
@@ -24,16 +25,19 @@ from ragc.llm.rewrite import (
     prefill_model,
     without_cache_aliases,
 )
+from ragc.pipeline import _tuples
+from ragc.variants import compile_one, merge_plans
+from runtime_min.format import SCHEDULE, dumps
 from runtime_min.generate.loop import LLM_FILE, LLM_VERSION, PREFILL_DIR
 
 
 @dataclass
 class LlmResult:
-    """What `compile_llm` made: the bundle folder and each phase's CompileResult."""
+    """What `compile_llm` made: the bundle folder and each phase's Compilation."""
 
     bundle: Path
-    prefill: Any
-    decode: Any
+    prefill: Compilation
+    decode: Compilation
 
 
 def compile_llm(
@@ -41,8 +45,6 @@ def compile_llm(
 ) -> LlmResult:
     """Compile the decoder `model` for a cache of `max_context` positions: prefill of `prefill` tokens (default:
     max_context; shorter prompts are padded and masked) and decode of one; `options` as `ragc.compile`'s."""
-    from ragc.pipeline import compile_model
-
     model, out_dir = Path(model), Path(out_dir)
     prefill = prefill or max_context
     check_capacity(max_context, prefill)
@@ -50,24 +52,30 @@ def compile_llm(
     layout = cache_layout(proto)
     _clear_llm_parts(out_dir, model)
     check_target(out_dir, model)
+    opts = CompileOptions(**_tuples(options))
     with tempfile.TemporaryDirectory(prefix="ragc-llm-") as tmp:
-        phases = {"prefill": prefill_model(proto, layout, prefill), "decode": decode_model(proto, layout, max_context)}
-        paths = {}
+        phases = {"decode": decode_model(proto, layout, max_context), "prefill": prefill_model(proto, layout, prefill)}
+        done: dict[str, Compilation] = {}
         for name, phase in phases.items():
-            paths[name] = Path(tmp) / f"{model.stem}.{name}.onnx"
-            onnx.save(phase, paths[name])
-        decoded = compile_model(paths["decode"], out_dir, **options)
-        prefilled = compile_model(paths["prefill"], out_dir / PREFILL_DIR, **options)
+            path = Path(tmp) / f"{model.stem}.{name}.onnx"
+            onnx.save(phase, path)
+            store = done["decode"].store if done else None  # the prefill's weights: the decode plan's, once
+            done[name] = compile_one(Compilation(path, out_dir, opts, store=store))
+    files, schedules = merge_plans(done)
+    files.pop(SCHEDULE)  # the writer adds it, from the decode plan's schedule
     info = {
         "version": LLM_VERSION,
         "max_context": max_context,
         "prefill_length": prefill,
+        "prefill_schedule": schedules["prefill"],
         "cache_position": CACHE_POSITION,
         "position_ids": layout.has_positions,
         "cache": {past: past.replace(PAST, PRESENT, 1) for past in layout.concats},
     }
-    (out_dir / LLM_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-    return LlmResult(out_dir, prefilled, decoded)
+    files[LLM_FILE] = dumps(info)
+    decode = done["decode"]
+    bundle = write_bundle(out_dir, decode.schedule, files, decode.info, model)
+    return LlmResult(bundle, done["prefill"], decode)
 
 
 def _read(model: Path) -> onnx.ModelProto:
@@ -80,10 +88,10 @@ def _read(model: Path) -> onnx.ModelProto:
 
 
 def _clear_llm_parts(out_dir: Path, model: Path) -> None:
-    """Recompiling over an LLM bundle: its llm.json and prefill/ go first (each checked to be ragc's)."""
-    if not (out_dir / LLM_FILE).is_file() or not (out_dir / "manifest.json").is_file():
+    """Recompiling over an LLM bundle of version 1 (its prefill plan in prefill/, llm.json not in the manifest):
+    those two go first, prefill/ checked to be ragc's."""
+    if not (out_dir / PREFILL_DIR).is_dir() or not (out_dir / "manifest.json").is_file():
         return
-    if (out_dir / PREFILL_DIR).exists():
-        check_target(out_dir / PREFILL_DIR, model)
-        shutil.rmtree(out_dir / PREFILL_DIR)
+    check_target(out_dir / PREFILL_DIR, model)
+    shutil.rmtree(out_dir / PREFILL_DIR)
     (out_dir / LLM_FILE).unlink(missing_ok=True)

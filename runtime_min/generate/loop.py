@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 from runtime_min.errors import BundleError, InputError
+from runtime_min.format import need_file
 from runtime_min.generate.sampling import Sampler
 from runtime_min.manifest import read_bundle
 
-LLM_FILE, PREFILL_DIR, LLM_VERSION = "llm.json", "prefill", 1  # the LLM bundle's parts; ragc writes these too
+LLM_FILE, LLM_VERSION = "llm.json", 2  # version 2: one bundle, one tensor store, the prefill plan's own schedule
+PREFILL_DIR = "prefill"  # version 1's separate prefill bundle (read no more; ragc replaces it on a recompile)
 _sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decode plan -> its LlmSession
 
 
@@ -107,7 +109,7 @@ def _session(plan: Any) -> LlmSession:
     if plan in _sessions:
         return _sessions[plan]
     path = plan.path / LLM_FILE
-    if not path.is_file():
+    if LLM_FILE not in plan.manifest.get("files", {}) or not path.is_file():
         raise InputError(
             f"{plan.path} is not an LLM plan (no {LLM_FILE}); compile the decoder with `ragc compile --llm`"
         )
@@ -122,6 +124,14 @@ def _session(plan: Any) -> LlmSession:
     return session
 
 
+def prefill_schedule(doc: Any, manifest: dict[str, Any]) -> str:
+    """The prefill plan's schedule file that llm.json names, checked to be a bundle file the manifest lists."""
+    schedule = doc.get("prefill_schedule") if isinstance(doc, dict) and doc.get("version") == LLM_VERSION else None
+    if not isinstance(schedule, str) or schedule not in manifest.get("files", {}):
+        raise BundleError(f"{LLM_FILE} names no prefill schedule of this bundle; recompile with `ragc compile --llm`")
+    return need_file(schedule, LLM_FILE)
+
+
 def _checked(doc: Any, plan: Any) -> LlmSession:
     """llm.json is untrusted input: every field checked against the two plans it names."""
     ok = isinstance(doc, dict) and doc.get("version") == LLM_VERSION
@@ -131,7 +141,7 @@ def _checked(doc: Any, plan: Any) -> LlmSession:
     ok = ok and isinstance(doc.get("cache_position"), str) and isinstance(doc.get("position_ids"), bool)
     if not ok:
         raise BundleError(f"{LLM_FILE} is malformed or of another version; recompile with `ragc compile --llm`")
-    prefill = type(plan)(read_bundle(plan.path / PREFILL_DIR, plan.options.verify), plan.options)
+    prefill = type(plan)(read_bundle(plan.path, False, prefill_schedule(doc, plan.manifest)), plan.options)
     extra = ["position_ids"] if doc["position_ids"] else []
     want = {
         "decode inputs": (
