@@ -2,8 +2,9 @@
 with and without a competing GPU load, and how many runs the switch takes after the load starts and stops.
 
 The load is a subprocess: a CUDA kernel loop through torch (matmuls, then a sleep, busy `--duty` of every 10 ms
-period), or, with `--load cpu` (the default of --quick, for lavapipe, where the "GPU" is the CPU), numpy matmuls on
-the same duty cycle. Also measures what the rule costs on the CPU: reading the latest signals and one pick.
+period); with `--load vulkan`, a ragc GPU plan of a 1024x4096 matmul chain run by runtime_min on the same duty
+cycle; or, with `--load cpu` (the default of --quick, for lavapipe, where the "GPU" is the CPU), numpy matmuls.
+Also measures what the rule costs on the CPU: reading the latest signals and one pick.
 
     python bench/adaptive.py                       # the H200 machine: torch load, 200 runs a phase
     python bench/adaptive.py --quick               # a local smoke run on lavapipe (CPU load, 30 runs a phase)
@@ -58,19 +59,32 @@ while True:
         a = np.tanh(a @ a)
     time.sleep(max(0.0, period - (time.perf_counter() - start)))
 """,
+    "vulkan": """
+import sys, time, warnings, numpy as np, runtime_min
+duty, period, bundle = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+warnings.simplefilter("ignore")
+plan = runtime_min.load(bundle)
+feeds = {s.name: np.ones(s.shape, s.dtype) for s in plan.inputs}
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < duty * period:
+        plan.run(feeds)
+    time.sleep(max(0.0, period - (time.perf_counter() - start)))
+""",
 }
+LOAD_MODEL = {"width": 4096, "rows": 1024, "layers": 4}  # the Vulkan load's plan: a few ms a run on a large GPU
 
 
 class Load:
     """The competing process, started and stopped by the benchmark."""
 
-    def __init__(self, kind: str, duty: float) -> None:
-        self.kind, self.duty, self.proc = kind, duty, None
+    def __init__(self, kind: str, duty: float, bundle: Path | None = None) -> None:
+        self.kind, self.duty, self.bundle, self.proc = kind, duty, bundle, None
 
     def start(self) -> None:
-        code = LOAD[self.kind]
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.duty), str(PERIOD_S)])
-        time.sleep(2.0 if self.kind == "gpu" else 0.3)  # CUDA context up, kernels flowing
+        code, extra = LOAD[self.kind], [str(self.bundle)] if self.kind == "vulkan" else []
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.duty), str(PERIOD_S), *extra])
+        time.sleep(0.3 if self.kind == "cpu" else 2.0)  # CUDA context or Vulkan plan up, kernels flowing
         if self.proc.poll() is not None:
             raise SystemExit(f"the {self.kind} load exited at once (rc {self.proc.returncode}): no load to measure")
 
@@ -117,15 +131,25 @@ def rule_cost(repeats: int) -> dict[str, float]:
     return {"signal_read_ns": round(read_ns, 1), "rule_pick_ns": round(pick_ns, 1), "signals": sorted(signals)}
 
 
-def bundles(folder: Path, width: int, rows: int, layers: int) -> tuple[Path, Path]:
-    """The adaptive bundle (latency forced GPU-first, no-gpu) and the fixed GPU-first plan, for this chip."""
+def bundles(folder: Path, width: int, rows: int, layers: int, target: str | None) -> tuple[Path, Path]:
+    """The adaptive bundle (latency forced GPU-first, no-gpu) and the fixed GPU-first plan, for this chip (or from
+    the personality file `target`, which needs no profile of this one)."""
     from ragc.pipeline import compile_model
 
     model = matmul_chain(folder / "chain.onnx", width=width, rows=rows, layers=layers)
-    options = {"devices": "cpu,gpu", "place": ("*=gpu",), "tune": False}
+    options = {"devices": "cpu,gpu", "place": ("*=gpu",), "tune": False, "target": target}
     adaptive = compile_variants(model, folder / "adaptive", "latency,no-gpu", **options).bundle
     fixed = compile_model(model, folder / "fixed", **options).bundle
     return adaptive, fixed
+
+
+def vulkan_load_plan(folder: Path, quick: bool, target: str | None) -> Path:
+    """The Vulkan load's GPU plan: a matmul chain of a few ms a run on a large GPU (--quick: a small one)."""
+    from ragc.pipeline import compile_model
+
+    size = {"width": 512, "rows": 64, "layers": 2} if quick else LOAD_MODEL
+    model = matmul_chain(folder / "load.onnx", **size)
+    return compile_model(model, folder / "load", devices="gpu", tune=False, target=target).bundle
 
 
 def main() -> None:
@@ -138,13 +162,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64, help="matmul rows (the batch)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--json", dest="out", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--target", help="compile from this personality file instead of profiling this chip")
     args = parser.parse_args()
     runs = args.runs or (30 if args.quick else 200)
     width = args.width or (256 if args.quick else 512)
-    load = Load(args.load or ("cpu" if args.quick else "gpu"), args.duty)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", runtime_min.RuntimeMinWarning)
-        adaptive_path, fixed_path = bundles(Path(tmp), width, args.rows, args.layers)
+        adaptive_path, fixed_path = bundles(Path(tmp), width, args.rows, args.layers, args.target)
+        kind = args.load or ("cpu" if args.quick else "gpu")
+        plan = vulkan_load_plan(Path(tmp), args.quick, args.target) if kind == "vulkan" else None
+        load = Load(kind, args.duty, plan)
         feeds = {"x": np.random.default_rng(0).standard_normal((args.rows, width)).astype(np.float32)}
         adaptive, fixed = runtime_min.load(adaptive_path), runtime_min.load(fixed_path)
         devices = {name: plan.processors for name, plan in adaptive.plans.items()}
