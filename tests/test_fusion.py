@@ -9,6 +9,7 @@ import pytest
 
 from ragc.ir import Graph, Op, Tensor
 from ragc.placement import build_problem, solve
+from ragc.placement.build import peak_activation_bytes
 from ragc.placement.units import build_units
 
 SHAPE = (1, 4, 8, 8)  # 1 KiB of float32
@@ -143,9 +144,20 @@ def test_build_problem_costs_edges_and_host_bytes() -> None:
     c1, c2, s = problem.units
     assert c1.cost_ms == {"cpu": 2.0, "npu": 0.5} and s.cost_ms["npu"] == math.inf
     assert (c1.host_in_bytes, c1.host_out_bytes, s.host_out_bytes) == (1024, 0, 1024)
-    assert c1.mem_bytes == 1024 + 2 * 1024  # weights plus the two tensors it writes
+    assert c1.mem_bytes == 1024  # its weights; activations are reused by lifetime
     assert [(e.src, e.dst, e.nbytes) for e in problem.edges] == [("c1", "c2", 1024), ("c2", "s", 1024)]
-    assert problem.capacity_bytes == {"npu": 10_000}
+    assert peak_activation_bytes(g) == 2 * 1024  # an op's input and output at once
+    assert problem.capacity_bytes == {"npu": 10_000 - 2 * 1024}
     plan = solve(problem)
     assert plan.assignment["s"] == "cpu"
     assert plan.predicted_ms == pytest.approx(0.5 + 0.5 + 0.25 + 0.5 + 1.0)  # input in, c1, c2 on the NPU, s
+
+
+def test_a_long_chain_fits_by_its_peak_not_its_sum_of_activations() -> None:
+    """Twenty 1 KiB activations in a row fit a 4 KiB device: only an op's input and output are live at once (the
+    sum of every tensor written once refused QDQ BERT-base on a 2 GiB GPU)."""
+    ops = [(f"r{i}", "Sigmoid", [f"t{i}"], [f"t{i + 1}"]) for i in range(20)]
+    g = graph(ops, ["t20"])
+    problem = build_problem(g, ["gpu"], lambda *_: 1.0, lambda s, t, n: 0.0, {"gpu": 4 * 1024})
+    assert peak_activation_bytes(g) == 2 * 1024 and problem.capacity_bytes == {"gpu": 2 * 1024}
+    assert set(solve(problem).assignment.values()) == {"gpu"}

@@ -21,7 +21,9 @@ def build_problem(
     units: list[tuple[str, list[str]]] | None = None,
 ) -> PlacementProblem:
     """A unit costs the sum of its ops' costs on a device (inf if any op is inf there); an edge carries the bytes
-    of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written."""
+    of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written.
+    A unit's memory is the weights it reads; the activations, whose buffers the backends reuse by lifetime, take
+    the graph's peak of live activation bytes off every device's capacity."""
     unit_ops = build_units(graph) if units is None else units
     unit_of = {op: name for name, ops in unit_ops for op in ops}
     producers = graph.producers()
@@ -41,8 +43,7 @@ def build_problem(
                 name=name,
                 ops=op_names,
                 cost_ms={d: _unit_cost(graph, ops, d, op_cost_ms) for d in devices},
-                mem_bytes=sum(graph.tensors[t].nbytes for t in read if graph.tensors[t].is_constant)
-                + sum(graph.tensors[t].nbytes for t in written),
+                mem_bytes=sum(graph.tensors[t].nbytes for t in read if graph.tensors[t].is_constant),
                 host_in_bytes=sum(graph.tensors[t].nbytes for t in read if t in graph_inputs),
                 host_out_bytes=sum(graph.tensors[t].nbytes for t in written if t in graph_outputs),
             )
@@ -55,8 +56,28 @@ def build_problem(
         edges=edges,
         devices=list(devices),
         transfer_ms=transfer_ms,
-        capacity_bytes=dict(capacity_bytes or {}),
+        capacity_bytes={d: max(0, c - peak_activation_bytes(graph)) for d, c in (capacity_bytes or {}).items()},
     )
+
+
+def peak_activation_bytes(graph: ir.Graph) -> int:
+    """The most bytes of non-constant tensors live at once, running the ops in order: a tensor lives from its
+    writer (graph inputs: the start) to its last reader (graph outputs: the end)."""
+    last: dict[str, int] = {}
+    for step, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t and not graph.tensors[t].is_constant:
+                last[t] = step
+    end = len(graph.ops)
+    last |= {t: end for t in graph.outputs}
+    live = sum(graph.tensors[t].nbytes for t in graph.inputs)
+    peak = live
+    for step, op in enumerate(graph.ops):
+        live += sum(graph.tensors[t].nbytes for t in op.outputs if t)
+        peak = max(peak, live)
+        done = {t for t in {*op.inputs, *op.outputs} if t and not graph.tensors[t].is_constant}
+        live -= sum(graph.tensors[t].nbytes for t in done if last.get(t, step) == step)  # unread outputs: at once
+    return peak
 
 
 def _unit_cost(graph: ir.Graph, ops: list[ir.Op], device: str, op_cost_ms: OpCostFn) -> float:
