@@ -166,3 +166,16 @@ def test_rewrite_refuses_caches_it_cannot_place():
         cache_layout(model)
     layout = cache_layout(tiny_decoder(CONFIGS["llama"]))
     assert set(layout.heads.values()) == {2} and layout.has_positions and len(layout.concats) == 4
+
+
+def test_each_phase_keeps_its_own_predicted_figures(tmp_path):
+    """One manifest holds the decode plan's figures; llm.json the prefill plan's, which `ragc simulate` prints."""
+    from ragc.cli.llm import llm_summary
+
+    onnx.save(tiny_decoder(CONFIGS["gpt2"]), tmp_path / "model.onnx")
+    result = compile_llm(tmp_path / "model.onnx", tmp_path / "plan", CAPACITY, PREFILL, devices="cpu", target=TARGET)
+    summary = llm_summary(result.bundle)
+    for phase in ("prefill", "decode"):
+        info = getattr(result, phase).info
+        assert summary[phase]["predicted_ms"] == info["predicted_ms"]
+        assert summary[phase]["baselines_ms"] == info["baselines_ms"]

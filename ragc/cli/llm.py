@@ -32,11 +32,12 @@ def llm_summary(plan: Path) -> dict[str, Any] | None:
     info = json.loads((plan / LLM_FILE).read_text())
     phases = {"prefill": read_bundle(plan, False, prefill_schedule(info, decode.manifest)), "decode": decode}
     out: dict[str, Any] = {"max_context": info.get("max_context"), "prefill_length": info.get("prefill_length")}
+    figures = {"prefill": info.get("prefill", {}), "decode": decode.manifest}  # one manifest: decode's figures
     for name, bundle in phases.items():
         out[name] = {
-            "predicted_ms": bundle.manifest.get("predicted_ms"),
+            "predicted_ms": figures[name].get("predicted_ms"),
             "devices": sorted({p.device for p in bundle.partitions}),
-            "baselines_ms": bundle.manifest.get("baselines_ms", {}),
+            "baselines_ms": figures[name].get("baselines_ms", {}),
         }
     decode_ms = out["decode"]["predicted_ms"] or 0.0
     out["ttft_ms"], out["tokens_per_s"] = out["prefill"]["predicted_ms"], 1000.0 / decode_ms if decode_ms else None

@@ -30,6 +30,8 @@ from ragc.variants import compile_one, merge_plans
 from runtime_min.format import SCHEDULE, dumps
 from runtime_min.generate.loop import LLM_FILE, LLM_VERSION, PREFILL_DIR
 
+PHASE_FIGURES = ("predicted_ms", "baselines_ms")
+
 
 @dataclass
 class LlmResult:
@@ -71,6 +73,7 @@ def compile_llm(
         "cache_position": CACHE_POSITION,
         "position_ids": layout.has_positions,
         "cache": {past: past.replace(PAST, PRESENT, 1) for past in layout.concats},
+        "prefill": {k: done["prefill"].info[k] for k in PHASE_FIGURES},  # the manifest's figures are decode's
     }
     files[LLM_FILE] = dumps(info)
     decode = done["decode"]
