@@ -124,6 +124,8 @@ def test_llm_compile_simulate_and_generate(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "schedule.prefill.json" in result.stdout and "time to first token" in result.stdout
     assert "time to first token" in ragc("simulate", out).stdout
+    assert "LLM bundle" in ragc("inspect", out).stdout
+    assert set(json.loads(ragc("inspect", out, "--json").stdout)["llm"]) >= {"prefill", "decode", "ttft_ms"}
     (tmp_path / "prompt.txt").write_text("1 2 3")
     result = ragc("run", out, "--generate", 4, "--prompt-ids", tmp_path / "prompt.txt")
     assert result.returncode == 0, result.stderr

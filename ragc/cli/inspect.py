@@ -42,6 +42,7 @@ def command(plan: Path, as_json: bool, timeline: Path | None, xclbins: bool) -> 
       ragc inspect plan/ --timeline plan.svg
       ragc inspect plan-hx370/ --xclbins
     """
+    from ragc.cli.llm import echo_lines, llm_lines, llm_summary
     from ragc.cli.report import plan_summary, print_partitions, write_timeline
 
     if timeline:
@@ -52,13 +53,17 @@ def command(plan: Path, as_json: bool, timeline: Path | None, xclbins: bool) -> 
         report = xclbin_report(plan)
         echo_json(report) if as_json else show_xclbins(report)
     elif as_json:
-        echo_json(plan_summary(plan))
+        llm = llm_summary(plan)
+        echo_json(plan_summary(plan) | ({"llm": llm} if llm else {}))
     elif verbosity() < 0:
         summary = plan_summary(plan)
         parts = ", ".join(f"{p['id']} {p['device']}" for p in summary["partitions"])
         click.echo(f"predicted {summary['predicted_ms']:.3f} ms; {len(summary['partitions'])} partitions ({parts})")
     else:
         print_partitions(plan)
+        llm = llm_summary(plan)
+        if llm:  # an LLM bundle: the table above is its decode plan
+            echo_lines(["LLM bundle: the partitions above are the decode plan's; both phases:", *llm_lines(llm)])
     if timeline:
         write_timeline(plan, timeline)
         click.echo(f"timeline written to {timeline}", err=as_json)
