@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hostile_fixtures import edit_json
 from onnx import numpy_helper
 
 import ragc
@@ -119,6 +120,20 @@ def test_weights_are_stored_once(llm):
     weights = sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
     assert not (plan.path / "prefill").exists() and sorted(plan.path.glob("tensors*")) == [plan.path / "tensors.bin"]
     assert (plan.path / "tensors.bin").stat().st_size <= 1.15 * weights
+
+
+def test_an_llm_json_the_manifest_does_not_list_is_one_line(tmp_path, llm):
+    """Version 1 kept llm.json outside the manifest: such a bundle is refused, naming the fix."""
+    _, plan = llm
+    shutil.copytree(plan.path, tmp_path / "plan")
+    edit_json(tmp_path / "plan", "manifest.json", lambda m: m | {"files": _without(m["files"], "llm.json")})
+    with runtime_min.load(tmp_path / "plan") as copy, pytest.raises(runtime_min.BundleError, match="version 1") as info:
+        copy.generate([1], 2)
+    assert "\n" not in str(info.value) and "recompile" in str(info.value)
+
+
+def _without(files: dict, name: str) -> dict:
+    return {k: v for k, v in files.items() if k != name}
 
 
 def test_recompiling_over_a_version_1_bundle_replaces_its_prefill_folder(tmp_path, llm):

@@ -130,9 +130,7 @@ def _seen_shape(model: onnx.ModelProto, past: str, shape: list[int]) -> None:
     for node in model.graph.node:
         if node.op_type == "Shape" and node.input[0] == past:
             attrs = {a.name: a.i for a in node.attribute}
-            rank = len(shape)
-            start, end = attrs.get("start", 0), attrs.get("end", rank)
-            part = shape[(start + rank if start < 0 else start) : (end + rank if end < 0 else end)]
+            part = shape[attrs.get("start", 0) : attrs.get("end", len(shape))]  # ONNX clamps as a Python slice
             node.op_type, node.input[:] = "Constant", []
             del node.attribute[:]
             node.attribute.append(

@@ -109,9 +109,14 @@ def _session(plan: Any) -> LlmSession:
     if plan in _sessions:
         return _sessions[plan]
     path = plan.path / LLM_FILE
-    if LLM_FILE not in plan.manifest.get("files", {}) or not path.is_file():
+    if not path.is_file():
         raise InputError(
             f"{plan.path} is not an LLM plan (no {LLM_FILE}); compile the decoder with `ragc compile --llm`"
+        )
+    if LLM_FILE not in plan.manifest.get("files", {}):
+        raise BundleError(
+            f"{LLM_FILE} is not in the manifest (an LLM bundle of version 1, or tampered with); recompile with "
+            "`ragc compile --llm`"
         )
     try:
         doc = json.loads(path.read_text())
