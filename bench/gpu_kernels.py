@@ -38,9 +38,8 @@ def timed(graph, backend: VulkanBackend, name: str) -> tuple[float, dict[str, fl
 
 
 def attention_rows(name: str, graph, backend: VulkanBackend, choices: list[int]) -> None:
-    """The model's GPU kernel ms with each forced R (an R beyond its query rows or shared memory
-    keeps the rule's): only
-    its attention dispatches change."""
+    """The model's GPU kernel ms with each forced R; only its attention dispatches change (an R beyond their query
+    rows or shared memory keeps the rule's)."""
     from codegen.gpu.ops import attention
 
     rule = attention.blocking

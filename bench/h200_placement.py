@@ -21,14 +21,15 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.interleave import interleaved_ms  # noqa: E402
+from bench.models import input_specs  # noqa: E402
 from bench.real_models import TEXT, VISION, export  # noqa: E402
+from ragc.cli.report import random_feeds  # noqa: E402
 
 PLANS = {"default": {}, "no_tune": {"tune": False}, "cpu_only": {"devices": "cpu"}, "gpu_first": {"devices": "gpu"}}
 
@@ -44,11 +45,7 @@ def source(name: str, folder: Path) -> SimpleNamespace:
     path = light.get(name) or folder / f"{name}.onnx"
     if name in generated:
         onnx.save(generated[name], path)
-    rng = np.random.default_rng(0)
-    weights = {t.name for t in onnx.load(path).graph.initializer}
-    inputs = [i for i in onnx.load(path).graph.input if i.name not in weights]
-    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in inputs}
-    return SimpleNamespace(path=path, feeds={n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()})
+    return SimpleNamespace(path=path, feeds=random_feeds(input_specs(path)))
 
 
 def measure(name: str, folder: Path, tune_budget: float) -> dict:

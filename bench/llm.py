@@ -173,8 +173,7 @@ def main() -> None:
         "--export-skeletons",
         type=Path,
         metavar="DIR",
-        help="only export each model with each "
-        "torch exporter and write their weightless skeletons to DIR (bench/skeletons/llm)",
+        help="only export each model with each torch exporter and write their skeletons to DIR (bench/skeletons/llm)",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,16 @@ import codegen
 from ragc import ir
 from ragc.bundle.costs import costs
 from ragc.bundle.write import check_target
-from ragc.compilation import Compilation, CompileOptions, bundle, code, partitions, placed_bundle, schedule
+from ragc.compilation import (
+    Compilation,
+    CompileOptions,
+    bundle,
+    bundle_info,
+    code,
+    partitions,
+    placed_bundle,
+    schedule,
+)
 from ragc.costmodel.energy import power_figures
 from ragc.errors import RagcError, UsageError
 from ragc.frontend import load_model
@@ -165,7 +174,7 @@ def compile_model(model: str | Path, out_dir: str | Path, **options: Any) -> Com
     """Compile `model` into a bundle at `out_dir`; `options` as CompileOptions (shapes, devices, place, cut_before,
     solver, objective, target, time_limit_s). `devices` defaults to every processor of the personality (this
     chip's, profiled on first use, or `target`'s); ops no listed processor runs go to the CPU."""
-    c = Compilation(Path(model), Path(out_dir), CompileOptions(**_tuples(options)))
+    c = Compilation(Path(model), Path(out_dir), compile_options(options))
     run_stages(c)
     return CompileResult(c.bundle, c.partitions, c.placement, c.problem, c.seconds)
 
@@ -184,10 +193,19 @@ def run_stages(c: Compilation, stages: list[tuple[str, Callable[[Compilation], N
             c.seconds[name] = time.perf_counter() - start
 
 
-def _tuples(options: dict[str, Any]) -> dict[str, Any]:
+def compile_unwritten(c: Compilation) -> Compilation:
+    """Every stage but writing the bundle, then the manifest fields: for plans written together as one bundle
+    (ragc.variants, ragc.llm)."""
+    run_stages(c, [(name, stage) for name, stage in STAGES if name != "bundle"])
+    bundle_info(c)
+    return c
+
+
+def compile_options(options: dict[str, Any]) -> CompileOptions:
+    """`ragc.compile`'s keyword options as CompileOptions; an unknown one is a TypeError naming the valid ones."""
     unknown = sorted(set(options) - set(CompileOptions.__dataclass_fields__))
     if unknown:
         raise TypeError(
             f"unknown compile option {unknown[0]!r}; the options are {', '.join(CompileOptions.__dataclass_fields__)}"
         )
-    return {k: tuple(v) if k in ("place", "cut_before") else v for k, v in options.items()}
+    return CompileOptions(**{k: tuple(v) if k in ("place", "cut_before") else v for k, v in options.items()})

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ragc.bundle.merge import merge_plans
 from ragc.bundle.write import write_bundle
-from ragc.compilation import Compilation, CompileOptions, bundle_info
+from ragc.compilation import Compilation, CompileOptions
 from ragc.errors import UsageError
-from ragc.pipeline import STAGES, CompileResult, _tuples, run_stages
+from ragc.pipeline import CompileResult, compile_options, compile_unwritten
 from ragc.rule import compile_rule
-from runtime_min.format import SCHEDULE, TENSOR_STORE, dumps
+from runtime_min.format import SCHEDULE
 
 VARIANTS = ("latency", "throughput", "energy", "no-gpu", "no-npu", "gpu-busy")
 DEFAULT_CONTENTION = 3.0  # a GPU kept ~70 % busy by another process leaves us about 1/(1 - 0.7) of the time
-META = ("opstats.json", "timeline.svg", "costs.json")  # compiler-side files: kept for the default variant only
 CONDITIONS = {
     "latency": "idle chip: least latency for one request",
     "throughput": "streams: the slowest pipeline stage least",
@@ -60,25 +59,18 @@ def _variant_options(name: str, base: CompileOptions, devices: list[str], factor
     return base
 
 
-def compile_one(c: Compilation) -> Compilation:
-    """Every stage but writing the bundle (the variants are written as one), then the manifest fields."""
-    run_stages(c, [(name, stage) for name, stage in STAGES if name != "bundle"])
-    bundle_info(c)
-    return c
-
-
 def compile_variants(model: str | Path, out_dir: str | Path, spec: str, **options: Any) -> CompileResult:
     """Compile `model` once per variant of `spec` into one bundle at `out_dir`, sharing one tensor store."""
     model, out_dir = Path(model), Path(out_dir)
-    base = CompileOptions(**_tuples(options))
-    first = compile_one(Compilation(model, out_dir, base))
+    base = compile_options(options)
+    first = compile_unwritten(Compilation(model, out_dir, base))
     names = parse_variants(spec, first.devices)
     factor, source = contention_factor(first.personality)
     done: dict[str, Compilation] = {}
     for name in names:
         opts = _variant_options(name, base, first.devices, factor)
         reuse = opts == base and first not in done.values()
-        done[name] = first if reuse else compile_one(Compilation(model, out_dir, opts, store=first.store))
+        done[name] = first if reuse else compile_unwritten(Compilation(model, out_dir, opts, store=first.store))
     files, table = _merge(done, factor, source)
     default = names[0]
     rule = compile_rule(names, done[default].devices, {n: t["predicted_ms"] for n, t in table.items()})
@@ -87,32 +79,6 @@ def compile_variants(model: str | Path, out_dir: str | Path, spec: str, **option
     files.pop(SCHEDULE)  # the writer adds it, from the default variant's schedule
     bundle = write_bundle(out_dir, chosen.schedule, files, info, model)
     return CompileResult(bundle, chosen.partitions, chosen.placement, chosen.problem, chosen.seconds)
-
-
-def merge_plans(done: dict[str, Compilation]) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Every plan's files under content-hash names (each distinct artifact once; the plans share one tensor store),
-    its schedule as schedule.<name>.json (the first plan's also as schedule.json). Returns the files and each plan's
-    schedule file."""
-    files: dict[str, bytes] = {}
-    schedules: dict[str, str] = {}
-    store = next(iter(done.values())).store
-    for index, (name, c) in enumerate(done.items()):
-        renamed = {}
-        for old, data in c.files.items():
-            if old == TENSOR_STORE or old.endswith(".spv"):
-                continue  # shared already: one store, kernels named by content hash
-            if old in META:
-                if index == 0:
-                    files[old] = data  # the first plan's, for ragc explain and run --record
-                continue
-            renamed[old] = f"{hashlib.sha256(data).hexdigest()[:24]}.{old.split('.', 1)[1]}"
-            files[renamed[old]] = data
-        files.update({k: v for k, v in c.files.items() if k.endswith(".spv")})
-        c.schedule = _renamed(c.schedule, renamed)
-        schedules[name] = SCHEDULE if index == 0 else f"schedule.{name}.json"
-        files[schedules[name]] = dumps(c.schedule)
-    files[TENSOR_STORE] = store.data()
-    return files, schedules
 
 
 def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -129,20 +95,3 @@ def _merge(done: dict[str, Compilation], factor: float, source: str) -> tuple[di
         if name == "gpu-busy":
             table[name] |= {"contention_factor": factor, "contention_source": source}
     return files, table
-
-
-def _renamed(schedule: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
-    """The schedule with every artifact file name replaced by its new name."""
-    out = dict(schedule, partitions=[])
-    for part in schedule["partitions"]:
-        part = dict(part)
-        for key in ("artifact", "fallback"):
-            if part.get(key) is not None:
-                art = dict(part[key])
-                art["files"] = sorted(renamed.get(f, f) for f in art["files"])
-                for main in ("model", "program"):
-                    if main in art:
-                        art[main] = renamed.get(art[main], art[main])
-                part[key] = art
-        out["partitions"].append(part)
-    return out

@@ -126,6 +126,11 @@ def test_llm_compile_simulate_and_generate(tmp_path):
     assert "time to first token" in ragc("simulate", out).stdout
     assert "LLM bundle" in ragc("inspect", out).stdout
     assert set(json.loads(ragc("inspect", out, "--json").stdout)["llm"]) >= {"prefill", "decode", "ttft_ms"}
+    for bad in ("{not json", '{"version": 2, "prefill_schedule": "../schedule.json"}'):  # hostile llm.json
+        (out / "llm.json").write_text(bad)
+        for command in ("inspect", "simulate"):
+            assert_one_line_error(ragc(command, out), "llm.json")
+    ragc("compile", tmp_path / "decoder.onnx", "-o", out, *llm)
     (tmp_path / "prompt.txt").write_text("1 2 3")
     result = ragc("run", out, "--generate", 4, "--prompt-ids", tmp_path / "prompt.txt")
     assert result.returncode == 0, result.stderr

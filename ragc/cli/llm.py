@@ -3,7 +3,6 @@ time to first token and tokens/s, and measured generation."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,17 @@ PUBLISHED_HX370 = (
 
 def llm_summary(plan: Path) -> dict[str, Any] | None:
     """Each phase's processors and predicted times, from the bundle alone; None for a plan that is not an LLM's."""
-    from runtime_min.generate.loop import LLM_FILE, prefill_schedule
+    from runtime_min.generate.loop import LLM_FILE, prefill_schedule, read_llm_json
     from runtime_min.manifest import read_bundle
 
     if not (plan / LLM_FILE).is_file():
         return None
     decode = read_bundle(plan, False)
-    info = json.loads((plan / LLM_FILE).read_text())
+    info = read_llm_json(plan)
     phases = {"prefill": read_bundle(plan, False, prefill_schedule(info, decode.manifest)), "decode": decode}
     out: dict[str, Any] = {"max_context": info.get("max_context"), "prefill_length": info.get("prefill_length")}
-    figures = {"prefill": info.get("prefill", {}), "decode": decode.manifest}  # one manifest: decode's figures
+    prefill = info.get("prefill") if isinstance(info.get("prefill"), dict) else {}
+    figures = {"prefill": prefill, "decode": decode.manifest}  # one manifest: decode's figures
     for name, bundle in phases.items():
         out[name] = {
             "predicted_ms": figures[name].get("predicted_ms"),

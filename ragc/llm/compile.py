@@ -12,8 +12,9 @@ from typing import Any
 
 import onnx
 
+from ragc.bundle.merge import merge_plans
 from ragc.bundle.write import check_target, write_bundle
-from ragc.compilation import Compilation, CompileOptions
+from ragc.compilation import Compilation
 from ragc.errors import ModelError
 from ragc.llm.rewrite import (
     CACHE_POSITION,
@@ -25,12 +26,12 @@ from ragc.llm.rewrite import (
     prefill_model,
     without_cache_aliases,
 )
-from ragc.pipeline import _tuples
-from ragc.variants import compile_one, merge_plans
+from ragc.pipeline import compile_options, compile_unwritten
 from runtime_min.format import SCHEDULE, dumps
-from runtime_min.generate.loop import LLM_FILE, LLM_VERSION, PREFILL_DIR
+from runtime_min.generate.loop import LLM_FILE, LLM_VERSION
 
 PHASE_FIGURES = ("predicted_ms", "baselines_ms")
+PREFILL_DIR = "prefill"  # LLM bundle version 1 kept its prefill plan here, a second bundle
 
 
 @dataclass
@@ -54,7 +55,7 @@ def compile_llm(
     layout = cache_layout(proto)
     _clear_llm_parts(out_dir, model)
     check_target(out_dir, model)
-    opts = CompileOptions(**_tuples(options))
+    opts = compile_options(options)
     with tempfile.TemporaryDirectory(prefix="ragc-llm-") as tmp:
         phases = {"decode": decode_model(proto, layout, max_context), "prefill": prefill_model(proto, layout, prefill)}
         done: dict[str, Compilation] = {}
@@ -62,7 +63,7 @@ def compile_llm(
             path = Path(tmp) / f"{model.stem}.{name}.onnx"
             onnx.save(phase, path)
             store = done["decode"].store if done else None  # the prefill's weights: the decode plan's, once
-            done[name] = compile_one(Compilation(path, out_dir, opts, store=store))
+            done[name] = compile_unwritten(Compilation(path, out_dir, opts, store=store))
     files, schedules = merge_plans(done)
     files.pop(SCHEDULE)  # the writer adds it, from the decode plan's schedule
     info = {

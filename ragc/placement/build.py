@@ -48,6 +48,7 @@ def build_problem(
                 host_out_bytes=sum(graph.tensors[t].nbytes for t in written if t in graph_outputs),
             )
         )
+    peak = peak_activation_bytes(graph) if capacity_bytes else 0
     order = {name: k for k, (name, _) in enumerate(unit_ops)}
     pairs = sorted(edge_bytes, key=lambda pair: (order[pair[0]], order[pair[1]]))
     edges = [Edge(s, t, edge_bytes[(s, t)]) for s, t in pairs]
@@ -56,7 +57,7 @@ def build_problem(
         edges=edges,
         devices=list(devices),
         transfer_ms=transfer_ms,
-        capacity_bytes={d: max(0, c - peak_activation_bytes(graph)) for d, c in (capacity_bytes or {}).items()},
+        capacity_bytes={d: max(0, c - peak) for d, c in (capacity_bytes or {}).items()},
     )
 
 

@@ -7,6 +7,7 @@ import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ from runtime_min.generate.sampling import Sampler
 from runtime_min.manifest import read_bundle
 
 LLM_FILE, LLM_VERSION = "llm.json", 2  # version 2: one bundle, one tensor store, the prefill plan's own schedule
-PREFILL_DIR = "prefill"  # version 1's separate prefill bundle (read no more; ragc replaces it on a recompile)
 _sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decode plan -> its LlmSession
 
 
@@ -118,15 +118,19 @@ def _session(plan: Any) -> LlmSession:
             f"{LLM_FILE} is not in the manifest (an LLM bundle of version 1, or tampered with); recompile with "
             "`ragc compile --llm`"
         )
+    session = _checked(read_llm_json(plan.path), plan)
+    _sessions[plan] = session
+    return session
+
+
+def read_llm_json(root: Path) -> Any:
+    """The parsed llm.json of the bundle at `root` (untrusted: the caller checks its fields)."""
     try:
-        doc = json.loads(path.read_text())
+        return json.loads((root / LLM_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(
             f"{LLM_FILE} cannot be read ({type(exc).__name__}); recompile with `ragc compile --llm`"
         ) from None
-    session = _checked(doc, plan)
-    _sessions[plan] = session
-    return session
 
 
 def prefill_schedule(doc: Any, manifest: dict[str, Any]) -> str:
