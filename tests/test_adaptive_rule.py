@@ -11,7 +11,7 @@ from ragc.errors import UsageError
 from ragc.rule import PROBE_EVERY, PROBE_RUNS, compile_rule
 from ragc.variants import parse_variants
 from runtime_min.adaptive import LiveSignals, ReplaySignals, Rule, default_readers
-from runtime_min.adaptive.rule import replay
+from runtime_min.adaptive.rule import Chooser, replay
 from runtime_min.errors import BundleError, InputError
 
 VARIANTS = ["latency", "no-gpu", "no-npu", "gpu-busy"]
@@ -47,6 +47,31 @@ def test_step_times_alone_switch_and_probe_back_within_bounds(tmp_path):
     assert probes and sum(c.probe for c in held) <= len(held) * PROBE_RUNS / PROBE_EVERY + PROBE_RUNS
     back = next(i for i in range(100, 160) if choices[i].variant == "latency" and not choices[i].probe)
     assert back - 100 <= PROBE_EVERY + PROBE_RUNS + 1 < 20 and all(c.variant == "latency" for c in choices[back:])
+
+
+def _live(chooser, default_ms: float, other_ms: float, runs: int) -> list[str]:
+    """`runs` picks of a live chooser whose default variant runs in `default_ms` and every other in `other_ms`."""
+    got = []
+    for _ in range(runs):
+        choice = chooser.pick({})
+        chooser.observe(choice, default_ms if choice.variant == "latency" else other_ms)
+        got.append(choice.variant)
+    return got
+
+
+@pytest.mark.parametrize(("other_ms", "stays"), [(7.0, False), (1.5, True)])
+def test_a_variant_slower_than_the_loaded_default_is_left(other_ms, stays):
+    """The H200 case: the GPU 2.2x slower under a Vulkan load, the CPU variant at 7x the idle GPU: after its two
+    measured runs the chooser returns to the default and stays; a variant that does pay (1.5x) is kept."""
+    chooser = Chooser(_rule(["latency", "no-gpu"]))
+    assert set(_live(chooser, 1.0, other_ms, 10)) == {"latency"}  # the baseline
+    loaded = _live(chooser, 2.2, other_ms, 60)
+    first = loaded.index("no-gpu")
+    assert first <= 3
+    if stays:
+        assert sum(v == "no-gpu" for v in loaded[first:]) >= len(loaded[first:]) * 0.8
+    else:
+        assert loaded[first : first + 3] == ["no-gpu", "no-gpu", "latency"] and set(loaded[first + 3 :]) == {"latency"}
 
 
 def test_same_signals_same_choices(tmp_path):

@@ -1,7 +1,12 @@
 """The bundle's decision rule, checked, and the chooser that follows it: the same signals and history always give the
 same variant. A row is active when it holds the current variant and not all its `leave` conditions hold, or when any
 of its `enter` conditions holds; the first active row wins, none: the default. A signal that is absent fires no
-`enter` and blocks no `leave`."""
+`enter` and blocks no `leave`. The step-time signal `slowdown` (the default variant's recent runs over its baseline)
+is held against what a row's variant measured itself: once it has run twice, its best recent time over the same
+baseline is the least slowdown that enters it (times ENTER_MARGIN) and the slowdown below which it is left, so a
+variant that runs slower than the loaded default is left at once and not entered again until the default is slower
+still (measured on the H200: a CPU variant at 7x the idle GPU's time, entered while a Vulkan load made the GPU 2.2x
+slower)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from runtime_min import format as fmt
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 WHERE = "manifest.json rule"
 Cond = tuple[str, Any, float]  # signal, comparison, threshold
+ENTER_MARGIN = 1.1  # a variant measured at r times the baseline is entered at a slowdown of r * ENTER_MARGIN
+MEASURED_RUNS = 2  # runs of a variant before its own time counts
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class Chooser:
         self._times: deque[float] = deque(maxlen=rule.window)
         self._first: list[float] = []  # the default variant's first runs, until there are baseline_runs of them
         self._base: float | None = None
+        self._own: dict[str, deque[float]] = {}  # each other variant's recent run times
 
     def pick(self, signals: dict[str, float]) -> Choice:
         """The variant for the next run under `signals` (the step-time signal `slowdown` added when known)."""
@@ -98,7 +106,7 @@ class Chooser:
         if self._times and self._base:
             seen["slowdown"] = round(_median(self._times) / self._base, 6)
         variant, reason = self.rule.default, "default: no row is active"
-        for row in self.rule.rows:
+        for row in map(self._measured, self.rule.rows):
             if row.variant == self.current and not _holds(row.leave, seen):
                 variant, reason = row.variant, f"{row.variant}: held, not every leave condition holds"
                 break
@@ -112,6 +120,18 @@ class Chooser:
             return Choice(self.rule.default, f"probe of {self.rule.default} while in {variant}", seen, True)
         return Choice(variant, reason, seen)
 
+    def _measured(self, row: Row) -> Row:
+        """`row` with its slowdown thresholds raised to what its variant measured (see the module docstring)."""
+        own = self._own.get(row.variant, ())
+        if len(own) < MEASURED_RUNS or not self._base:
+            return row
+        ratio = min(own) / self._base  # its best recent run: the first after a switch may pay for a cold processor
+
+        def raised(conds: tuple[Cond, ...], margin: float) -> tuple[Cond, ...]:
+            return tuple((n, op, max(t, ratio * margin) if n == "slowdown" else t) for n, op, t in conds)
+
+        return Row(row.variant, raised(row.enter, ENTER_MARGIN), raised(row.leave, 1.0))
+
     def _probes(self, variant: str) -> bool:
         """Held by a row that leaves on step times: only a run of the default variant can show it recovered."""
         return any(row.variant == variant and any(c[0] == "slowdown" for c in row.leave) for row in self.rule.rows)
@@ -119,6 +139,8 @@ class Chooser:
     def observe(self, choice: Choice, ms: float) -> None:
         """A finished run's wall time (a replayed `default_ms` stands in for the default variant's)."""
         if choice.variant != self.rule.default:
+            if "default_ms" not in choice.signals:  # a replay has no times of the other variants
+                self._own.setdefault(choice.variant, deque(maxlen=self.rule.window)).append(ms)
             return
         ms = choice.signals.get("default_ms", ms)
         if choice.probe:
