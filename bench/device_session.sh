@@ -4,7 +4,7 @@
 #                     bash bench/device_session.sh collect (copies what is done into $OUT as one tarball + log)
 # Steps run one after another (never two timings at once) and each writes into $RESULTS; a failing step is noted
 # and the next one runs. RAGC_STEPS (names, space-separated) runs a subset; RAGC_MODELS the placement models,
-# RAGC_TMODELS the transformer models.
+# RAGC_TMODELS the transformer models, RAGC_QDQ_ARGS / RAGC_KERNEL_ARGS / RAGC_ADAPTIVE_ARGS those benches' arguments.
 set -u
 cd "$(dirname "$0")/.."
 RESULTS=/tmp/ragc-results
@@ -30,7 +30,8 @@ steps)
   }
   nvidia-smi -L
   step smoke 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_vulkan_backend.py tests/test_memory_bridge.py \
-    tests/test_gpu_specials.py tests/test_gpu_attention.py tests/test_transformers_gpu.py
+    tests/test_gpu_specials.py tests/test_gpu_attention.py tests/test_transformers_gpu.py tests/test_kept_state.py \
+    tests/test_llm_gpu.py
   step float_rules 60 python3 bench/float_rules.py
   step overhead 120 python3 bench/overhead.py
   step cold_start 200 python3 bench/cold_start.py --repeat 2
@@ -39,6 +40,7 @@ steps)
   step precision 300 bash -c "python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu_coopmat.py \
     tests/test_gpu_precision.py tests/test_precision_plans.py tests/test_precision_costs.py tests/test_qdq_int8.py; \
     python3 bench/coopmat_gemm.py; python3 bench/qdq_int8.py --runs 50"
+  step qdq 300 python3 bench/qdq_int8.py ${RAGC_QDQ_ARGS:-}
   step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base ${RAGC_KERNEL_ARGS:-}
   step profile 200 bash -c "python3 -m ragc.cli profile --quick && cp $XDG_CACHE_HOME/ragc/personality/*.json $RESULTS/"
   step llm_export 300 python3 bench/llm.py --export-skeletons "$RESULTS/skeletons/llm" --out /tmp/ragc-llm

@@ -135,6 +135,36 @@ def hf_generate(model, prompt: np.ndarray, new: int) -> dict:
     return {"ttft_ms": first * 1e3, "decode_tokens_per_s": (new - 1) / (total - first), "tokens": tokens}
 
 
+def decode_step_ms(plan_path: Path, steps: int, way: str) -> float:
+    """Median ms of one decode step over `steps` positions of a zero-started cache: "kept" as `generate` runs it
+    (Plan.keep_state: the cache stays where the plan updates it), "fed" as a caller feeding the whole cache and
+    taking the updated one back each step (what `generate` did before the cache was kept, 2026-12-02)."""
+    import runtime_min
+    from runtime_min.generate.loop import read_llm_json
+
+    info = read_llm_json(plan_path)
+    with runtime_min.load(plan_path) as plan:
+        specs = {s.name: s for s in plan.inputs}
+        cache = {past: np.zeros(specs[past].shape, specs[past].dtype) for past in info["cache"]}
+        if way == "kept":
+            plan.keep_state(info["cache"])
+        mask, times = np.zeros((1, info["max_context"]), np.int64), []
+        for position in range(min(steps, info["max_context"])):
+            mask[0, position] = 1
+            feeds = {"input_ids": np.array([[position % 7]]), "attention_mask": mask}
+            feeds[info["cache_position"]] = np.array([position])
+            if info["position_ids"]:
+                feeds["position_ids"] = np.array([[position]])
+            start = time.perf_counter()
+            if way == "kept":
+                plan.run(feeds, outputs=["logits"])
+            else:
+                out = plan.run(feeds | cache)
+                cache = {past: out[present] for past, present in info["cache"].items()}
+            times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]) * 1e3)
+
+
 def measure(name: str, model_path: Path, folder: Path, prompt: np.ndarray, new: int, devices: str, hf) -> dict:
     import runtime_min
     from ragc.cli.llm import llm_summary, timed_generate
@@ -147,6 +177,7 @@ def measure(name: str, model_path: Path, folder: Path, prompt: np.ndarray, new: 
         warnings.simplefilter("ignore")
         with runtime_min.load(folder / f"{name}-plan") as plan:
             row["ragc"] = timed_generate(plan, prompt, new) | {"fallbacks": dict(plan.fallbacks)}
+        row["decode_step_ms"] = {way: decode_step_ms(folder / f"{name}-plan", new, way) for way in ("fed", "kept")}
     start = time.perf_counter()
     ref_tokens, ref_logits = ort_generate(str(model_path), prompt, new)
     row["onnxruntime_loop_s"] = time.perf_counter() - start

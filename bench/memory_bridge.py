@@ -6,7 +6,7 @@
 
 Loads the plan twice (zero_copy=False: every tensor through staging; True: the bridge), checks both give the same
 bits, then times them interleaved (median of --runs runs each, after warm-up), with plain numpy inputs and with
-page-aligned inputs (runtime_min.shared_memory.empty_shared, importable by VK_EXT_external_memory_host). Reports
+page-aligned inputs (runtime_min.empty_shared, importable by VK_EXT_external_memory_host). Reports
 whole-run and GPU-step medians and the copies per run; writes $OUT/memory_bridge.json when OUT is set.
 On lavapipe (this workstation's CPU Vulkan) the numbers check the machinery, not GPU performance.
 """
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import runtime_min  # noqa: E402
 from ragc.pipeline import compile_model  # noqa: E402
 from runtime_min.backends.base import CopyStats  # noqa: E402
-from runtime_min.shared_memory import empty_shared  # noqa: E402
+from runtime_min.backends.shared_memory import empty_shared  # noqa: E402
 
 TARGET = "ryzen-ai-9-hx-370"  # a target file: compiling needs no profiling of this machine
 

@@ -87,3 +87,19 @@ class Graph:
         used = {n for op in ops for n in op.inputs + op.outputs if n}
         tensors = {n: t for n, t in self.tensors.items() if n in used}
         return Graph(ops=ops, tensors=tensors, inputs=inputs, outputs=outputs, opset=self.opset)
+
+    def in_place_updates(self) -> dict[str, str]:
+        """Input -> output of each ScatterND that may write into its data input's own buffer (the input is read by
+        nothing else and is not an output itself); backends that keep the input between runs update it there."""
+        readers = self.consumers()
+        return {
+            op.inputs[0]: op.outputs[0]
+            for op in self.ops
+            if op.op_type == "ScatterND" and updates_input_in_place(self, op, readers)
+        }
+
+
+def updates_input_in_place(graph: Graph, op: Op, readers: dict[str, list[Op]]) -> bool:
+    """Whether `op` (a ScatterND) may write into its data input's buffer: a graph input nothing else reads."""
+    data = op.inputs[0]
+    return data in graph.inputs and readers.get(data) == [op] and data not in graph.outputs

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime_min.adaptive import AdaptivePlan, load_bundle
+from runtime_min.backends.shared_memory import empty_shared
 from runtime_min.errors import (
     BackendUnavailable,
     BundleError,
@@ -25,7 +26,6 @@ from runtime_min.format import FORMAT_VERSION
 from runtime_min.manifest import TensorSpec
 from runtime_min.options import LoadOptions
 from runtime_min.plan import Plan
-from runtime_min.shared_memory import empty_shared
 
 __version__ = "0.2.0"
 

@@ -32,6 +32,7 @@ class Step:
     def __post_init__(self) -> None:
         self.id = self.partition.id
         self.input_names = [spec.name for spec in self.partition.inputs]
+        self.kept: set[str] = set()  # inputs its executable keeps (runtime_min.state): passed only when fed
 
 
 @dataclass(slots=True)
@@ -167,6 +168,7 @@ class Executor:
             if frame.error is not None:
                 return
             feeds = {name: values[name] for name in step.input_names}
+            feeds.update((name, values[name]) for name in step.kept if name in values)
             start = time.perf_counter_ns()
             try:
                 outputs = step.executable.run(feeds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,12 @@ class Partition:
     artifact: Artifact
     fallback: Artifact | None
     predicted_ms: float | None
+    in_place: dict[str, str] = field(default_factory=dict)  # input -> the output written into its buffer
 
     def on_cpu(self) -> Partition:
         """This partition as its CPU fallback runs it."""
         assert self.fallback is not None
-        return Partition(self.id, "cpu", self.ops, self.inputs, self.outputs, self.fallback, None, self.predicted_ms)
+        return replace(self, device="cpu", artifact=self.fallback, fallback=None)
 
 
 class TensorStore:
@@ -195,15 +196,26 @@ def _partition(entry: Any, files: dict[str, str], index: int) -> Partition:
     where = f"{fmt.SCHEDULE} partition {pid}"
     device = fmt.need_str(entry, "device", where, fmt.PROCESSORS)
     fallback = entry.get("fallback")
+    inputs = tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "inputs", where))
+    outputs = tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "outputs", where))
+    in_place = fmt.need(entry, "in_place", dict, where) if "in_place" in entry else {}
+    ins, outs = {s.name: s for s in inputs}, {s.name: s for s in outputs}
+    same = [
+        isinstance(o, str) and i in ins and o in outs and ins[i] == replace(outs[o], name=i)
+        for i, o in in_place.items()
+    ]
+    if not all(same):
+        raise fmt.bad(where, "its in_place pairs are not an input and an output of the same dtype and shape")
     return Partition(
         pid,
         device,
         tuple(fmt.need_list(entry, "ops", where, str)),
-        tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "inputs", where)),
-        tuple(TensorSpec.from_json(s, where) for s in fmt.need_list(entry, "outputs", where)),
+        inputs,
+        outputs,
         _artifact(fmt.need(entry, "artifact", dict, where), device, files, where),
         None if fallback is None else _artifact(fallback, "cpu", files, where + " fallback"),
         fmt.need_number(entry, "predicted_ms", where),
+        in_place,
     )
 
 

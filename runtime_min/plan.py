@@ -20,6 +20,7 @@ from runtime_min.executor import Entry, Executor, Frame, Step, worker_lists
 from runtime_min.generate import generate as _generate
 from runtime_min.manifest import Bundle, TensorSpec
 from runtime_min.options import LoadOptions
+from runtime_min.state import KeptState
 from runtime_min.stream import assembly_line, check_depth
 from runtime_min.trace import step_times, write_trace
 
@@ -50,6 +51,7 @@ class Plan:
         self.steps: list[Step] = []
         self._executor: Executor | None = None
         self._last: Frame | None = None
+        self._state: KeptState | None = None
         self._expected = {s.name: (np.dtype(s.dtype), s.shape) for s in self.inputs}
         self._names = [s.name for s in self.outputs]
         self._copied = {s.name for s in self.outputs} & (set(bundle.constants) | set(self._expected))
@@ -123,11 +125,24 @@ class Plan:
     # --- running -------------------------------------------------------------------------------------------------
     generate = _generate  # plan.generate(input_ids, max_new_tokens, *, temperature, top_k, seed, stop): LLM tokens
 
+    def keep_state(self, pairs: dict[str, str]) -> dict[str, str]:
+        """From now on each input named in `pairs` takes the value its paired output had in the last run (zeros
+        before the first) unless a run feeds it: a KV cache or a recurrent state. Where the one partition reading
+        it updates it in place (a ScatterND), it stays in that processor's memory and is never copied; otherwise
+        the plan holds it in host memory. A kept output is returned only when asked for by name; such a plan runs
+        through `run`, one frame at a time. Returns where each input is kept: "gpu", "cpu" (in place) or "host"."""
+        self._live()
+        if self._state is not None and pairs != self._state.pairs:
+            raise InputError(f"this plan already keeps {sorted(self._state.pairs)}; load it again to keep others")
+        self._state = self._state or KeptState(self.inputs, self.outputs, self.steps, pairs)
+        return dict(self._state.where)
+
     def check_feeds(self, feeds: Arrays) -> Arrays:
         """The feeds as the plan reads them: names, dtypes and shapes checked, byte order made native."""
-        expected = self._expected
-        if feeds.keys() != expected.keys():
-            unknown, missing = sorted(set(feeds) - set(expected)), sorted(set(expected) - set(feeds))
+        expected, optional = self._expected, self._state.optional if self._state else ()
+        unknown, missing = set(feeds) - set(expected), set(expected) - set(feeds) - set(optional)
+        if unknown or missing:
+            unknown, missing = sorted(unknown), sorted(missing)
             raise InputError(
                 f"inputs do not match the plan: missing {missing or 'none'}, unexpected {unknown or 'none'}; "
                 f"the plan takes {', '.join(f'{s.name} {s.dtype}{list(s.shape)}' for s in self.inputs)}"
@@ -156,8 +171,11 @@ class Plan:
         names the outputs to return (default: all, in the plan's order; every partition still runs); `out` maps
         output names to preallocated arrays of their dtype and shape, filled in place and returned. `trace` names a
         Chrome/Perfetto JSON file to write the run's timeline to."""
-        names = self._select(outputs, out)
-        frame = self._live().submit(self.check_feeds(feeds)).result()
+        names, state = self._select(outputs, out), self._state
+        checked = self.check_feeds(feeds)
+        frame = self._live().submit(state.feeds(checked) if state else checked).result()
+        if state:
+            state.after(frame.values, names)
         result = self._finish(frame, names, out)
         if trace is not None:
             write_trace(trace, [frame], self.tracks())
@@ -166,7 +184,7 @@ class Plan:
     def submit(self, feeds: Arrays, *, outputs: Names = None, out: Arrays | None = None) -> Future[Arrays]:
         """Start one run and return at once: a `concurrent.futures.Future` of what `run` would return (or of its
         error). Feeds are checked now; the run is queued behind the runs already submitted."""
-        names, future = self._select(outputs, out), Future()
+        names, future = self._select(outputs, out, "submit"), Future()
         future.set_running_or_notify_cancel()
 
         def done(frame: Frame) -> None:
@@ -178,8 +196,10 @@ class Plan:
         self._live().submit(self.check_feeds(feeds), done)
         return future
 
-    def _select(self, outputs: Names, out: Arrays | None) -> list[str]:
+    def _select(self, outputs: Names, out: Arrays | None, call: str = "run") -> list[str]:
         """The outputs a run returns: known names, and `out` arrays that are writable and of their dtype and shape."""
+        if self._state and call != "run":
+            raise InputError(f"this plan keeps state (keep_state): run it with run(), not {call}()")
         if isinstance(outputs, str) or not isinstance(out, (dict, type(None))):
             raise InputError("give outputs as a list of output names and out as a dict of name -> numpy array")
         names = self._names if outputs is None else list(dict.fromkeys(outputs))
@@ -197,6 +217,7 @@ class Plan:
     def stream(self, frames: Iterable[Arrays], depth: int = 2, *, trace: PathLike = None) -> Iterator[Arrays]:
         """Assembly line: outputs of each feed dict in input order, with up to `depth` frames in flight so that
         different frames occupy different processors at once. `trace` is written when the stream ends."""
+        self._select(None, None, "stream")
         return self._stream(self._live(), frames, check_depth(depth), trace)
 
     def _stream(self, executor: Executor, frames, depth: int, trace) -> Iterator[Arrays]:

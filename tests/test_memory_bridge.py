@@ -17,9 +17,9 @@ import runtime_min
 from codegen.gpu import emit
 from ragc.pipeline import compile_model
 from runtime_min.backends.npu_xrt import NpuXrtBackend
+from runtime_min.backends.shared_memory import SHARED_ALIGN, empty_shared, is_shareable
 from runtime_min.backends.vulkan import MAX_LEASED
 from runtime_min.options import LoadOptions
-from runtime_min.shared_memory import SHARED_ALIGN, empty_shared, is_shareable
 
 TARGET = "ryzen-ai-9-hx-370"
 SHAPE = (4, 257)

@@ -23,7 +23,7 @@ from codegen.gpu.fuse import fuse
 from codegen.gpu.lowering import ALIAS_OPS, CHECKS, LOWERINGS, Dispatch, LoweringError, numel
 from codegen.gpu.patterns import fuse_patterns
 from codegen.gpu.precision import NARROW_TEMPLATES, Precision, narrow
-from ragc.ir import Graph, Op
+from ragc.ir import Graph, Op, updates_input_in_place
 from runtime_min.backends.gpu_program import kernel_needs, spirv_scan
 from runtime_min.format import ARTIFACT_FORMATS, GPU_ALIGN, align, dumps
 
@@ -74,11 +74,17 @@ def lower(graph: Graph, precision: Precision | None = None) -> tuple[Graph, list
     fused, before = narrow(fused, precision or Precision()), fused.tensors  # before: the model's dtypes
     steps: list[Step] = []
     alias: dict[str, str] = {}
+    readers = fused.consumers()
     for op in fused.ops:
         if op.op_type in ALIAS_OPS:
             alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
             continue
-        steps.extend(Step(op.name, d) for d in LOWERINGS[op.op_type](fused, op))
+        dispatches = LOWERINGS[op.op_type](fused, op)
+        if op.op_type == "ScatterND" and updates_input_in_place(fused, op, readers):
+            # the updates go into the input's own buffer (the output shares it): no copy first, and an input kept
+            # between runs (Executable.keep: a KV cache) is updated where it lives
+            alias[op.outputs[0]], dispatches = op.inputs[0], dispatches[1:]
+        steps.extend(Step(op.name, d) for d in dispatches)
     for step in steps:  # an internal check: 16-bit storage only through the kernels that convert
         if step.dispatch.template not in NARROW_TEMPLATES and any(
             fused.tensors[b].dtype != before.get(b, fused.tensors[b]).dtype for b in step.dispatch.buffers

@@ -40,6 +40,8 @@ def build_schedule(
         }
         if p.id in fallbacks:
             entry["fallback"] = fallbacks[p.id]
+        if in_place := {i: o for i, o in p.graph.in_place_updates().items() if o in p.graph.outputs}:
+            entry["in_place"] = in_place
         entries.append(entry)
         sources = sorted({writer[n].id for n in p.graph.inputs if n in writer})
         steps[p.device].append({"partition": p.id, "waits": [s for s in sources if _device(partitions, s) != p.device]})

@@ -65,7 +65,7 @@ def vulkan_report() -> dict[str, Any]:
 
 def _picked(vk: Any, physical: list[Any]) -> int | None:
     """The index runtime_min opens (load option vulkan_device / RAGC_VULKAN_DEVICE, else the most capable)."""
-    from runtime_min.backends.vulkan import pick_device
+    from runtime_min.backends.vulkan_device import pick_device
     from runtime_min.errors import BackendUnavailable
     from runtime_min.options import LoadOptions
 

@@ -18,6 +18,7 @@ from ragc.compilation import Compilation
 from ragc.errors import ModelError
 from ragc.llm.rewrite import (
     CACHE_POSITION,
+    LAST_POSITION,
     PAST,
     PRESENT,
     cache_layout,
@@ -72,6 +73,7 @@ def compile_llm(
         "prefill_length": prefill,
         "prefill_schedule": schedules["prefill"],
         "cache_position": CACHE_POSITION,
+        "last_position": LAST_POSITION,
         "position_ids": layout.has_positions,
         "cache": {past: past.replace(PAST, PRESENT, 1) for past in layout.concats},
         "prefill": {k: done["prefill"].info[k] for k in PHASE_FIGURES},  # the manifest's figures are decode's

@@ -15,6 +15,8 @@ from ragc.errors import ModelError, UsageError
 
 PAST, PRESENT = "past_key_values.", "present."
 CACHE_POSITION = "cache_position"  # decode input: int64 [1], the cache row the new token's key/value go to
+LAST_POSITION = "last_position"  # prefill input: int64 [1], the prompt's last row, the one whose logits come out
+LOGITS = "logits"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,26 @@ def prefill_model(model: onnx.ModelProto, layout: CacheLayout, length: int) -> o
         out.graph.initializer.append(numpy_helper.from_array(zeros, past))  # what Shape(past) still reads: 0 rows
     _set_inputs(out, {"input_ids": [1, length], "attention_mask": [1, length], "position_ids": [1, length]})
     _drop_inputs(out, set(layout.concats))
+    _last_row_only(out)
     return out
+
+
+def _last_row_only(model: onnx.ModelProto) -> None:
+    """Prefill's logits for the prompt's last row only ([1, 1, vocab], the row `last_position` names): the row is
+    picked before the LM head where that is a MatMul by a 2-D weight (each row's logits need only its own row), else
+    from the logits. The other rows' logits are never used, and at [1, P, vocab] they are most of what prefill moves."""
+    model.graph.input.append(onnx.helper.make_tensor_value_info(LAST_POSITION, onnx.TensorProto.INT64, [1]))
+    nodes = list(model.graph.node)
+    at, head = next((k, n) for k, n in enumerate(nodes) if LOGITS in n.output)
+    if head.op_type == "MatMul" and _is_2d_weight(model, head.input[1]):
+        row = f"{head.input[0]}_last_row"
+        nodes.insert(at, onnx.helper.make_node("Gather", [head.input[0], LAST_POSITION], [row], axis=1))
+        head.input[0] = row
+    else:
+        head.output[list(head.output).index(LOGITS)] = f"{LOGITS}_every_row"
+        nodes.insert(at + 1, onnx.helper.make_node("Gather", [f"{LOGITS}_every_row", LAST_POSITION], [LOGITS], axis=1))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def decode_model(model: onnx.ModelProto, layout: CacheLayout, capacity: int) -> onnx.ModelProto:
@@ -168,3 +189,11 @@ def _drop_inputs(model: onnx.ModelProto, names: set[str]) -> None:
     kept = [value for value in model.graph.input if value.name not in names]
     del model.graph.input[:]
     model.graph.input.extend(kept)
+
+
+def _is_2d_weight(model: onnx.ModelProto, name: str) -> bool:
+    """An initializer of rank 2, or the Transpose of one (a tied embedding)."""
+    weights = {w.name: w for w in model.graph.initializer}
+    transposed = next((n.input[0] for n in model.graph.node if n.op_type == "Transpose" and name in n.output), None)
+    weight = weights.get(name) or weights.get(transposed or "")
+    return weight is not None and len(weight.dims) == 2

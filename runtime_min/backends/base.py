@@ -70,6 +70,16 @@ class Executable(ABC):
         """Copies made and avoided since prepare (backends that move no data between memories report zeros)."""
         return CopyStats()
 
+    def keep(self, name: str, output: str) -> bool:
+        """Keep input `name` on the processor between runs, as the value output `output` (same dtype and shape)
+        took, updated in place; False where this backend cannot (the plan then holds it in host memory). Once kept,
+        the value starts as zeros, a run fed `name` sets it first, and `output` is no longer returned (`kept`)."""
+        return False
+
+    def kept(self, name: str) -> np.ndarray:
+        """A copy of the value kept for input `name` (see `keep`)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release device resources held by this executable."""
 

@@ -14,14 +14,48 @@ from runtime_min.options import LoadOptions
 
 
 class CpuExecutable(Executable):
-    def __init__(self, session: Any, outputs: list[str]) -> None:
+    def __init__(self, session: Any, partition: Partition) -> None:
         # onnxruntime's own binding, past InferenceSession.run's Python checks: the executor hands it exactly the
         # partition's checked inputs, so those checks would only cost time on every run
         self._run = getattr(getattr(session, "_sess", None), "run", None) or session.run
-        self._outputs = outputs
+        self._session, self._in_place = session, partition.in_place
+        self._outputs = [o.name for o in partition.outputs]
+        self._specs = {s.name: s for s in partition.inputs}
+        self._kept: dict[str, np.ndarray] = {}  # kept input -> its array, which onnxruntime updates in place
+        self._binding: Any = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._outputs, self._run(self._outputs, feeds, None), strict=False))  # the GIL is released
+        if not self._kept:
+            return dict(zip(self._outputs, self._run(self._outputs, feeds, None), strict=False))  # GIL released
+        for name, value in feeds.items():
+            if name in self._kept:
+                np.copyto(self._kept[name], value)
+            else:
+                self._binding.bind_cpu_input(name, value)
+        self._session.run_with_iobinding(self._binding)
+        values = self._binding.get_outputs()
+        return {name: values[i].numpy() for i, name in enumerate(self._moving)}
+
+    def keep(self, name: str, output: str) -> bool:
+        """Where the compiler marked the pair in place (a ScatterND nothing else reads the input of), onnxruntime
+        writes the output into the kept array itself (an I/O binding of both to one buffer): nothing copied."""
+        if self._in_place.get(name) != output:
+            return False
+        spec = self._specs[name]
+        self._kept[name] = array = np.zeros(spec.shape, spec.dtype)
+        self._binding = self._binding or self._session.io_binding()
+        self._binding.bind_cpu_input(name, array)
+        self._binding.clear_binding_outputs()
+        kept_outputs = {self._in_place[k]: a for k, a in self._kept.items()}
+        self._moving = [o for o in self._outputs if o not in kept_outputs]
+        for o in self._moving:
+            self._binding.bind_output(o, "cpu")
+        for o, a in kept_outputs.items():
+            self._binding.bind_output(o, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+        return True
+
+    def kept(self, name: str) -> np.ndarray:
+        return self._kept[name].copy()
 
 
 class CpuBackend(Backend):
@@ -56,7 +90,7 @@ class CpuBackend(Backend):
                 f"{where}: onnxruntime refuses {partition.artifact.main} ({first[:200]}); recompile the model"
             ) from None
         _check_signature(session, partition, where)
-        return CpuExecutable(session, [o.name for o in partition.outputs])
+        return CpuExecutable(session, partition)
 
     def describe(self) -> str:
         return f"cpu (onnxruntime {self._ort.__version__})"

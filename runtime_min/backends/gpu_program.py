@@ -196,9 +196,12 @@ class GpuProgram:
         """(tensor, offset in the tensor store) of every weight."""
         return [(name, t["store_offset"]) for name, t in self.tensors.items() if t["region"] == "weights"]
 
-    def check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+    def check_feeds(self, feeds: dict[str, np.ndarray], kept: dict[str, str]) -> None:
+        """Every input fed with its dtype and shape; a `kept` one may be left out."""
         for name, (dtype, shape) in self._expected.items():
             x = feeds.get(name)
+            if x is None and name in kept:
+                continue
             if x is None or x.dtype != dtype or x.shape != shape:
                 got = "missing" if x is None else f"{x.dtype}{list(x.shape)}"
                 raise InputError(f"GPU input {name!r} is {got}, expected {dtype}{list(shape)}; feed that")

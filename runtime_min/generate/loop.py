@@ -1,5 +1,6 @@
 """The generation loop: one padded prefill, then one decode step per token, each writing its key/value row into the
-fixed-capacity cache (the decode plan's ScatterND) and attending over the rows its attention mask marks valid."""
+fixed-capacity cache (the decode plan's ScatterND) and attending over the rows its attention mask marks valid. The
+decode plan keeps the cache (`Plan.keep_state`): fed once per prompt, then updated where it lives."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from runtime_min.format import need_file
 from runtime_min.generate.sampling import Sampler
 from runtime_min.manifest import read_bundle
 
-LLM_FILE, LLM_VERSION = "llm.json", 2  # version 2: one bundle, one tensor store, the prefill plan's own schedule
+LLM_FILE, LLM_VERSION = "llm.json", 3  # 2: one bundle, one tensor store; 3: prefill's logits of the last row only
+READ_VERSIONS = (2, 3)
 _sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # decode plan -> its LlmSession
 
 
@@ -31,6 +33,7 @@ class LlmSession:
     positions: bool
     cache: dict[str, str]  # decode input (the cache) -> the output that holds it updated
     prefill: Any  # runtime_min.Plan
+    last_position: str | None  # version 3: the prefill input naming the one row of logits it computes
 
 
 def generate(
@@ -70,13 +73,15 @@ def _tokens(
     feeds["input_ids"][0, :n], feeds["attention_mask"][0, :n] = prompt, 1
     if s.positions:
         feeds["position_ids"] = np.arange(length, dtype=np.int64).reshape(1, -1)
+    if s.last_position:
+        feeds[s.last_position] = np.array([n - 1])
     out = s.prefill.run(feeds, outputs=["logits", *s.cache.values()])
     cache = {}
     for past, present in s.cache.items():  # once per prompt: the prefill's rows into the fixed-capacity cache
         rows = out[present]
         cache[past] = np.zeros((*rows.shape[:2], s.capacity, rows.shape[3]), rows.dtype)
-        cache[past][:, :, :length] = rows
-    token, mask = choose(out["logits"][0, n - 1]), np.zeros((1, s.capacity), np.int64)
+        cache[past][:, :, :length] = rows  # fed with the first decode step, kept by the plan from then on
+    token, mask = choose(out["logits"][0, 0 if s.last_position else n - 1]), np.zeros((1, s.capacity), np.int64)
     mask[0, :n] = 1
     for position in range(n, n + count):
         yield token
@@ -90,8 +95,8 @@ def _tokens(
         }
         if s.positions:
             feeds["position_ids"] = np.array([[position]], np.int64)
-        out = plan.run(feeds | cache, outputs=["logits", *s.cache.values()])
-        cache = {past: out[present] for past, present in s.cache.items()}  # the updated cache, not a copy
+        out = plan.run(feeds | cache, outputs=["logits"])
+        cache = {}
         token = choose(out["logits"][0, -1])
 
 
@@ -119,6 +124,7 @@ def _session(plan: Any) -> LlmSession:
             "`ragc compile --llm`"
         )
     session = _checked(read_llm_json(plan.path), plan)
+    plan.keep_state(session.cache)
     _sessions[plan] = session
     return session
 
@@ -135,7 +141,7 @@ def read_llm_json(root: Path) -> Any:
 
 def prefill_schedule(doc: Any, manifest: dict[str, Any]) -> str:
     """The prefill plan's schedule file that llm.json names, checked to be a bundle file the manifest lists."""
-    schedule = doc.get("prefill_schedule") if isinstance(doc, dict) and doc.get("version") == LLM_VERSION else None
+    schedule = doc.get("prefill_schedule") if isinstance(doc, dict) and doc.get("version") in READ_VERSIONS else None
     if not isinstance(schedule, str) or schedule not in manifest.get("files", {}):
         raise BundleError(f"{LLM_FILE} names no prefill schedule of this bundle; recompile with `ragc compile --llm`")
     return need_file(schedule, LLM_FILE)
@@ -143,11 +149,13 @@ def prefill_schedule(doc: Any, manifest: dict[str, Any]) -> str:
 
 def _checked(doc: Any, plan: Any) -> LlmSession:
     """llm.json is untrusted input: every field checked against the two plans it names."""
-    ok = isinstance(doc, dict) and doc.get("version") == LLM_VERSION
+    ok = isinstance(doc, dict) and doc.get("version") in READ_VERSIONS
     capacity, length, cache = (doc.get(k) if ok else None for k in ("max_context", "prefill_length", "cache"))
     ok = ok and all(type(v) is int for v in (capacity, length)) and 1 <= length <= capacity
     ok = ok and isinstance(cache, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in cache.items())
     ok = ok and isinstance(doc.get("cache_position"), str) and isinstance(doc.get("position_ids"), bool)
+    last = doc.get("last_position") if ok and doc["version"] >= 3 else None
+    ok = ok and (isinstance(last, str) or doc["version"] < 3)
     if not ok:
         raise BundleError(f"{LLM_FILE} is malformed or of another version; recompile with `ragc compile --llm`")
     prefill = type(plan)(read_bundle(plan.path, False, prefill_schedule(doc, plan.manifest)), plan.options)
@@ -158,11 +166,14 @@ def _checked(doc: Any, plan: Any) -> LlmSession:
             {"input_ids", "attention_mask", doc["cache_position"], *cache, *extra},
         ),
         "decode outputs": ({s.name for s in plan.outputs}, {"logits", *cache.values()}),
-        "prefill inputs": ({s.name for s in prefill.inputs}, {"input_ids", "attention_mask", *extra}),
+        "prefill inputs": (
+            {s.name for s in prefill.inputs},
+            {"input_ids", "attention_mask", *extra, *[last][: bool(last)]},
+        ),
         "prefill outputs": ({s.name for s in prefill.outputs}, {"logits", *cache.values()}),
     }
     for what, (have, need) in want.items():
         if have != need:
             prefill.close()
             raise BundleError(f"{LLM_FILE} does not match the plan's {what}; recompile with `ragc compile --llm`")
-    return LlmSession(capacity, length, doc["cache_position"], doc["position_ids"], cache, prefill)
+    return LlmSession(capacity, length, doc["cache_position"], doc["position_ids"], cache, prefill, last)
