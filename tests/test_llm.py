@@ -194,3 +194,21 @@ def test_each_phase_keeps_its_own_predicted_figures(tmp_path):
         info = getattr(result, phase).info
         assert summary[phase]["predicted_ms"] == info["predicted_ms"]
         assert summary[phase]["baselines_ms"] == info["baselines_ms"]
+
+
+def test_a_version_2_bundle_still_generates(tmp_path, monkeypatch):
+    """llm.json version 2 (prefill returning every prompt row's logits, no last_position) is still read: made here
+    by compiling without the last-row rewrite and writing version 2's llm.json; its tokens are version 3's."""
+    import ragc.llm.rewrite as rewrite
+
+    model = tiny_decoder(CONFIGS["gpt2"])
+    onnx.save(model, tmp_path / "model.onnx")
+    compile_llm(tmp_path / "model.onnx", tmp_path / "v3", CAPACITY, PREFILL, devices="cpu", target=TARGET)
+    monkeypatch.setattr(rewrite, "_last_row_only", lambda model: None)
+    compile_llm(tmp_path / "model.onnx", tmp_path / "v2", CAPACITY, PREFILL, devices="cpu", target=TARGET)
+    edit_json(
+        tmp_path / "v2", "llm.json", lambda d: {k: v for k, v in d.items() if k != "last_position"} | {"version": 2}
+    )
+    prompt = np.array([3, 1, 4, 1, 5])
+    with runtime_min.load(tmp_path / "v2") as v2, runtime_min.load(tmp_path / "v3") as v3:
+        assert list(v2.generate(prompt, NEW)) == list(v3.generate(prompt, NEW)) == ort_generate(model, prompt, NEW)[0]
