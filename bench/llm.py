@@ -1,6 +1,7 @@
 """Issue 22's closing table: decoders with a KV cache compiled by `ragc compile --llm` for this chip, 128-token prompt
 + 128 new tokens, batch 1: ragc's time to first token and decode tokens/s against HF transformers' `generate` (torch
-CUDA eager fp32, its KV cache), and ragc's tokens against an onnxruntime loop over the same ONNX (its own Concat cache).
+CUDA eager fp32, its KV cache), and ragc's tokens against an onnxruntime loop over the same ONNX (its own Concat cache);
+`decode_step_ms`: one decode step with the cache kept by the plan against fed and taken back by the caller.
 On the lent H200 (GPT-2 small and a 4-layer Llama-style decoder, random weights):
 
     bash -c '. bench/device_env.sh && python3 -m ragc.cli profile --quick && python3 bench/llm.py --out $OUT'
