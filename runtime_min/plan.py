@@ -126,11 +126,10 @@ class Plan:
     generate = _generate  # plan.generate(input_ids, max_new_tokens, *, temperature, top_k, seed, stop): LLM tokens
 
     def keep_state(self, pairs: dict[str, str]) -> dict[str, str]:
-        """From now on each input named in `pairs` takes the value its paired output had in the last run (zeros
-        before the first) unless a run feeds it: a KV cache or a recurrent state. Where the one partition reading
-        it updates it in place (a ScatterND), it stays in that processor's memory and is never copied; otherwise
-        the plan holds it in host memory. A kept output is returned only when asked for by name; such a plan runs
-        through `run`, one frame at a time. Returns where each input is kept: "gpu", "cpu" (in place) or "host"."""
+        """From now on each input in `pairs` takes its paired output's value of the last run (zeros at first) unless
+        fed: a KV cache, a recurrent state. Where the one partition reading it updates it in place (a ScatterND) it
+        stays in that processor's memory, else the plan holds it in host memory. A kept output is returned only when
+        named; such a plan runs through `run` only. Returns where each input is kept: "gpu", "cpu" or "host"."""
         self._live()
         if self._state is not None and pairs != self._state.pairs:
             raise InputError(f"this plan already keeps {sorted(self._state.pairs)}; load it again to keep others")
@@ -184,7 +183,8 @@ class Plan:
     def submit(self, feeds: Arrays, *, outputs: Names = None, out: Arrays | None = None) -> Future[Arrays]:
         """Start one run and return at once: a `concurrent.futures.Future` of what `run` would return (or of its
         error). Feeds are checked now; the run is queued behind the runs already submitted."""
-        names, future = self._select(outputs, out, "submit"), Future()
+        self._one_frame_at_a_time("submit")
+        names, future = self._select(outputs, out), Future()
         future.set_running_or_notify_cancel()
 
         def done(frame: Frame) -> None:
@@ -196,10 +196,12 @@ class Plan:
         self._live().submit(self.check_feeds(feeds), done)
         return future
 
-    def _select(self, outputs: Names, out: Arrays | None, call: str = "run") -> list[str]:
-        """The outputs a run returns: known names, and `out` arrays that are writable and of their dtype and shape."""
-        if self._state and call != "run":
+    def _one_frame_at_a_time(self, call: str) -> None:
+        if self._state:
             raise InputError(f"this plan keeps state (keep_state): run it with run(), not {call}()")
+
+    def _select(self, outputs: Names, out: Arrays | None) -> list[str]:
+        """The outputs a run returns: known names, and `out` arrays that are writable and of their dtype and shape."""
         if isinstance(outputs, str) or not isinstance(out, (dict, type(None))):
             raise InputError("give outputs as a list of output names and out as a dict of name -> numpy array")
         names = self._names if outputs is None else list(dict.fromkeys(outputs))
@@ -217,7 +219,7 @@ class Plan:
     def stream(self, frames: Iterable[Arrays], depth: int = 2, *, trace: PathLike = None) -> Iterator[Arrays]:
         """Assembly line: outputs of each feed dict in input order, with up to `depth` frames in flight so that
         different frames occupy different processors at once. `trace` is written when the stream ends."""
-        self._select(None, None, "stream")
+        self._one_frame_at_a_time("stream")
         return self._stream(self._live(), frames, check_depth(depth), trace)
 
     def _stream(self, executor: Executor, frames, depth: int, trace) -> Iterator[Arrays]:

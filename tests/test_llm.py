@@ -155,6 +155,9 @@ def test_recompiling_over_a_version_1_bundle_replaces_its_prefill_folder(tmp_pat
         {"cache": {"x": "present.0.key"}},
         {"prefill_schedule": "../schedule.json"},
         {"prefill_schedule": "schedule.json"},  # a listed file, but the decode plan's
+        {"last_position": 3},
+        {"last_position": "input_ids_again"},  # no such prefill input
+        {"version": 2},  # version 2's prefill has no last_position input
     ],
 )
 def test_tampered_llm_json_is_one_line(tmp_path, llm, change):

@@ -20,6 +20,7 @@ class CpuExecutable(Executable):
         self._run = getattr(getattr(session, "_sess", None), "run", None) or session.run
         self._session, self._in_place = session, partition.in_place
         self._outputs = [o.name for o in partition.outputs]
+        self._moving = self._outputs  # outputs onnxruntime allocates (not written into a kept input)
         self._specs = {s.name: s for s in partition.inputs}
         self._kept: dict[str, np.ndarray] = {}  # kept input -> its array, which onnxruntime updates in place
         self._binding: Any = None

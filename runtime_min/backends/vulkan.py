@@ -344,33 +344,28 @@ class VulkanExecutable(Executable):
         return self._transfer(name)
 
     def _transfer(self, name: str, value: np.ndarray | None = None) -> np.ndarray:
-        """Write `value` into tensor `name`'s arena range, or read a copy of that range (`value` None): one
-        blocking copy through a staging buffer of its own, or directly where the arena is mapped."""
-        t, vk = self.program.tensors[name], self.dev.vk
-        size, offset = t["nbytes"], t["offset"]
-        if self.arena_view is None:
-            staging = self.alloc.buffer(
-                size, vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT | vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT, "host"
-            )
-            window, cmd = staging.mapped[:size], self.dev.command_buffer()
+        """Write `value` into tensor `name`'s arena range, or read a copy of that range (`value` None): one blocking
+        copy through its slot in the private staging set, or directly where the arena is mapped."""
+        t, vk, staging = self.program.tensors[name], self.dev.vk, self.io_sets[0].buffer
+        if self.arena_view is not None:
+            window = self.arena_view[t["offset"] : t["offset"] + t["nbytes"]]
         else:
-            staging, window, cmd = None, self.arena_view[offset : offset + size], None
-        try:
-            if value is not None:
-                window[:] = value.reshape(-1).view(np.uint8)
-            if cmd is not None:
-                ends = ((staging.handle, 0), (self.arena.handle, offset))[:: 1 if value is not None else -1]
+            window = staging.mapped[self.program.io_offsets[name] :][: t["nbytes"]]
+        if value is not None:
+            window[:] = value.reshape(-1).view(np.uint8)
+        if self.arena_view is None:
+            cmd = self.dev.command_buffer()
+            try:
                 vk.vkBeginCommandBuffer(cmd, vk.VkCommandBufferBeginInfo())
-                copy = vk.VkBufferCopy(srcOffset=ends[0][1], dstOffset=ends[1][1], size=size)
-                vk.vkCmdCopyBuffer(cmd, ends[0][0], ends[1][0], 1, [copy])
+                self._copies(cmd, staging.handle, [name], to_device=value is not None)
+                transfer, host = vk.VK_PIPELINE_STAGE_TRANSFER_BIT, vk.VK_PIPELINE_STAGE_HOST_BIT
+                self._barrier(cmd, (transfer, vk.VK_ACCESS_TRANSFER_WRITE_BIT), (host, vk.VK_ACCESS_HOST_READ_BIT))
                 vk.vkEndCommandBuffer(cmd)
                 self.dev.submit([cmd], self.fence)
-            self.stats.count(1 if cmd is None else 2, size)
-            return value if value is not None else window.view(t["dtype"]).reshape(t["shape"]).copy()
-        finally:
-            if cmd is not None:
+            finally:
                 vk.vkFreeCommandBuffers(self.dev.device, self.dev.pool, 1, [cmd])
-                self.alloc.free(staging)
+        self.stats.count(1 if self.arena_view is not None else 2, t["nbytes"])
+        return value if value is not None else window.view(t["dtype"]).reshape(t["shape"]).copy()
 
     def copy_stats(self) -> CopyStats:
         return CopyStats(**vars(self.stats))
