@@ -5,6 +5,7 @@
 # Steps run one after another (never two timings at once) and each writes into $RESULTS; a failing step is noted
 # and the next one runs. RAGC_STEPS (names, space-separated) runs a subset; RAGC_MODELS the placement models,
 # RAGC_TMODELS the transformer models, RAGC_QDQ_ARGS / RAGC_KERNEL_ARGS / RAGC_ADAPTIVE_ARGS those benches' arguments.
+# real_eval times every op of the real skeletons (bench/skeletons) on each processor, for `costmodel eval --timings`.
 set -u
 cd "$(dirname "$0")/.."
 RESULTS=/tmp/ragc-results
@@ -43,13 +44,15 @@ steps)
   step qdq 300 python3 bench/qdq_int8.py ${RAGC_QDQ_ARGS:-}
   step kernels 200 python3 bench/gpu_kernels.py vit_b_16 bert_base ${RAGC_KERNEL_ARGS:-}
   step profile 200 bash -c "python3 -m ragc.cli profile --quick && cp $XDG_CACHE_HOME/ragc/personality/*.json $RESULTS/"
+  step real_eval 420 bash -c "python3 -m ragc.cli costmodel eval --models \$(ls bench/skeletons/*.onnx | paste -sd,) \
+    --save-timings $RESULTS/real-timings.json --json > $RESULTS/real-eval.json"
   step llm_export 300 python3 bench/llm.py --export-skeletons "$RESULTS/skeletons/llm" --out /tmp/ragc-llm
   step llm 540 bash -c "python3 bench/llm.py --out /tmp/ragc-llm; cp /tmp/ragc-llm/*.json $RESULTS/"  # models stay out
   step adaptive 480 python3 bench/adaptive.py --json "$RESULTS/adaptive.json" ${RAGC_ADAPTIVE_ARGS:-}
   step placement 600 python3 bench/h200_placement.py --out "$RESULTS" --budget "${RAGC_BUDGET:-540}" --tune-budget 8 \
     ${RAGC_MODELS:+--models "$RAGC_MODELS"}
   mkdir -p "$RESULTS/skeletons"
-  for m in /tmp/ragc-real/*.onnx; do python3 -m ragc.profiler.skeleton strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
+  for m in /tmp/ragc-real/*.onnx; do [ -e "$m" ] || continue; python3 -m ragc.profiler.skeleton strip "$m" "$RESULTS/skeletons/$(basename "$m")"; done
   echo "=== all done ($(date +%T))"
   ;;
 esac

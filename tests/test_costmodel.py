@@ -8,6 +8,7 @@ import math
 import warnings
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 from personality_fixtures import measured_personality
@@ -222,6 +223,43 @@ def test_cli_eval_saved_timings_give_the_same_report(personality, tmp_path, monk
     assert unmeasured.exit_code != 0 and "--target goes with --timings" in unmeasured.output
 
 
+def exporter_named_model(path) -> None:
+    """A conv + relu + conv model whose node names are torch exporters' ("/layer1/conv1/Conv")."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), f"w{i}") for i in (1, 2)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], "/layer1/conv1/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["b"], "/layer1/relu/Relu"),
+        helper.make_node("Conv", ["b", "w2"], ["y"], "/layer1/conv2/Conv", pads=[1, 1, 1, 1]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])
+    graph = helper.make_graph(nodes, "exported", [x], [y], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_cli_eval_of_a_model_file_times_its_ops_and_rereads_its_timings(personality, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    save_personality(personality, store_path(personality.chip_id))
+    model, saved = tmp_path / "exported.onnx", tmp_path / "timings.json"
+    exporter_named_model(model)
+    runner = CliRunner()
+    args = ["costmodel", "eval", "--devices", "cpu", "--json"]
+    first = runner.invoke(
+        main, [*args, "--models", f"{model},cnn_plain_96", "--budget", "0.05", "--save-timings", str(saved)]
+    )
+    assert first.exit_code == 0, first.output
+    rows = json.loads(first.stdout)["cpu"]["models"]
+    assert [r["model"] for r in rows] == ["exported", "cnn_plain_96"]
+    timed = json.loads(saved.read_text())["devices"]["cpu"]["timings"][0]
+    assert {s["op"] for s in timed["samples"]} == {"/layer1/conv1/Conv", "/layer1/conv2/Conv"}  # relu fused
+    again = runner.invoke(main, [*args, "--timings", str(saved)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+
+
 def test_folds_refit_the_gpu_launch_with_the_other_models_runs(personality):
     graph = conv_relu_graph()
     truth = (0.2, 0.005, 1.05)  # dispatch, per kernel, kernel scale
@@ -280,6 +318,9 @@ def test_gpu_absorbs_elementwise_trees_cpu_only_epilogues(tmp_path):
     gelu = {op.name for op in graph.ops if op.op_type == "Erf"}
     assert gelu <= absorbed_ops(graph, "gpu")  # the erf-GELU tree is one GPU kernel ...
     assert not gelu & absorbed_ops(graph, "cpu")  # ... but separate onnxruntime kernels
+    attention = {op.name for op in graph.ops if op.op_type in ("Softmax", "Transpose")}
+    assert attention <= absorbed_ops(graph, "gpu")  # inside the fused attention dispatch, named after P.V's MatMul
+    assert attention.isdisjoint(absorbed_ops(graph, "cpu"))
 
 
 def test_gpu_eval_on_vulkan(personality):

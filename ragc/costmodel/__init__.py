@@ -81,14 +81,16 @@ class CostModel:
 
 def absorbed_ops(graph: Graph, device: str) -> set[str]:
     """Ops that run inside another op's kernel on `device` and so cost nothing of their own: ragc's GPU codegen
-    fuses elementwise trees and conv/gemm epilogues, the NPU elementwise chains into GEMM epilogues (codegen.npu.fuse);
+    fuses attention, RMSNorm and rotary patterns (codegen.gpu.patterns; the fused kernel keeps one member's name),
+    elementwise trees and conv/gemm epilogues, the NPU elementwise chains into GEMM epilogues (codegen.npu.fuse);
     onnxruntime folds conv/gemm epilogues."""
     if device == "npu":
         return npu_absorbed(graph)
     if device == "gpu":
         from codegen.gpu.fuse import fuse
+        from codegen.gpu.patterns import fuse_patterns
 
-        kernels = {op.name for op in fuse(graph).ops}
+        kernels = {op.name for op in fuse(fuse_patterns(graph)).ops}
         return {op.name for op in graph.ops if op.name not in kernels}
     return epilogue_ops(graph)
 

@@ -30,7 +30,7 @@ from ragc.profiler.model_timing import ModelTiming
 from ragc.profiler.progress import bar_advance, progress_bar
 from ragc.profiler.steady import Gate, Steadiness, time_interleaved
 from ragc.profiler.timers import GraphTimer
-from ragc.profiler.zoo import model_set
+from ragc.profiler.zoo import model_label, model_set
 
 ROUNDS = 5  # blocks per model, round robin (see steady)
 MIN_SCORED_MS = 0.005  # op-level errors leave out ops timed under 5 us: the profiler's resolution is 1 us, its bias ~6
@@ -137,7 +137,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
         composed = end_to_end_ms(fold, held.graph, device, measured_ops)
         rows.append(
             {
-                "model": held.name,
+                "model": model_label(held.name),
                 "ops": len(held.graph.ops),
                 "measured_ms": round(held.measured_ms, 4),
                 "predicted_ms": round(predicted, 4),

@@ -126,15 +126,20 @@ def _layout_owners(optimized: onnx.GraphProto) -> dict[str, str]:
 
 
 def source_ops(graph: Graph) -> Callable[[str], str | None]:
-    """Maps an onnxruntime node name to the ir op it comes from: its own name ("MatMul_3/MatMulAddFusion"), or the
-    tensor it writes ("t7_0_nchwc"); a fused conv/gemm + activation counts for the conv/gemm. None for nodes
-    onnxruntime inserts itself (layout reorders, reshapes around a gemm)."""
+    """Maps an onnxruntime node name to the ir op it comes from: its own name, whole or before a fusion's suffix
+    ("MatMul_3/MatMulAddFusion", "/h.0/attn/MatMul/MatMulAddFusion"), or the tensor it writes ("t7_0_nchwc"); a
+    fused conv/gemm + activation counts for the conv/gemm. None for nodes onnxruntime inserts itself (layout
+    reorders, reshapes around a gemm)."""
     producers = graph.producers()
     fused = epilogue_ops(graph)
     names = {op.name: op for op in graph.ops} | producers
 
     def source(node: str) -> str | None:
-        op = names.get(node.removeprefix("fused ").split("/")[0].removesuffix("_nchwc"))
+        name = node.removeprefix("fused ").removesuffix("_nchwc")
+        op = names.get(name)
+        while op is None and "/" in name.strip("/"):  # exporters' names hold "/" too: drop suffixes one by one
+            name = name.rstrip("/").rsplit("/", 1)[0]
+            op = names.get(name.removesuffix("_nchwc"))
         while op is not None and op.name in fused:
             op = next(producers[n] for n in op.inputs if n in producers)
         return op.name if op is not None else None

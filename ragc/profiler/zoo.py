@@ -29,11 +29,11 @@ def light_zoo_paths() -> dict[str, Path]:
 
 def model_set(names: list[str] | None = None) -> dict[str, Graph]:
     """Name -> ir.Graph (through ragc's front end) of every evaluation model, or of those named; a name ending in
-    .onnx is a model file (a weightless skeleton is filled first), known by its stem."""
+    .onnx is a model file (a weightless skeleton is filled first), kept under that name so that saved timings can
+    rebuild it (model_label shows its stem)."""
     from ragc.frontend import load_model
 
-    files = {Path(n).stem: _file_graph(Path(n)) for n in names or [] if n.endswith(".onnx")}
-    names = [Path(n).stem if n.endswith(".onnx") else n for n in names] if names else None
+    files = {n: _file_graph(Path(n)) for n in names or [] if n.endswith(".onnx")}
     paths = light_zoo_paths()
     generated = generated_models()
     known = [*paths, *generated]
@@ -44,6 +44,11 @@ def model_set(names: list[str] | None = None) -> dict[str, Graph]:
     built = to_graphs({name: generated[name] for name in chosen if name in generated and name not in files})
     loaded = {name: load_model(paths[name]).graph for name in chosen if name in paths and name not in files}
     return {name: files.get(name) or built.get(name) or loaded[name] for name in chosen}
+
+
+def model_label(name: str) -> str:
+    """How reports show an evaluation model: a model file by its stem."""
+    return Path(name).stem if name.endswith(".onnx") else name
 
 
 def _file_graph(path: Path) -> Graph:
