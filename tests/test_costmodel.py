@@ -387,3 +387,49 @@ def test_projection_chains_time_gemms_back_to_back_at_unit_gain():
     backend.close()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert 0.3 < float(np.std(want)) < 3.0
+
+
+def silu_after_matmul_graph() -> Graph:
+    """x @ w, then SiLU written as x * sigmoid(x) (onnxruntime runs the pair as one QuickGelu), plus a constant
+    bias computed from two constants (folded at load)."""
+    rng = np.random.default_rng(0)
+    w, a = rng.standard_normal((64, 64)).astype(np.float32), np.ones(64, np.float32)
+    tensors = {n: Tensor(n, (1, 16, 64), "float32") for n in ("x", "h", "s", "y", "out")}
+    tensors |= {"w": Tensor("w", w.shape, "float32", w), "a": Tensor("a", (64,), "float32", a)}
+    tensors |= {"b": Tensor("b", (64,), "float32", a), "bias": Tensor("bias", (64,), "float32")}
+    ops = [
+        Op("mm", "MatMul", ["x", "w"], ["h"]),
+        Op("sig", "Sigmoid", ["h"], ["s"]),
+        Op("silu", "Mul", ["h", "s"], ["y"]),
+        Op("const_bias", "Add", ["a", "b"], ["bias"]),
+        Op("add", "Add", ["y", "bias"], ["out"]),
+    ]
+    return Graph(ops, tensors, ["x"], ["out"], 17)
+
+
+def test_cpu_kernels_follow_onnxruntime_fusions_and_folding():
+    from ragc.costmodel import absorbed_ops
+    from ragc.costmodel.cpu_fusion import FOLDED, cpu_kernel_of
+
+    graph = silu_after_matmul_graph()
+    kernel_of = cpu_kernel_of(graph)
+    assert kernel_of["sig"] == kernel_of["silu"] != "mm"  # one QuickGelu kernel
+    assert kernel_of["const_bias"] == FOLDED and kernel_of["mm"] == "mm"
+    assert {"const_bias"} | ({"sig", "silu"} - {kernel_of["silu"]}) <= absorbed_ops(graph, "cpu")
+    prices = CostModel(measured_personality()).graph_ms(graph, "cpu")
+    assert prices["const_bias"] == 0.0 and prices[kernel_of["silu"]] > 0.0
+
+
+def test_onnxruntime_nodes_without_an_op_name_are_attributed_by_the_tensor_they_write():
+    from ragc.profiler.oneop import source_ops
+
+    graph = silu_after_matmul_graph()
+    optimized = onnx.helper.make_graph(
+        [onnx.helper.make_node("QuickGelu", ["h"], ["y"], name="QuickGeluFusion_7", domain="com.microsoft")],
+        "opt",
+        [],
+        [],
+    )
+    source = source_ops(graph, optimized)
+    assert source("QuickGeluFusion_7") in ("sig", "silu") and source("mm") == "mm"
+    assert source("mm/MatMulAddFusion/") == "mm" and source("ReorderOutput_1") is None

@@ -6,7 +6,8 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ragc.costmodel.features import epilogue_ops, family_of_features, op_features
+from ragc.costmodel.cpu_fusion import cpu_kernel_of
+from ragc.costmodel.features import family_of_features, op_features
 from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
 from ragc.costmodel.npu import XdnaTiming
@@ -83,7 +84,8 @@ def absorbed_ops(graph: Graph, device: str) -> set[str]:
     """Ops that run inside another op's kernel on `device` and so cost nothing of their own: ragc's GPU codegen
     fuses attention, RMSNorm and rotary patterns (codegen.gpu.patterns; the fused kernel keeps one member's name),
     elementwise trees and conv/gemm epilogues, the NPU elementwise chains into GEMM epilogues (codegen.npu.fuse);
-    onnxruntime folds conv/gemm epilogues."""
+    onnxruntime fuses what its optimizer finds (codegen.cpu_kernels: epilogues, GELU, scaled MatMul, ...) and folds
+    constant subgraphs."""
     if device == "npu":
         return npu_absorbed(graph)
     if device == "gpu":
@@ -92,7 +94,7 @@ def absorbed_ops(graph: Graph, device: str) -> set[str]:
 
         kernels = {op.name for op in fuse(fuse_patterns(graph)).ops}
         return {op.name for op in graph.ops if op.name not in kernels}
-    return epilogue_ops(graph)
+    return {name for name, kernel in cpu_kernel_of(graph).items() if kernel != name}
 
 
 def cost_fn(personality: Personality, gpu_precision: Precision | None = None) -> CostFn:

@@ -282,8 +282,13 @@ def _pool_params(graph: Graph, op: Op) -> dict[str, float]:
 def epilogue_ops(graph: Graph) -> set[str]:
     """Names of ops that runtimes fold into the conv or gemm feeding them: chains of activations, bias or residual
     adds and constant scales whose first op reads a conv/gemm output that nothing else reads."""
+    return set(epilogue_sources(graph))
+
+
+def epilogue_sources(graph: Graph) -> dict[str, str]:
+    """Epilogue op (see epilogue_ops) -> the op whose output it reads: the conv/gemm or the epilogue before it."""
     producers, consumers = graph.producers(), graph.consumers()
-    fused: set[str] = set()
+    fused: dict[str, str] = {}
     for op in graph.ops:
         if op.op_type not in _EPILOGUE_OPS:
             continue
@@ -296,7 +301,7 @@ def epilogue_ops(graph: Graph) -> set[str]:
                 and len(consumers[name]) == 1
                 and (producer.op_type in _EPILOGUE_PRODUCERS or producer.name in fused)
             ):
-                fused.add(op.name)
+                fused[op.name] = producer.name
                 break
     return fused
 

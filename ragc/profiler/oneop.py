@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
 
-from ragc.costmodel.features import epilogue_ops
+from codegen.cpu_kernels import named_op
+from ragc.costmodel.cpu_fusion import cpu_kernel_of
 from ragc.ir import Graph
 
 MAX_REPEATS = 1000
@@ -27,40 +26,6 @@ def session_options() -> ort.SessionOptions:
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
-
-
-def _attr_value(value: Any) -> Any:
-    return numpy_helper.from_array(value) if isinstance(value, np.ndarray) else value
-
-
-def _value_info(graph: Graph, name: str, with_shape: bool = True) -> onnx.ValueInfoProto:
-    t = graph.tensors[name]
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(t.dtype))
-    return helper.make_tensor_value_info(name, elem, list(t.shape) if with_shape else None)
-
-
-def graph_model(graph: Graph, with_output_shapes: bool = True) -> onnx.ModelProto:
-    """An ONNX model of an ir.Graph (constants become initializers)."""
-    nodes = [
-        helper.make_node(
-            op.op_type, op.inputs, op.outputs, name=op.name, **{k: _attr_value(v) for k, v in sorted(op.attrs.items())}
-        )
-        for op in graph.ops
-    ]
-    used = sorted({n for op in graph.ops for n in op.inputs if n})
-    inits = [
-        numpy_helper.from_array(np.asarray(graph.tensors[n].data, dtype=graph.tensors[n].dtype), n)
-        for n in used
-        if graph.tensors[n].is_constant
-    ]
-    body = helper.make_graph(
-        nodes,
-        "ragc_bench",
-        [_value_info(graph, n) for n in graph.inputs],
-        [_value_info(graph, n, with_output_shapes) for n in graph.outputs],
-        inits,
-    )
-    return helper.make_model(body, opset_imports=[helper.make_opsetid("", graph.opset)], ir_version=8)
 
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -125,24 +90,22 @@ def _layout_owners(optimized: onnx.GraphProto) -> dict[str, str]:
     return owners
 
 
-def source_ops(graph: Graph) -> Callable[[str], str | None]:
-    """Maps an onnxruntime node name to the ir op it comes from: its own name, whole or before a fusion's suffix
-    ("MatMul_3/MatMulAddFusion", "/h.0/attn/MatMul/MatMulAddFusion"), or the tensor it writes ("t7_0_nchwc"); a
-    fused conv/gemm + activation counts for the conv/gemm. None for nodes onnxruntime inserts itself (layout
-    reorders, reshapes around a gemm)."""
-    producers = graph.producers()
-    fused = epilogue_ops(graph)
-    names = {op.name: op for op in graph.ops} | producers
+def source_ops(graph: Graph, optimized: onnx.GraphProto | None = None) -> Callable[[str], str | None]:
+    """Maps an onnxruntime node name to the ir op whose sample its time is (codegen.cpu_kernels: the op a fused
+    kernel is named after, or the op writing its output; a node of `optimized` that names no op, such as the
+    FastGelu "GPT2Gelu", by the tensor it writes). None for nodes onnxruntime inserts itself (layout reorders,
+    reshapes around a gemm)."""
+    ops, producers = {op.name: op for op in graph.ops}, graph.producers()
+    kernel_of = cpu_kernel_of(graph)
+    writes = {
+        n.name: next((producers[o] for o in n.output if o in producers), None)
+        for n in (optimized.node if optimized is not None else [])
+        if not n.op_type.startswith("Reorder")
+    }
 
     def source(node: str) -> str | None:
-        name = node.removeprefix("fused ").removesuffix("_nchwc")
-        op = names.get(name)
-        while op is None and "/" in name.strip("/"):  # exporters' names hold "/" too: drop suffixes one by one
-            name = name.rstrip("/").rsplit("/", 1)[0]
-            op = names.get(name.removesuffix("_nchwc"))
-        while op is not None and op.name in fused:
-            op = next(producers[n] for n in op.inputs if n in producers)
-        return op.name if op is not None else None
+        op = named_op(ops, producers, node) or writes.get(node)
+        return (kernel_of.get(op.name) or op.name) if op is not None else None
 
     return source
 
@@ -154,8 +117,8 @@ def attribute_nodes(
     profiler's own cost per node) is taken out. With `layouts`, a layout reorder counts for the op that needs it
     (see _layout_owners); without, reorders count for nothing (a lone op's reorders vanish inside a partition of
     blocked-layout ops)."""
-    source = source_ops(graph)
     times, optimized = timed
+    source = source_ops(graph, optimized)
     owners = _layout_owners(optimized) if layouts else {}
     per_op: dict[str, float] = {}
     for node, ms in times.items():

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from codegen.onnx_graph import graph_model
 from ragc.ir import Graph, Op, Tensor
-from ragc.profiler.oneop import graph_model, make_session, random_feeds
+from ragc.profiler.oneop import make_session, random_feeds
 
 Input = tuple[tuple[int, ...], bool]  # (shape, is a constant weight); float32 unless the spec says int64
 

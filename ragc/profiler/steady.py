@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ragc.profiler.oneop import graph_model, make_session, random_feeds, timed_runs
+from codegen.onnx_graph import graph_model
+from ragc.profiler.oneop import make_session, random_feeds, timed_runs
 from ragc.profiler.specs import binary, chained, conv
 
 T = TypeVar("T")

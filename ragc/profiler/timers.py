@@ -9,8 +9,9 @@ from pathlib import Path
 
 import onnx
 
+from codegen.onnx_graph import graph_model
 from ragc.ir import Graph
-from ragc.profiler.oneop import attribute_nodes, graph_model, make_session, random_feeds, timed_runs
+from ragc.profiler.oneop import attribute_nodes, make_session, random_feeds, timed_runs
 from ragc.profiler.steady import BlockTimer, time_interleaved
 
 WARMUP_RUNS = 2  # timed_runs' warm-up runs, which the profiler records too

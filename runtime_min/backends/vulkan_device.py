@@ -191,6 +191,8 @@ class Device:
             with self._submit_lock:  # one queue, shared by every executable
                 vk.vkQueueSubmit(self.queue, 1, [batch], fence)
             status = vk.vkWaitForFences(self.device, 1, [fence], vk.VK_TRUE, FENCE_TIMEOUT_NS)
+        except vk.VkTimeout:  # the vulkan package raises success codes other than VK_SUCCESS
+            status = vk.VK_TIMEOUT
         except vk.VkError as exc:
             raise DeviceFailure(f"{self.props.deviceName} failed a submission ({type(exc).__name__}); reload") from exc
         if status == vk.VK_TIMEOUT:
