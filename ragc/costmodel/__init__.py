@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ragc.costmodel.cpu_fusion import cpu_kernel_of
+from ragc.costmodel.cpu_fusion import cpu_kernel_features, cpu_kernel_of
 from ragc.costmodel.features import family_of_features, op_features
 from ragc.costmodel.gpu_features import gpu_kernel_features
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
@@ -68,8 +68,11 @@ class CostModel:
         personality with an `npu` section is priced by the XDNA model."""
         if device == "npu" and self.npu is not None:
             return npu_op_ms(graph, self.npu)
-        fused = absorbed_ops(graph, device)
-        feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
+        if device == "cpu":
+            feats = cpu_kernel_features(graph)
+        else:
+            fused = absorbed_ops(graph, device)
+            feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
         kernels = self.predict(device, [feats[name] for name in live])
         if device == "gpu" and self.gpu_precision is not None:
