@@ -13,8 +13,8 @@ from codegen.artifact import Artifact, TensorStore
 from ragc.bundle.schedule import build_schedule
 from ragc.bundle.timeline import timeline_svg
 from ragc.bundle.write import write_bundle
+from ragc.costmodel import kernel_features, partition_op_stats
 from ragc.costmodel.energy import add_partition_energy, energy_info, power_figures
-from ragc.costmodel.features import partition_op_stats
 from ragc.frontend import LoadedModel
 from ragc.partition import Partition, partition
 from ragc.placement import Placement, PlacementProblem
@@ -129,7 +129,8 @@ def schedule(c: Compilation) -> None:
         _add_predicted_spans(s, c.problem, c.placement)
         add_partition_energy(s, c.problem, c.placement, _power(c))
         c.files["timeline.svg"] = timeline_svg(c.placement, c.problem).encode()
-    c.files["opstats.json"] = dumps({p.id: partition_op_stats(graph, p.ops) for p in c.partitions})
+    kernels = {device: kernel_features(graph, device) for device in sorted({p.device for p in c.partitions})}
+    c.files["opstats.json"] = dumps({p.id: partition_op_stats(graph, p.ops, kernels[p.device]) for p in c.partitions})
     c.schedule = s
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from personality_fixtures import measured_personality
 
 from ragc.cli import main
-from ragc.costmodel.features import partition_op_stats
+from ragc.costmodel import kernel_features, partition_op_stats
 from ragc.errors import PersonalityError
 from ragc.ir import Op, Tensor
 from ragc.personality.chip import chip_facts, chip_id, cpu_facts, npu_facts
@@ -172,7 +172,7 @@ def test_record_run_adds_run_samples(cache, measured):
     p = copy.deepcopy(measured)
     save_personality(p)
     g = conv(16, 14, 16, 3)
-    stats = partition_op_stats(g, [op.name for op in g.ops])
+    stats = partition_op_stats(g, [op.name for op in g.ops], kernel_features(g, "cpu"))
     assert stats[0]["name"] == "op" and stats[0]["fused"] is False
     updated = record_run(None, [{"device": "cpu", "ms": 2.0, "ops": stats}])
     runs = [s for s in updated.samples("cpu") if s["source"] == "run"]

@@ -68,11 +68,7 @@ class CostModel:
         personality with an `npu` section is priced by the XDNA model."""
         if device == "npu" and self.npu is not None:
             return npu_op_ms(graph, self.npu)
-        if device == "cpu":
-            feats = cpu_kernel_features(graph)
-        else:
-            fused = absorbed_ops(graph, device)
-            feats = {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
+        feats = kernel_features(graph, device)
         live = [name for name, f in feats.items() if family_of_features(f) != "metadata"]
         kernels = self.predict(device, [feats[name] for name in live])
         if device == "gpu" and self.gpu_precision is not None:
@@ -81,6 +77,31 @@ class CostModel:
             kernels = [k * f for k, f in zip(kernels, factors, strict=True)]
         times = {name: self.personality.op_ms(device, k) for name, k in zip(live, kernels, strict=True)}
         return {op.name: times.get(op.name, 0.0) for op in graph.ops}
+
+
+def kernel_features(graph: Graph, device: str) -> dict[str, dict[str, float]]:
+    """Op name -> the features of the kernel it names on `device` (on the CPU, onnxruntime's fused kernel as a
+    whole: cpu_kernel_features); ops inside another op's kernel (absorbed_ops) have none."""
+    if device == "cpu":
+        return cpu_kernel_features(graph)
+    fused = absorbed_ops(graph, device)
+    return {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
+
+
+def partition_op_stats(graph: Graph, op_names: list[str], kernels: dict[str, dict[str, float]]) -> list[dict]:
+    """[{"name", "op_type", "features", "fused"}] for the named ops of a partition, in graph order (JSON-ready), from
+    kernel_features of its device: the ops inside another's kernel are "fused" (recorded runs give them no sample)."""
+    chosen = set(op_names)
+    return [
+        {
+            "name": op.name,
+            "op_type": op.op_type,
+            "features": kernels.get(op.name) or op_features(graph, op),
+            "fused": op.name not in kernels,
+        }
+        for op in graph.ops
+        if op.name in chosen
+    ]
 
 
 def absorbed_ops(graph: Graph, device: str) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -353,14 +352,3 @@ def family_of_features(features: dict[str, float]) -> str:
 def log_features(features: dict[str, float], keys: tuple[str, ...]) -> list[float]:
     """The features in `keys` order, magnitudes compressed with log1p (one-hot flags stay 0/1)."""
     return [math.log1p(max(0.0, features.get(k, 0.0))) for k in keys]
-
-
-def partition_op_stats(graph: Graph, op_names: list[str]) -> list[dict[str, Any]]:
-    """[{"name", "op_type", "features", "fused"}] for the named ops of a partition, in graph order (JSON-ready)."""
-    fused = epilogue_ops(graph)
-    chosen = set(op_names)
-    return [
-        {"name": op.name, "op_type": op.op_type, "features": op_features(graph, op), "fused": op.name in fused}
-        for op in graph.ops
-        if op.name in chosen
-    ]

@@ -27,7 +27,7 @@ def _check(sample: dict[str, Any], devices: list[str]) -> None:
         raise PersonalityError(f"recorded sample has ms={sample.get('ms')!r}; pass the measured partition time in ms")
     if not isinstance(sample.get("ops"), list):
         raise PersonalityError(
-            "recorded sample has no 'ops' list; pass the partition's op stats (ragc.profiler.record.partition_op_stats)"
+            "recorded sample has no 'ops' list; pass the partition's op stats (ragc.costmodel.partition_op_stats)"
         )
 
 

@@ -9,7 +9,7 @@ device-local memory is host-visible (unified memory, resizable BAR) inputs go st
 views of a staging set leased to the run, reused only once no array derived from them is alive.
 
 Untrusted bundles: robustBufferAccess is on (out-of-range accesses read zeros, write nothing), every range,
-binding and workgroup count is checked, and a submission that does not finish in FENCE_TIMEOUT_NS is a
+binding and workgroup count is checked, and a submission that does not finish in its FENCE_TIMEOUT_S is a
 DeviceFailure. cffi trap (shared/DEVICE.md): see vulkan_device.py.
 """
 

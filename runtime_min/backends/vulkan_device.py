@@ -38,7 +38,8 @@ FEATURE_STRUCTS = (
 )
 TYPE_NAMES = {0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
 TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # preference, lower first: discrete, integrated, virtual, CPU, other
-FENCE_TIMEOUT_NS = 30 * 10**9
+FENCE_TIMEOUT_S = {4: 600}  # by device type: a CPU device (lavapipe) runs a VGG in tens of seconds
+FENCE_TIMEOUT_DEFAULT_S = 30
 IMPORT_CACHE = 8  # imported host arrays kept (with a reference, so their memory cannot move)
 
 
@@ -91,6 +92,7 @@ class Device:
                 raise BackendUnavailable("Vulkan found no device; install a driver (e.g. mesa-vulkan-drivers)")
             self.physical = pick_device(vk, devices, wanted)
             self.props = vk.vkGetPhysicalDeviceProperties(self.physical)
+            self.fence_timeout_s = FENCE_TIMEOUT_S.get(self.props.deviceType, FENCE_TIMEOUT_DEFAULT_S)
             self.memory = vk.vkGetPhysicalDeviceMemoryProperties(self.physical)
             families = vk.vkGetPhysicalDeviceQueueFamilyProperties(self.physical)
             compute = [i for i, f in enumerate(families) if f.queueFlags & vk.VK_QUEUE_COMPUTE_BIT]
@@ -190,13 +192,13 @@ class Device:
             vk.vkResetFences(self.device, 1, [fence])
             with self._submit_lock:  # one queue, shared by every executable
                 vk.vkQueueSubmit(self.queue, 1, [batch], fence)
-            status = vk.vkWaitForFences(self.device, 1, [fence], vk.VK_TRUE, FENCE_TIMEOUT_NS)
+            status = vk.vkWaitForFences(self.device, 1, [fence], vk.VK_TRUE, self.fence_timeout_s * 10**9)
         except vk.VkTimeout:  # the vulkan package raises success codes other than VK_SUCCESS
             status = vk.VK_TIMEOUT
         except vk.VkError as exc:
             raise DeviceFailure(f"{self.props.deviceName} failed a submission ({type(exc).__name__}); reload") from exc
         if status == vk.VK_TIMEOUT:
-            raise DeviceFailure(f"{self.props.deviceName} did not finish a partition in {FENCE_TIMEOUT_NS // 10**9} s")
+            raise DeviceFailure(f"{self.props.deviceName} did not finish a partition in {self.fence_timeout_s} s")
 
     def close(self) -> None:
         self.vk.vkDeviceWaitIdle(self.device)
