@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragc.costmodel.cpu_fusion import cpu_kernel_features
+from ragc.costmodel.cpu_fusion import cpu_kernel_features, cpu_kernel_of
 from ragc.costmodel.features import family_of_features, op_features
 from ragc.ir import Graph
 from ragc.profiler.modelgen import random_cnn, random_transformer, to_graphs
@@ -72,7 +72,9 @@ def cpu_samples(
     """In-context samples of a graph timed whole on the CPU (a profiled GraphTimer, done timing), scaled so that
     they and the overheads add up to the run's wall time (see to_wall); a fused kernel's sample has the kernel's
     features (cpu_kernel_features), as the cost model asks for it."""
-    samples = in_context_samples(name, graph, attribute_nodes(graph, timer.node_ms(), bias_ms, True), source)
+    kernel_of = cpu_kernel_of(graph)  # one onnxruntime optimization for both the attribution and the features
+    times = attribute_nodes(graph, timer.node_ms(), bias_ms, True, kernel_of)
+    samples = in_context_samples(name, graph, times, source)
     shares = to_wall({s["op"]: s["ms"] for s in samples}, timer.wall_ms(), dispatch_ms, op_overhead_ms)
-    kernels = cpu_kernel_features(graph)
+    kernels = cpu_kernel_features(graph, kernel_of)
     return [s | {"ms": shares[s["op"]], "features": kernels.get(s["op"], s["features"])} for s in samples]

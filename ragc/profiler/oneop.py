@@ -90,13 +90,15 @@ def _layout_owners(optimized: onnx.GraphProto) -> dict[str, str]:
     return owners
 
 
-def source_ops(graph: Graph, optimized: onnx.GraphProto | None = None) -> Callable[[str], str | None]:
+def source_ops(
+    graph: Graph, optimized: onnx.GraphProto | None = None, kernel_of: dict[str, str] | None = None
+) -> Callable[[str], str | None]:
     """Maps an onnxruntime node name to the ir op whose sample its time is (codegen.cpu_kernels: the op a fused
     kernel is named after, or the op writing its output; a node of `optimized` that names no op, such as the
     FastGelu "GPT2Gelu", by the tensor it writes). None for nodes onnxruntime inserts itself (layout reorders,
     reshapes around a gemm)."""
     ops, producers = {op.name: op for op in graph.ops}, graph.producers()
-    kernel_of = cpu_kernel_of(graph)
+    kernel_of = cpu_kernel_of(graph) if kernel_of is None else kernel_of
     writes = {
         n.name: next((producers[o] for o in n.output if o in producers), None)
         for n in (optimized.node if optimized is not None else [])
@@ -111,14 +113,18 @@ def source_ops(graph: Graph, optimized: onnx.GraphProto | None = None) -> Callab
 
 
 def attribute_nodes(
-    graph: Graph, timed: tuple[dict[str, float], onnx.GraphProto], node_bias_ms: float = 0.0, layouts: bool = False
+    graph: Graph,
+    timed: tuple[dict[str, float], onnx.GraphProto],
+    node_bias_ms: float = 0.0,
+    layouts: bool = False,
+    kernel_of: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Op name -> ms from onnxruntime's node times and optimized graph (see source_ops); `node_bias_ms` (the
     profiler's own cost per node) is taken out. With `layouts`, a layout reorder counts for the op that needs it
     (see _layout_owners); without, reorders count for nothing (a lone op's reorders vanish inside a partition of
     blocked-layout ops)."""
     times, optimized = timed
-    source = source_ops(graph, optimized)
+    source = source_ops(graph, optimized, kernel_of)
     owners = _layout_owners(optimized) if layouts else {}
     per_op: dict[str, float] = {}
     for node, ms in times.items():
