@@ -323,6 +323,35 @@ def test_gpu_absorbs_elementwise_trees_cpu_only_epilogues(tmp_path):
     assert attention.isdisjoint(absorbed_ops(graph, "cpu"))
 
 
+def test_kernel_family_of_fused_ops():
+    from ragc.costmodel.kernel_merge import kernel_family
+
+    assert kernel_family("gemm", ["gemm", "elementwise", "softmax", "gemm"]) == "attention"
+    assert kernel_family("elementwise", ["elementwise", "reduce", "elementwise"]) == "norm"
+    assert kernel_family("gemm", ["gemm", "elementwise", "reduce"]) == "gemm"  # an epilogue keeps its anchor's
+
+
+def test_gpu_kernel_features_price_a_fused_kernel_as_a_whole(tmp_path):
+    from ragc.costmodel import kernel_features
+    from ragc.costmodel.features import family_of_features
+    from ragc.costmodel.gpu_fusion import gpu_kernel_of
+    from ragc.frontend import load_model
+    from ragc.profiler.modelgen import transformer
+
+    onnx.save(transformer(16, 32, 2, 1), tmp_path / "t.onnx")
+    graph = load_model(tmp_path / "t.onnx").graph
+    kernel_of, kernels = gpu_kernel_of(graph), kernel_features(graph, "gpu")
+    softmax = next(op for op in graph.ops if op.op_type == "Softmax")
+    attention = kernel_of[softmax.name]
+    members = [op for op in graph.ops if kernel_of[op.name] == attention]
+    assert sum(op.op_type == "MatMul" for op in members) == 2 and attention in kernels
+    assert family_of_features(kernels[attention]) == "attention"
+    assert kernels[attention]["flops"] == pytest.approx(sum(op_features(graph, op)["flops"] for op in members))
+    assert set(kernels) == {a for a in kernel_of.values() if a}  # one entry per dispatch, none for its members
+    erf = next(op for op in graph.ops if op.op_type == "Erf")
+    assert kernel_of[erf.name] in kernels and kernel_of[erf.name] != erf.name  # GELU inside its GEMM or its own tree
+
+
 def test_gpu_eval_on_vulkan(personality):
     pytest.importorskip("vulkan")
     from ragc.profiler.measure_gpu import measure_gpu_models
@@ -338,21 +367,21 @@ def test_gpu_eval_on_vulkan(personality):
         assert {s["op_type"] for s in t.samples} >= {"Conv", "Gemm"}
 
 
-def test_gpu_kernel_features_follow_codegen_tiling():
-    from ragc.costmodel.gpu_features import KEYS, gemm_shape, gpu_kernel_features
+def test_gpu_tile_features_follow_codegen_tiling():
+    from ragc.costmodel.gpu_features import KEYS, gemm_shape, gpu_tile_features
 
     square = op_features(gemm(128, 256, 256), gemm(128, 256, 256).ops[0])
     ragged = op_features(gemm(100, 256, 100), gemm(100, 256, 100).ops[0])
     assert gemm_shape(square) == (128, 256, 256, 1)
-    full = dict(zip(KEYS, gpu_kernel_features(square), strict=True))
-    padded = dict(zip(KEYS, gpu_kernel_features(ragged), strict=True))
+    full = dict(zip(KEYS, gpu_tile_features(square), strict=True))
+    padded = dict(zip(KEYS, gpu_tile_features(ragged), strict=True))
     assert full["gpu_padding"] == 0.0 and 0.3 < padded["gpu_padding"] < 0.5  # 100 of 128 rows and columns used
     g = conv(32, 28, 64, 3)
     assert gemm_shape(op_features(g, g.ops[0])) == (64, 28 * 28, 32 * 9, 1)  # implicit GEMM: out channels x pixels
     dw = conv(32, 28, 32, 3, group=32)
-    assert gpu_kernel_features(op_features(dw, dw.ops[0]))[0] == 1.0  # depthwise runs as a direct kernel
+    assert gpu_tile_features(op_features(dw, dw.ops[0]))[0] == 1.0  # depthwise runs as a direct kernel
     relu = unary("Relu", 1000)
-    assert gpu_kernel_features(op_features(relu, relu.ops[0])) == [0.0] * len(KEYS)
+    assert gpu_tile_features(op_features(relu, relu.ops[0])) == [0.0] * len(KEYS)
 
 
 def test_quick_gpu_profile_keeps_every_gemm_shape():

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from ragc.costmodel.cpu_fusion import cpu_kernel_features, cpu_kernel_of
 from ragc.costmodel.features import family_of_features, op_features
-from ragc.costmodel.gpu_features import gpu_kernel_features
+from ragc.costmodel.gpu_features import gpu_tile_features
+from ragc.costmodel.gpu_fusion import gpu_kernel_features, gpu_kernel_of
 from ragc.costmodel.learned import MIN_SAMPLES, DeviceModel
 from ragc.costmodel.npu import XdnaTiming
 from ragc.costmodel.npu_ops import npu_absorbed, npu_op_ms
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from codegen.gpu.precision import Precision
 
 CostFn = Callable[[Graph, Op, str], float]
-DEVICE_FEATURES = {"gpu": gpu_kernel_features}  # a device's own features of an op (see learned.design_row)
+DEVICE_FEATURES = {"gpu": gpu_tile_features}  # a device's own features of an op (see learned.design_row)
 
 
 class CostModel:
@@ -80,10 +81,12 @@ class CostModel:
 
 
 def kernel_features(graph: Graph, device: str) -> dict[str, dict[str, float]]:
-    """Op name -> the features of the kernel it names on `device` (on the CPU, onnxruntime's fused kernel as a
-    whole: cpu_kernel_features); ops inside another op's kernel (absorbed_ops) have none."""
+    """Op name -> the features of the kernel it names on `device`, a fused kernel as a whole (onnxruntime's on the
+    CPU, ragc's on the GPU: kernel_merge); ops inside another op's kernel (absorbed_ops) have none."""
     if device == "cpu":
         return cpu_kernel_features(graph)
+    if device == "gpu":
+        return gpu_kernel_features(graph)
     fused = absorbed_ops(graph, device)
     return {op.name: op_features(graph, op) for op in graph.ops if op.name not in fused}
 
@@ -112,13 +115,8 @@ def absorbed_ops(graph: Graph, device: str) -> set[str]:
     constant subgraphs."""
     if device == "npu":
         return npu_absorbed(graph)
-    if device == "gpu":
-        from codegen.gpu.fuse import fuse
-        from codegen.gpu.patterns import fuse_patterns
-
-        kernels = {op.name for op in fuse(fuse_patterns(graph)).ops}
-        return {op.name for op in graph.ops if op.name not in kernels}
-    return {name for name, kernel in cpu_kernel_of(graph).items() if kernel != name}
+    kernel_of = gpu_kernel_of(graph) if device == "gpu" else cpu_kernel_of(graph)
+    return {name for name, kernel in kernel_of.items() if kernel != name}
 
 
 def cost_fn(personality: Personality, gpu_precision: Precision | None = None) -> CostFn:

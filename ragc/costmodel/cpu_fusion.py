@@ -5,11 +5,10 @@ or gemm, else the op writing its output."""
 
 from __future__ import annotations
 
-import math
-
 from codegen.cpu_kernels import cpu_kernels, named_op
-from ragc.costmodel.features import epilogue_sources, op_family, op_features
-from ragc.ir import Graph, Op
+from ragc.costmodel.features import epilogue_sources, op_family
+from ragc.costmodel.kernel_merge import grouped_features
+from ragc.ir import Graph
 
 FOLDED = ""  # the kernel of an op that onnxruntime computes at load time or removes
 HEAVY = ("conv", "gemm")
@@ -36,40 +35,6 @@ def cpu_kernel_of(graph: Graph) -> dict[str, str]:
 
 
 def cpu_kernel_features(graph: Graph, kernel_of: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    """Anchor op -> features of its CPU kernel: the anchor's own (op_features), with what the kernel reads and
-    writes, its FLOPs and transcendentals taken over all of its ops (a QuickGelu reads x once, where its Mul read x
-    and sigmoid(x)). Ops that are no anchor have no entry."""
-    kernel_of = cpu_kernel_of(graph) if kernel_of is None else kernel_of
-    groups: dict[str, list[Op]] = {}
-    for op in graph.ops:
-        if kernel_of[op.name]:
-            groups.setdefault(kernel_of[op.name], []).append(op)
-    ops = {op.name: op for op in graph.ops}
-    consumers = graph.consumers()
-    return {anchor: _merged(graph, ops[anchor], members, consumers) for anchor, members in groups.items()}
-
-
-def _merged(graph: Graph, anchor: Op, members: list[Op], consumers: dict[str, list[Op]]) -> dict[str, float]:
-    feats = op_features(graph, anchor)
-    if len(members) == 1:
-        return feats
-    inside = {op.name for op in members}
-    made = {n for op in members for n in op.outputs}
-    ins = [graph.tensors[n] for n in dict.fromkeys(n for op in members for n in op.inputs if n and n not in made)]
-    outs = [
-        graph.tensors[n] for n in made if n in graph.outputs or any(c.name not in inside for c in consumers.get(n, []))
-    ]
-    each = [op_features(graph, op) for op in members]
-    feats.update(
-        bytes_in=float(sum(t.nbytes for t in ins)),
-        bytes_out=float(sum(t.nbytes for t in outs)),
-        weight_bytes=float(sum(t.nbytes for t in ins if t.is_constant)),
-        in_elems=float(sum(math.prod(t.shape) for t in ins)),
-        out_elems=float(sum(math.prod(t.shape) for t in outs)),
-        n_inputs=float(len(ins)),
-        flops=sum(f["flops"] for f in each),
-        transcendental=max(f["transcendental"] for f in each),
-    )
-    moved = feats["bytes_in"] + feats["bytes_out"]
-    feats["intensity"] = feats["flops"] / moved if moved else 0.0
-    return feats
+    """Anchor op -> features of its CPU kernel as a whole (kernel_merge.grouped_features); ops that are no anchor
+    have no entry."""
+    return grouped_features(graph, cpu_kernel_of(graph) if kernel_of is None else kernel_of)

@@ -8,7 +8,19 @@ import numpy as np
 
 from ragc.ir import Graph, Op
 
-FAMILIES = ("conv", "conv_dw", "gemm", "elementwise", "pool", "softmax", "norm", "reduce", "movement", "metadata")
+FAMILIES = (
+    "conv",
+    "conv_dw",
+    "gemm",
+    "attention",
+    "elementwise",
+    "pool",
+    "softmax",
+    "norm",
+    "reduce",
+    "movement",
+    "metadata",
+)
 
 _FAMILY_OF = {
     **dict.fromkeys(("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"), "conv"),
@@ -17,6 +29,7 @@ _FAMILY_OF = {
         ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "MaxRoiPool", "LRN"),
         "pool",
     ),
+    **dict.fromkeys(("Attention", "MultiHeadAttention", "GroupQueryAttention", "ragc.FusedAttention"), "attention"),
     **dict.fromkeys(("Softmax", "LogSoftmax", "Hardmax"), "softmax"),
     **dict.fromkeys(
         (
@@ -179,6 +192,15 @@ def _family(graph: Graph, op: Op) -> str:
     return fam
 
 
+def _attention_flops(ins: list) -> float:
+    """QK^T and P.V of an attention op on (batch, [heads,] seq, width) query and key/value: 4 per query element
+    and key position, with the softmax's 5 per score (one per head-width of query elements)."""
+    if len(ins) < 2 or len(ins[0].shape) < 3:
+        return 0.0
+    q, keys = ins[0].shape, ins[1].shape[-2]
+    return 4.0 * _elems(q) * keys + 5.0 * _elems(q[:-1]) * keys
+
+
 def _conv_params(graph: Graph, op: Op) -> dict[str, float]:
     x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     y = graph.tensors[op.outputs[0]]
@@ -330,6 +352,8 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
         feats.update(_gemm_params(graph, op))
     elif fam == "pool":
         feats.update(_pool_params(graph, op))
+    elif fam == "attention":
+        feats["flops"] = _attention_flops(ins)
     elif fam == "elementwise":
         feats["flops"] = float(out_elems) * (8.0 if feats["transcendental"] else 1.0)
         if len(ins) > 1 and outs:

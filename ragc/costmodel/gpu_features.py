@@ -31,7 +31,7 @@ def gemm_shape(features: dict[str, float]) -> tuple[int, int, int, int] | None:
     return None
 
 
-def gpu_kernel_features(features: dict[str, float]) -> list[float]:
+def gpu_tile_features(features: dict[str, float]) -> list[float]:
     """KEYS, in order: 1 for a direct conv kernel; the tile's rows and columns; the tiled work's share of padding;
     log1p of the workgroup count. All 0 for ops that are no GEMM."""
     shape = gemm_shape(features)

@@ -16,6 +16,7 @@ COMPUTE_EFFICIENCY = {
     "conv": 0.6,
     "conv_dw": 0.15,
     "gemm": 0.6,
+    "attention": 0.3,
     "elementwise": 0.5,
     "pool": 0.2,
     "softmax": 0.3,

@@ -1,13 +1,15 @@
 """The chip personality: what each processor of one chip costs, stored as schema-versioned JSON per chip id.
 
 Layout of a personality (and of a target file, which is one without samples):
-    {"schema": 1, "chip_id": str, "unified_memory": bool,
+    {"schema": 2, "chip_id": str, "unified_memory": bool,
      "devices": {dev: {"name", "peak_gflops", "peak_gbps", "dispatch_ms", "op_overhead_ms", "memory_bytes",
                        "samples": [{"op_type", "features": {...}, "ms", "source": "profile"|"run", "model"?}]}},
      "transfers": {"src->dst": {"latency_ms", "gbps"}}, "chip": {facts}, "npu": {...}?, "sources": {...}?}
 `dispatch_ms` is paid once per partition launch; `op_overhead_ms` once per op (kernel) inside a partition;
 `kernel_scale` (default 1) turns the kernel times samples hold into what they add to a run's wall time (GPU
-timestamps leave out a few percent; see gpu_bench.fit_launch).
+timestamps leave out a few percent; see gpu_bench.fit_launch). Since schema 2 a sample's features are those of its
+device's kernel as a whole (costmodel.kernel_features: a fused GPU attention or onnxruntime's fused CPU kernel), where
+schema 1 held the anchor op's alone; older personalities are measured again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from ragc.errors import PersonalityError
 from ragc.targets import load_target, target_path
 
-SCHEMA = 1
+SCHEMA = 2
 DEVICE_ORDER = ("cpu", "gpu", "npu")
 
 

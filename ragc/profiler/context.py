@@ -41,11 +41,15 @@ def to_wall(times: dict[str, float], wall_ms: float, dispatch_ms: float, op_over
     return {op: ms * spare / total for op, ms in times.items()}
 
 
-def in_context_samples(model: str, graph: Graph, times: dict[str, float], source: str) -> list[dict[str, Any]]:
-    """Op samples of the graph's timed, non-metadata ops from op name -> in-context ms."""
+def in_context_samples(
+    model: str, graph: Graph, times: dict[str, float], source: str, kernels: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Op samples of the graph's timed, non-metadata ops from op name -> in-context ms; a sample's features are
+    those of the kernel its op names in `kernels` (costmodel.kernel_features: a fused kernel as a whole), as the
+    cost model asks for them, else the op's own."""
     samples = []
     for op in graph.ops:
-        features = op_features(graph, op)
+        features = kernels.get(op.name) or op_features(graph, op)
         if op.name in times and family_of_features(features) != "metadata":
             samples.append(
                 {
@@ -70,11 +74,9 @@ def cpu_samples(
     source: str,
 ) -> list[dict[str, Any]]:
     """In-context samples of a graph timed whole on the CPU (a profiled GraphTimer, done timing), scaled so that
-    they and the overheads add up to the run's wall time (see to_wall); a fused kernel's sample has the kernel's
-    features (cpu_kernel_features), as the cost model asks for it."""
+    they and the overheads add up to the run's wall time (see to_wall)."""
     kernel_of = cpu_kernel_of(graph)  # one onnxruntime optimization for both the attribution and the features
     times = attribute_nodes(graph, timer.node_ms(), bias_ms, True, kernel_of)
-    samples = in_context_samples(name, graph, times, source)
+    samples = in_context_samples(name, graph, times, source, cpu_kernel_features(graph, kernel_of))
     shares = to_wall({s["op"]: s["ms"] for s in samples}, timer.wall_ms(), dispatch_ms, op_overhead_ms)
-    kernels = cpu_kernel_features(graph, kernel_of)
-    return [s | {"ms": shares[s["op"]], "features": kernels.get(s["op"], s["features"])} for s in samples]
+    return [s | {"ms": shares[s["op"]]} for s in samples]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ragc.bundle.single import single_partition
 from ragc.costmodel.features import op_features
+from ragc.costmodel.gpu_fusion import gpu_kernel_features
 from ragc.ir import Graph
 from ragc.profiler.context import in_context_samples
 from ragc.profiler.oneop import random_feeds
@@ -233,7 +234,7 @@ def _profile(
     whole = {name for name, _ in models}
     for graph, timer in timed[len(launches) :]:
         if timer.label in whole:
-            samples += in_context_samples(timer.label, graph, timer.fastest()[1], "context")
+            samples += in_context_samples(timer.label, graph, timer.fastest()[1], "context", gpu_kernel_features(graph))
             continue
         wall, kernel = timer.fastest()[0], timer.kernel_ms()
         op = graph.ops[0]

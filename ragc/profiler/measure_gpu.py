@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ragc.costmodel.gpu_fusion import gpu_kernel_features
 from ragc.ir import Graph
 from ragc.profiler.context import in_context_samples
 from ragc.profiler.gpu_bench import GpuGraphTimer, gpu_probe, prepare_gpu
@@ -50,7 +51,7 @@ def measure_gpu_models(
         timings = []
         for name, timer in prepared.items():
             wall, per_label = timer.fastest()
-            samples = in_context_samples(name, graphs[name], per_label, "eval")
+            samples = in_context_samples(name, graphs[name], per_label, "eval", gpu_kernel_features(graphs[name]))
             timings.append(ModelTiming(name, graphs[name], samples, wall, timer.spread_pct()))
         return timings, skipped, steadiness
     finally:
