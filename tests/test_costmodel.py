@@ -363,7 +363,9 @@ def test_gpu_eval_on_vulkan(personality):
     assert [t.name for t in timings] == ["cnn_plain_96", "cnn_dw_224"] and skipped == []
     for t in timings:
         kernels = sum(s["ms"] for s in t.samples)
-        assert 0 < kernels <= t.measured_ms  # dispatches' GPU time is inside the run's wall time
+        # the wall is a run's without timestamps, whose writes wait for the work before them: it can be a little
+        # shorter than the timestamped dispatches' sum (lavapipe: 21.2 ms against 22.3)
+        assert 0 < kernels < 1.5 * t.measured_ms
         assert {s["op_type"] for s in t.samples} >= {"Conv", "Gemm"}
 
 

@@ -197,6 +197,7 @@ POOLS = [
         {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
     ),
     ("GlobalAveragePool", (2, 5, 7, 7), (2, 5, 1, 1), {}),
+    ("GlobalAveragePool", (1, 3, 40, 40), (1, 3, 1, 1), {}),  # a workgroup per plane (ops/pool.py _plane_mean)
     ("GlobalMaxPool", (2, 5, 7, 6), (2, 5, 1, 1), {}),
     ("LRN", (1, 10, 5, 5), (1, 10, 5, 5), {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),
     ("LRN", (2, 7, 3, 4), (2, 7, 3, 4), {"size": 3}),
