@@ -173,8 +173,9 @@ def test_leave_one_model_out_report(small_eval):
     assert [r["model"] for r in small_eval["models"]] == ["cnn_plain_96", "cnn_dw_224", "vit_s197_d384"]
     for r in small_eval["models"]:
         assert r["measured_ms"] > 0 and r["predicted_ms"] > 0 and math.isfinite(r["error_pct"])
-        assert 0 <= r["op_within_10_pct"] <= 100
+        assert 0 <= r["op_within_10_pct"] <= 100 and math.isfinite(r["alone_error_pct"])
     assert small_eval["ops"]["count"] > 30
+    assert small_eval["alone_within_15"] == sum(abs(r["alone_error_pct"]) <= 15 for r in small_eval["models"])
     json.dumps(small_eval)
 
 

@@ -31,3 +31,14 @@ def test_random_transformers_differ_from_the_evaluation_set():
 def test_to_graphs_runs_the_front_end():
     graphs = to_graphs({"a": random_cnn(7)})
     assert list(graphs) == ["a"] and graphs["a"].ops and all(t.shape is not None for t in graphs["a"].tensors.values())
+
+
+def test_a_gpu_times_every_random_model_even_when_quick():
+    from ragc.profiler.context import context_graphs
+    from ragc.profiler.profile import VK_DEVICE_TYPE_CPU, gpu_context_graphs
+
+    quick = context_graphs(quick=True)
+    gpu = {"gpus": [{"name": "a GPU", "device_type": 2}]}
+    lavapipe = {"gpus": [{"name": "llvmpipe", "device_type": VK_DEVICE_TYPE_CPU}]}
+    assert [n for n, _ in gpu_context_graphs(gpu, quick, True)] == [n for n, _ in context_graphs(quick=False)]
+    assert gpu_context_graphs(lavapipe, quick, True) is quick and gpu_context_graphs(gpu, quick, False) is quick

@@ -100,10 +100,12 @@ def evaluate(
 def render_report(report: dict, console: Console) -> None:
     table = Table(
         title=f"cost model, leave one model out, {report['device']} ({report['device_name']}) of {report['chip_id']}",
-        caption="ops-sum: the error of the same sum made of the measured op times; noise: spread of repeated timings",
+        caption="ops-sum: the error of the same sum made of the measured op times; alone: the profile's own prediction"
+        " (no model's samples, as --no-tune); noise: spread of repeated timings",
     )
     table.add_column("model", overflow="fold")
-    for header in ("ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops ±10% %", "ops-sum %", "noise %"):
+    headers = ("ops", "measured ms", "predicted ms", "error %", "op MAPE %", "ops ±10% %", "ops-sum %", "alone %")
+    for header in (*headers, "noise %"):
         table.add_column(header, justify="right")
     for r in report["models"]:
         style = "green" if abs(r["error_pct"]) <= 10 else "red"
@@ -116,6 +118,7 @@ def render_report(report: dict, console: Console) -> None:
             f"{r['op_mape_pct']:.1f}",
             f"{r['op_within_10_pct']:.1f}",
             f"{r['measured_ops_error_pct']:+.1f}",
+            f"{r['alone_error_pct']:+.1f}",
             f"{r['noise_pct']:.1f}",
         )
     console.print(table)
@@ -123,7 +126,8 @@ def render_report(report: dict, console: Console) -> None:
     console.print(
         f"{report['device']}: {ops['count']} ops, MAPE {ops['mape_pct']:.1f}%, "
         f"{ops['within_10_pct']:.1f}% within +-10%; models within +-10% end to end: "
-        f"{report['models_within_10']}/{len(report['models'])}"
+        f"{report['models_within_10']}/{len(report['models'])}; the profile alone within +-15%: "
+        f"{report['alone_within_15']}/{len(report['models'])}"
     )
     if report.get("skipped"):
         console.print(f"{report['device']}: not run whole there, skipped: {', '.join(report['skipped'])}")

@@ -124,8 +124,10 @@ def fold_personality(personality: Personality, device: str, others: list[ModelTi
 def leave_one_model_out(personality: Personality, timings: list[ModelTiming], device: str = "cpu") -> dict[str, Any]:
     """The evaluation report of one device (JSON-ready): per model and over all its ops. Each model also gets the
     error of the same end-to-end sum made of its *measured* op times: the floor set by composition and by the
-    machine's noise, which no cost model can beat."""
+    machine's noise, which no cost model can beat; and the error of the personality alone (no model's samples:
+    what a `--no-tune` compile or a cross-compile predicts)."""
     rows, all_pairs = [], []
+    alone = CostModel(personality)  # what a --no-tune compile predicts with: the profile, no model's own runs
     for held in timings:
         rest = [t for t in timings if t is not held]
         fold = fold_personality(personality, device, rest)
@@ -135,6 +137,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
         predicted = end_to_end_ms(fold, held.graph, device, model.graph_ms(held.graph, device))
         measured_ops = {s["op"]: fold.op_ms(device, s["ms"]) for s in held.samples}
         composed = end_to_end_ms(fold, held.graph, device, measured_ops)
+        alone_ms = end_to_end_ms(personality, held.graph, device, alone.graph_ms(held.graph, device))
         rows.append(
             {
                 "model": model_label(held.name),
@@ -143,6 +146,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
                 "predicted_ms": round(predicted, 4),
                 "error_pct": round(100 * (predicted - held.measured_ms) / held.measured_ms, 2),
                 "measured_ops_error_pct": round(100 * (composed - held.measured_ms) / held.measured_ms, 2),
+                "alone_error_pct": round(100 * (alone_ms / held.measured_ms - 1), 2),
                 "noise_pct": round(held.noise_pct, 2),
                 "op_mape_pct": round(_mape(pairs), 2),
                 "op_within_10_pct": round(_share_within(pairs), 2),
@@ -160,6 +164,7 @@ def leave_one_model_out(personality: Personality, timings: list[ModelTiming], de
             "within_10_pct": round(_share_within(all_pairs), 2),
         },
         "models_within_10": sum(abs(r["error_pct"]) <= 10 for r in rows),
+        "alone_within_15": sum(abs(r["alone_error_pct"]) <= 15 for r in rows),
     }
 
 
