@@ -29,7 +29,7 @@ _FAMILY_OF = {
         ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "MaxRoiPool", "LRN"),
         "pool",
     ),
-    **dict.fromkeys(("Attention", "MultiHeadAttention", "GroupQueryAttention", "ragc.FusedAttention"), "attention"),
+    "Attention": "attention",  # opset 23's (the com.microsoft attention ops are lowered by the front end)
     **dict.fromkeys(("Softmax", "LogSoftmax", "Hardmax"), "softmax"),
     **dict.fromkeys(
         (

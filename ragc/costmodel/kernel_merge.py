@@ -27,8 +27,8 @@ def grouped_features(graph: Graph, kernel_of: dict[str, str]) -> dict[str, dict[
     "" (computed at load time or removed) have no kernel."""
     groups: dict[str, list[Op]] = {}
     for op in graph.ops:
-        if kernel_of.get(op.name, op.name):
-            groups.setdefault(kernel_of.get(op.name, op.name), []).append(op)
+        if anchor := kernel_of.get(op.name, op.name):
+            groups.setdefault(anchor, []).append(op)
     ops, consumers = {op.name: op for op in graph.ops}, graph.consumers()
     return {anchor: merged_features(graph, ops[anchor], members, consumers) for anchor, members in groups.items()}
 

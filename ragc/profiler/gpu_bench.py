@@ -132,26 +132,29 @@ class GpuGraphTimer(BlockTimer):
         self.blocks: list[tuple[float, dict[str, float]]] = []
 
     def block(self, budget_s: float) -> None:
-        walled = self.plain or self.exe
         start = time.perf_counter()
-        walled.run(self.feeds)  # warm-up
-        if self.plain is not None:
-            self.exe.run(self.feeds)
+        self._run()  # warm-up
         first = time.perf_counter() - start  # a run longer than the block (a big model on lavapipe) is timed once
         repeats = 1 if first >= budget_s else max(3, min(MAX_REPEATS, int(budget_s / max(first, 1e-6))))
         walls, kernels = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter_ns()
-            walled.run(self.feeds)
-            walls.append((time.perf_counter_ns() - t0) / 1e6)
-            if self.plain is not None:
-                self.exe.run(self.feeds)
+            walls.append(self._run())
             per_label: dict[str, float] = {}
             for t in self.exe.timings():
                 per_label[t.label] = per_label.get(t.label, 0.0) + t.duration_ns / 1e6
             kernels.append(per_label)
         labels = kernels[0].keys()
         self.blocks.append((statistics.median(walls), {k: statistics.median(r[k] for r in kernels) for k in labels}))
+
+    def _run(self) -> float:
+        """Wall ms of a run of the plain twin (else of the timestamped one), then a timestamped run if there is a
+        twin: the latter's timings() are the kernels'."""
+        t0 = time.perf_counter_ns()
+        (self.plain or self.exe).run(self.feeds)
+        wall = (time.perf_counter_ns() - t0) / 1e6
+        if self.plain is not None:
+            self.exe.run(self.feeds)
+        return wall
 
     def close(self) -> None:
         for exe in (self.exe, self.plain):
