@@ -45,10 +45,17 @@ class Builder:
         return self.const(name, (self.rng.standard_normal(shape) * scale).astype(np.float32))
 
     def op(self, op_type: str, inputs: list[str], shape: tuple[int, ...], dtype: str = "float32", **attrs: Any) -> str:
-        out = f"t{len(self.ops)}"
-        self.tensors[out] = Tensor(out, tuple(shape), dtype)
-        self.ops.append(Op(f"n{len(self.ops)}_{op_type}", op_type, list(inputs), [out], attrs))
-        return out
+        return self.op_outputs(op_type, inputs, [shape], dtype, **attrs)[0]
+
+    def op_outputs(
+        self, op_type: str, inputs: list[str], shapes: list[tuple[int, ...]], dtype: str = "float32", **attrs: Any
+    ) -> list[str]:
+        """An op with one output per shape (Split)."""
+        outs = [f"t{len(self.ops)}" + (f"_{k}" if k else "") for k in range(len(shapes))]
+        for out, shape in zip(outs, shapes, strict=True):
+            self.tensors[out] = Tensor(out, tuple(shape), dtype)
+        self.ops.append(Op(f"n{len(self.ops)}_{op_type}", op_type, list(inputs), outs, attrs))
+        return outs
 
     def graph(self, outputs: list[str]) -> Graph:
         return Graph(

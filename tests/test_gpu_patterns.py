@@ -153,3 +153,34 @@ def test_rotate_half_is_one_dispatch(be, swapped):
     g = b.graph([y])
     assert _templates(g) == ["rotate_half"]
     check(g, be)
+
+
+def test_gelu_after_a_bias_is_the_gemm_epilogue(be):
+    """x = MatMul + bias, then erf-GELU reading x twice: one GEMM dispatch, the whole tail its epilogue."""
+    b = Builder()
+    x = b.op("MatMul", [b.input("a", (1, 9, 16)), b.weight("w", (16, 24))], (1, 9, 24))
+    x = b.op("Add", [x, b.weight("bias", (24,))], (1, 9, 24))
+    erf = b.op("Erf", [b.op("Div", [x, b.const("sqrt2", np.float32(2**0.5))], (1, 9, 24))], (1, 9, 24))
+    half = b.op(
+        "Mul",
+        [
+            b.op("Mul", [x, b.op("Add", [erf, b.const("one", np.float32(1))], (1, 9, 24))], (1, 9, 24)),
+            b.const("half", np.float32(0.5)),
+        ],
+        (1, 9, 24),
+    )
+    g = b.graph([half])
+    assert _templates(g) == ["gemm"]
+    check(g, be)
+
+
+def test_residual_add_after_a_reshaped_gemm_is_its_epilogue(be):
+    """GPT-2's Gemm (S, N) -> Reshape (1, S, N) -> Add(residual), and ViT's extra unit-axis reshape."""
+    b = Builder()
+    residual = b.input("r", (1, 9, 24))
+    y = b.op("Gemm", [b.input("a", (9, 16)), b.weight("w", (16, 24)), b.weight("c", (24,))], (9, 24))
+    y = b.op("Reshape", [y, b.const("s3", np.array([9, 1, 24]))], (9, 1, 24))
+    y = b.op("Reshape", [y, b.const("s1", np.array([1, 9, 24]))], (1, 9, 24))
+    g = b.graph([b.op("Add", [y, residual], (1, 9, 24))])
+    assert _templates(g) == ["gemm"]
+    check(g, be)

@@ -1,6 +1,6 @@
 """Attention patterns for the GPU: the sequence the exporters write, and the opset-23 Attention op, as one
-"ragc.FusedAttention" op (templates/attention.comp.j2) with the Transposes and grouped-query K/V repeats around
-it absorbed into the operands' strides.
+"ragc.FusedAttention" op (templates/attention.comp.j2) with the movement ops before it (codegen/gpu/views.py),
+the grouped-query K/V repeats and a Transpose after it absorbed into the operands' strides.
 
 MatMul(q [* s], k^T [* s]) [* or / scale] [+ mask] -> Softmax -> [Where(IsNaN(p), 0, p)] -> MatMul(v)
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from codegen.gpu.lowering import Dispatch, lowers, strides
+from codegen.gpu.lowering import Dispatch, lowers
 from codegen.gpu.match import GraphView
 from codegen.gpu.ops.attention import AttentionSpec, Operand, attention_dispatch, onnx_attention_spec, spec_reason
+from codegen.gpu.views import Affine, Regroup, View, droppable, identity, reshaped, trace, with_unit_axis
 from ragc.ir import Graph, Op
 
 FUSED_ATTENTION = "ragc.FusedAttention"
@@ -39,43 +40,50 @@ def _peel_scale(view: GraphView, tensor: str, members: list[Op]) -> tuple[str, f
         members.append(op)
 
 
-def _operand(graph: Graph, name: str, axis_of: list[int], k_side: bool = False) -> Operand | None:
-    """Tensor `name` as an attention operand: logical axis i (batch, head, row, element; K: batch, head, element,
-    row) is its axis `axis_of[i]`; a 3-D (N, S, D) tensor is batch 1 with N heads."""
-    shape = graph.tensors[name].shape
-    if len(shape) == 3:
-        shape, axis_of = (1, *shape), [0, 1, 2, 3]
-    elif len(shape) != 4:
+def _operand(graph: Graph, view: View, k_side: bool) -> Operand | None:
+    """A 4-D view (batch, head, row, element; K: batch, head, element, row) as an attention operand."""
+    if len(view.sizes) != 4:
         return None
-    st = strides(shape)
+    offset, st = view.strides(graph.tensors[view.base].shape)
     row, elem = (3, 2) if k_side else (2, 3)
-    at = [st[axis_of[i]] for i in range(4)]
-    size = [shape[axis_of[i]] for i in range(4)]
-    if not k_side and at[elem] != 1:
-        return None
-    return Operand(name, at[0], at[1], at[row], size[1], size[row], size[elem], step=at[elem])
+    sizes = view.sizes
+    return Operand(view.base, st[0], st[1], st[row], sizes[1], sizes[row], sizes[elem], st[elem], offset)
 
 
-def _absorb(view: GraphView, name: str, readers: set[str]) -> tuple[str, list[int], list[Op]]:
-    """A 4-D Transpose writing `name`, read only by the ops named, is absorbed: its input, perm and ops. So is
-    the 3-D detour the dynamo exporter writes for swapping the last two axes: Reshape to (B * H, S, D),
-    Transpose [0, 2, 1], Reshape back."""
-    tensors = view.graph.tensors
-    if len(tensors[name].shape) != 4 or not view.private(name, readers):
-        return name, [0, 1, 2, 3], []
-    t = view.source(name, "Transpose")
-    if t is not None:
-        return t.inputs[0], list(t.attrs.get("perm", [3, 2, 1, 0])), [t]
-    back = view.source(name, "Reshape")
-    t = back and view.source(back.inputs[0], "Transpose")
-    there = t and view.source(t.inputs[0], "Reshape")
-    if not (there and t.attrs.get("perm") == [0, 2, 1] and len(tensors[there.inputs[0]].shape) == 4):
-        return name, [0, 1, 2, 3], []
-    b, h, s, d = tensors[there.inputs[0]].shape
-    private = view.private(back.inputs[0], {back.name}) and view.private(t.inputs[0], {t.name})
-    if not private or tensors[t.inputs[0]].shape != (b * h, s, d) or tensors[name].shape != (b, h, d, s):
-        return name, [0, 1, 2, 3], []
-    return there.inputs[0], [0, 1, 3, 2], [back, t, there]
+def _logical(graph: Graph, name: str) -> View:
+    """Tensor `name` as a 4-D view of itself: a 3-D (N, S, D) tensor is batch 1 with N heads."""
+    view = identity(name, graph.tensors[name].shape)
+    return with_unit_axis(view, 0) if len(view.sizes) == 3 else view
+
+
+def _ungroup(gv: GraphView, members: set[str]) -> Regroup:
+    """A regroup step for K or V: a repeat over query heads as exporters write it (Unsqueeze at 2, Expand, a Reshape
+    to B x H x S x D or the same elements in another shape) is read ungrouped, the kernel mapping query head h to KV
+    head h / group itself."""
+    tensors = gv.graph.tensors
+
+    def step(view: View, passed: list[Op]) -> View | None:
+        name, readers = view.base, members | {o.name for o in passed}
+        r = gv.source(name, "Reshape")
+        e = r and gv.source(r.inputs[0], "Expand")
+        u = e and gv.source(e.inputs[0], "Unsqueeze")
+        if not (u and gv.private(name, readers) and gv.private(r.inputs[0], {r.name})):
+            return None
+        src, rep = u.inputs[0], tensors[e.outputs[0]].shape
+        b, h, s, d = tensors[src].shape if len(tensors[src].shape) == 4 else (0, 0, 0, 0)
+        if not gv.private(e.inputs[0], {e.name}) or (tensors[u.outputs[0]].shape, rep) != (
+            (b, h, 1, s, d),
+            (b, h, rep[2], s, d),
+        ):
+            return None
+        index = reshaped(view, tensors[name].shape, (b, h * rep[2], s, d))  # the repeat's output as 4-D
+        head = Affine(0, tuple(int(k == 1) for k in range(len(view.sizes))))
+        if index is None or len(view.sizes) != 4 or index[1] != head or any(a.coefs[1] for a in index[:1] + index[2:]):
+            return None  # the head axis must be read as it is for h / group to be the KV head
+        passed.extend([r, e, u])
+        return View(src, (view.sizes[0], h, *view.sizes[2:]), index)
+
+    return step
 
 
 def _only_reader(view: GraphView, name: str) -> Op | None:
@@ -97,51 +105,26 @@ def _absorb_output(view: GraphView, name: str) -> tuple[str, list[int], list[Op]
     return t.outputs[0], [perm.index(i) for i in range(4)], [*ops, t]
 
 
-def _ungroup(view: GraphView, name: str, readers: set[str]) -> tuple[str, list[Op]]:
-    """K or V repeated over query heads as exporters write it (Unsqueeze at 2, Expand, Reshape to B x H x S x D)
-    is read ungrouped: the kernel maps query head h to KV head h / group itself."""
-    tensors = view.graph.tensors
-    r = view.source(name, "Reshape")
-    e = r and view.source(r.inputs[0], "Expand")
-    u = e and view.source(e.inputs[0], "Unsqueeze")
-    if not (u and view.private(name, readers) and view.private(r.inputs[0], {r.name})):
-        return name, []
-    src, rep = u.inputs[0], tensors[e.outputs[0]].shape
-    b, h, s, d = tensors[src].shape if len(tensors[src].shape) == 4 else (0, 0, 0, 0)
-    shapes = (tensors[u.outputs[0]].shape, rep, tensors[name].shape)
-    if not view.private(e.inputs[0], {e.name}) or shapes != (
-        (b, h, 1, s, d),
-        (b, h, rep[2], s, d),
-        (b, h * rep[2], s, d),
-    ):
-        return name, []
-    return src, [r, e, u]
-
-
 def _operands(
-    view: GraphView, members: set[str], names: tuple[str, str, str, str], k_rows: bool = False, ungroup: bool = True
+    gv: GraphView, members: set[str], names: tuple[str, str, str, str], k_rows: bool = False, ungroup: bool = True
 ):
-    """Q, K, V and Y operands, each through an absorbed Transpose (K and V also through an absorbed head repeat,
-    when both have one) where one fits, and the absorbed ops; `k_rows`: names[1] holds K as (B, H, S, D)."""
-    graph, operands, absorbed = view.graph, [], []
+    """Q, K, V and Y operands and the ops absorbed: Q, K and V are read through the movement ops before them (K and
+    V also through a head repeat, when both have one), those ops absorbed where nothing else needs them; Y is
+    written through a Transpose after it. `k_rows`: names[1] holds K as (B, H, S, D)."""
+    graph, operands, passed = gv.graph, [], []
     for role, name in enumerate(names[:3]):
-        base = [0, 1, 3, 2] if role == 1 and k_rows else [0, 1, 2, 3]
-        src, perm, found = _absorb(view, name, members)
-        readers = {found[-1].name} if found else members
-        src, grouped = _ungroup(view, src, readers) if role and ungroup else (src, [])
-        op = _operand(graph, src, [perm[a] for a in base], role == 1) if found or grouped else None
-        if op is None:
-            op, found, grouped = _operand(graph, name, base, role == 1), [], []
-        operands.append(op)
-        absorbed += found + grouped
+        start = _logical(graph, name)
+        if role == 1 and k_rows:
+            start = start.permuted([0, 1, 3, 2])  # K^T's axes
+        view, ops = trace(gv, start, _ungroup(gv, members) if role and ungroup else None)
+        operands.append(_operand(graph, view, role == 1))
+        passed += ops
     if ungroup and None not in operands[1:] and operands[1].heads != operands[2].heads:
-        return _operands(view, members, names, k_rows, ungroup=False)  # only one of K and V repeats as expected
-    src, axis_of, ops = _absorb_output(view, names[3])
-    out = _operand(graph, src, axis_of) if ops else None
-    if out is None:
-        out, ops = _operand(graph, names[3], [0, 1, 2, 3]), []
-    operands.append(out)
-    return operands, absorbed + ops
+        return _operands(gv, members, names, k_rows, ungroup=False)  # only one of K and V repeats as expected
+    src, axis_of, ops = _absorb_output(gv, names[3])
+    out = identity(src, graph.tensors[src].shape).permuted(axis_of) if ops else _logical(graph, names[3])
+    operands.append(_operand(graph, out, False))
+    return operands, droppable(gv, passed, members) + ops
 
 
 def match_onnx_attention(view: GraphView, op: Op) -> tuple[Op, list[Op]] | None:

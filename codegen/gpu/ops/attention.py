@@ -23,7 +23,8 @@ TARGET_GROUPS = 256  # workgroups that fill a large GPU about twice (as codegen/
 @dataclass(frozen=True)
 class Operand:
     """A Q, K, V or Y tensor seen as (batch, heads, rows, head size): its strides for batch, head, row and head
-    element (`step`: 1 but for a K given transposed) and its sizes."""
+    element (`step`), its sizes, and the element `offset` of [0, 0, 0, 0] (codegen/gpu/views.py reads an operand
+    inside a larger tensor)."""
 
     name: str
     batch_stride: int
@@ -33,6 +34,7 @@ class Operand:
     rows: int
     size: int
     step: int = 1
+    offset: int = 0
 
 
 def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
@@ -114,9 +116,8 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
         "D": spec.q.size,
         "DV": spec.v.size,
         "group": spec.q.heads // spec.k.heads,
-        "k_step": spec.k.step,
         **{
-            f"{t}_s": [x.batch_stride, x.head_stride, x.row_stride]
+            f"{t}_s": [x.batch_stride, x.head_stride, x.row_stride, x.step, x.offset]
             for t, x in zip("qkvo", (spec.q, spec.k, spec.v, spec.out), strict=True)
         },
         "scale": float_literal(spec.scale),
