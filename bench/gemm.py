@@ -38,10 +38,17 @@ TILES = {  # measured on an H200 at 4096^3: 36.3, 2.3, 30.5, 31.8 TFLOP/s; FMA c
 
 
 def time_program(
-    backend: VulkanBackend, graph: Graph, steps: list[Step], feeds: dict, reps: int, label: str | None = None
+    backend: VulkanBackend,
+    graph: Graph,
+    steps: list[Step],
+    feeds: dict,
+    reps: int,
+    label: str | None = None,
+    span: bool = False,
 ) -> tuple[float, dict]:
-    """Median GPU time (s) of the program's dispatches (those of `label` only, when given) over `reps` runs after
-    one warm-up, and the last outputs."""
+    """Median GPU time (s) of the program's dispatches (those of `label` only, when given; `span`: from the first
+    one's start to the last one's end, for dispatches that may overlap) over `reps` runs after one warm-up, and
+    the last outputs."""
     artifact = assemble(graph, steps, {}, "bench", TensorStore())
     with tempfile.TemporaryDirectory() as tmp:
         exe = backend.prepare(*single_partition(artifact, graph, Path(tmp), "gpu"))
@@ -49,7 +56,11 @@ def time_program(
     samples = []
     for _ in range(reps):
         outputs = exe.run(feeds)
-        samples.append(sum(t.duration_ns for t in exe.timings() if label in (None, t.label)) * 1e-9)
+        timings = [t for t in exe.timings() if label in (None, t.label)]
+        if span:
+            samples.append((max(t.start_ns + t.duration_ns for t in timings) - min(t.start_ns for t in timings)) * 1e-9)
+        else:
+            samples.append(sum(t.duration_ns for t in timings) * 1e-9)
     exe.close()
     return statistics.median(samples), outputs
 

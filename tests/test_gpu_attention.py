@@ -9,6 +9,7 @@ import pytest
 from gpu_harness import Builder, backend, check
 
 from codegen.gpu import lower, unsupported_reason
+from codegen.gpu.ops import attention
 
 OPSET = 23
 
@@ -63,6 +64,21 @@ def test_attention_in_blocks_of_query_rows(be, hq, hkv, causal):
     y = b.op("Attention", [q, k, v], (2, hq, 300, 16), is_causal=causal)
     g = _graph(b, [y])
     assert lower(g)[1][0].dispatch.params["R"] == 16
+    check(g, be)
+
+
+@pytest.mark.parametrize(("rows", "chunk"), [(32, 32), (16, 128), (8, 64), (4, 16), (2, 8), (1, 32)])
+def test_attention_every_blocking(be, monkeypatch, rows, chunk):
+    """Each R x CH the rule may pick, forced, on sizes none of them divide: 37 query rows, 45 keys, head size 6
+    (Q, K) and 10 (V), grouped query heads, causal. R below the slots of the V product splits the keys among
+    slots (KS > 1), summed in slot order."""
+    monkeypatch.setattr(attention, "blocking", lambda spec: (rows, chunk))
+    b = Builder()
+    q, k, v = b.input("q", (1, 4, 37, 6)), b.input("k", (1, 2, 45, 6)), b.input("v", (1, 2, 45, 10))
+    y = b.op("Attention", [q, k, v], (1, 4, 37, 10), is_causal=1)
+    g = _graph(b, [y])
+    params = lower(g)[1][0].dispatch.params
+    assert (params["R"], params["CH"]) == (rows, chunk)
     check(g, be)
 
 

@@ -17,7 +17,7 @@ MAX_KV = 3072  # keys per query row: a row's scores stay in shared memory with i
 MAX_HEAD = 256
 LOCAL = 128
 SHARED_FLOATS = 8000  # under the 32 KiB of shared memory every Vulkan device has (lavapipe's limit)
-TARGET_GROUPS = 256  # workgroups that fill a large GPU about twice (as codegen/gpu/ops/gemm.py)
+TARGET_GROUPS = 144  # a few more workgroups than a large GPU's SMs (an H200 has 132): see docs/benchmarks.md
 
 
 @dataclass(frozen=True)
@@ -80,35 +80,71 @@ def _mask_strides(graph: Graph, mask: str) -> list[int]:
     return [0 if size == 1 else step for size, step in zip(shape, strides(shape), strict=True)]
 
 
+CHUNKS = (128, 64, 32, 16, 8)  # keys per chunk, longest first
+ROWS = (32, 16, 8, 4, 2, 1)
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """How templates/attention.comp.j2 divides one workgroup's work (its docstring names the letters)."""
+
+    rows: int  # R
+    chunk: int  # CH
+    key_lanes: int  # KG
+    row_tiles: int  # TR
+    key_slices: int  # KS
+    value_rows: int  # TV
+    shared_vec4s: int  # KVN
+
+
+def tiling(spec: AttentionSpec, rows: int, chunk: int) -> Blocking:
+    d4, dv4 = -(-spec.q.size // 4), -(-spec.v.size // 4)
+    key_lanes = min(32, chunk)
+    slots = LOCAL // dv4
+    slices = max(1, slots // rows) if rows < slots else 1
+    shared = max(d4 * (chunk + 1), chunk * dv4, slices * rows * dv4)
+    return Blocking(rows, chunk, key_lanes, -(-rows // (LOCAL // key_lanes)), slices, -(-rows // slots), shared)
+
+
+def score_stride(spec: AttentionSpec) -> int:
+    return spec.k.rows | 1  # odd: rows of scores start in different banks
+
+
 def shared_floats(rows: int, chunk: int, spec: AttentionSpec) -> int:
-    """Q rows and K/V chunk rows as vec4s (K's padded by one), the rows' scores, the reductions."""
-    vec4s = -(-spec.q.size // 4)
-    chunk_row = 4 * (-(-max(spec.q.size, spec.v.size) // 4) + 1)
-    return rows * (4 * vec4s + spec.k.rows + 1) + chunk * chunk_row + LOCAL
+    """Q rows, the K/V chunk (or the partial sums), the rows' scores, the reductions and flags."""
+    d4 = -(-spec.q.size // 4)
+    return 4 * rows * d4 + 4 * tiling(spec, rows, chunk).shared_vec4s + rows * score_stride(spec) + LOCAL + rows
 
 
 def blocking(spec: AttentionSpec) -> tuple[int, int]:
     """(R query rows per workgroup, CH keys per chunk): the most rows that still launch TARGET_GROUPS workgroups
     (each K and V row read serves R queries), then the longest chunk; both within SHARED_FLOATS."""
     heads = spec.batch * spec.q.heads
-    fits = [r for r in (16, 8, 4, 2, 1) if shared_floats(r, 16, spec) <= SHARED_FLOATS and r <= spec.q.rows]
+    fits = [r for r in ROWS if shared_floats(r, CHUNKS[-1], spec) <= SHARED_FLOATS and r <= max(spec.q.rows, 1)]
     rows = next((r for r in fits if heads * -(-spec.q.rows // r) >= TARGET_GROUPS), fits[-1])
     return rows, chunk_for(spec, rows)
 
 
 def chunk_for(spec: AttentionSpec, rows: int) -> int:
-    """The longest chunk of keys that fits SHARED_FLOATS beside `rows` query rows (16 at least)."""
-    return next(c for c in (128, 64, 32, 16) if shared_floats(rows, c, spec) <= SHARED_FLOATS or c == 16)
+    """The longest chunk of keys that fits SHARED_FLOATS beside `rows` query rows."""
+    return next((c for c in CHUNKS if shared_floats(rows, c, spec) <= SHARED_FLOATS), CHUNKS[-1])
 
 
 def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
     rows, chunk = blocking(spec)
+    tile = tiling(spec, rows, chunk)
     groups = spec.batch * spec.q.heads * -(-spec.q.rows // rows)
     mask_type = "uint8_t" if spec.mask and graph.tensors[spec.mask].dtype == "bool" else "float"
     params = {
         "local": LOCAL,
         "R": rows,
         "CH": chunk,
+        "KG": tile.key_lanes,
+        "TR": tile.row_tiles,
+        "KS": tile.key_slices,
+        "TV": tile.value_rows,
+        "KVN": tile.shared_vec4s,
+        "PS": score_stride(spec),
         "groups": groups,
         "SQ": spec.q.rows,
         "SKV": spec.k.rows,

@@ -36,17 +36,25 @@ def _groups(tile: dict[str, int], m: int, n: int, batch: int) -> int:
     return batch * -(-m // tile["BM"]) * -(-n // tile["BN"])
 
 
+def target_groups(m: int) -> int:
+    """TARGET_GROUPS, twice that when M leaves the last row of 64-row tiles partly empty: those workgroups finish
+    early, and smaller pieces balance the rest (on the H200 ViT-B/16's GEMMs, M = 197, took 2.32 ms instead of 2.56;
+    at M = 128 BERT's, GPT-2's and the Llama's were 0.03-0.12 ms slower so: docs/benchmarks.md)."""
+    return TARGET_GROUPS if m <= 16 or m % MEDIUM["BM"] == 0 else 2 * TARGET_GROUPS
+
+
 def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPlan:
-    """The tile for a batched m x n x k GEMM: the largest that still gives TARGET_GROUPS workgroups; when none does
-    (the small-M GEMMs of batch-1 transformers), K is split until it does, each split at least MIN_SPLIT_STEPS
-    tiles deep."""
+    """The tile for a batched m x n x k GEMM: the largest that still gives target_groups(m) workgroups (a GEMM that
+    may not split, a convolution's, aims at TARGET_GROUPS); when none does (the small-M GEMMs of batch-1
+    transformers), K is split until it does, each split at least MIN_SPLIT_STEPS tiles deep."""
+    target = target_groups(m) if split else TARGET_GROUPS
     if m <= 16:
         tile = THIN
     else:
-        fits = [t for t in (LARGE, MEDIUM, SMALL) if _groups(t, m, n, batch) >= TARGET_GROUPS]
+        fits = [t for t in (LARGE, MEDIUM, SMALL) if _groups(t, m, n, batch) >= target]
         tile = fits[0] if fits else MEDIUM if m >= 64 else SMALL
     groups = _groups(tile, m, n, batch)
-    splits = min(MAX_SPLITS, -(-TARGET_GROUPS // groups), k // (MIN_SPLIT_STEPS * tile["BK"])) if split else 1
+    splits = min(MAX_SPLITS, -(-target // groups), k // (MIN_SPLIT_STEPS * tile["BK"])) if split else 1
     if splits <= 1:
         return GemmPlan(tile)
     k_split = -(-k // splits // tile["BK"]) * tile["BK"]
