@@ -107,6 +107,13 @@ def run_gpu(graph: Graph, feeds: dict[str, np.ndarray], be: Any) -> dict[str, np
         exe.close()
 
 
+def templates(graph: Graph) -> list[str]:
+    """The kernel template of each dispatch the graph lowers to, without ".comp.j2"."""
+    from codegen.gpu import lower
+
+    return [s.dispatch.template.removesuffix(".comp.j2") for s in lower(graph)[1]]
+
+
 def random_feeds(graph: Graph, seed: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feeds = {}

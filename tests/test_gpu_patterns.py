@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_harness import Builder, backend, check, random_feeds
-
-from codegen.gpu import lower
+from gpu_harness import Builder, backend, check, random_feeds, templates
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +14,6 @@ def be():
     b = backend()
     yield b
     b.close()
-
-
-def _templates(graph) -> list[str]:
-    return [s.dispatch.template.removesuffix(".comp.j2") for s in lower(graph)[1]]
 
 
 def _attention_graph(guard: bool, mask: bool, scale_by_div: bool, extra_reader: bool = False):
@@ -52,7 +46,7 @@ def _attention_graph(guard: bool, mask: bool, scale_by_div: bool, extra_reader: 
 @pytest.mark.parametrize(("guard", "mask", "div"), [(True, True, False), (False, True, True), (False, False, False)])
 def test_attention_pattern_is_one_dispatch(be, guard, mask, div):
     g = _attention_graph(guard, mask, div)
-    kinds = _templates(g)
+    kinds = templates(g)
     assert kinds.count("attention") == 1 and "strided" not in kinds and "gemm" not in kinds, kinds  # mask: eltwise
     feeds = random_feeds(g)
     if mask:
@@ -73,7 +67,7 @@ def _check_nan_rows(graph, be, feeds):
 
 def test_attention_pattern_with_a_shared_softmax_stays(be):
     g = _attention_graph(guard=True, mask=False, scale_by_div=False, extra_reader=True)
-    assert "attention" not in _templates(g)
+    assert "attention" not in templates(g)
     check(g, be)
 
 
@@ -96,7 +90,7 @@ def test_rms_norm_pattern_is_one_dispatch(be, square, recip, gamma):
     if gamma:
         y = b.op("Mul", [b.weight("g", (48,)), y], (2, 5, 48))
     g = b.graph([y])
-    assert _templates(g) == ["layernorm"]
+    assert templates(g) == ["layernorm"]
     check(g, be)
 
 
@@ -121,7 +115,7 @@ def test_grouped_query_repeat_and_3d_transpose_detour_are_absorbed(be):
     p = b.op("Softmax", [b.op("MatMul", [q, kt], (1, 4, 6, 6))], (1, 4, 6, 6), axis=-1)
     y = b.op("MatMul", [p, v], (1, 4, 6, 8))
     g = b.graph([y])
-    assert _templates(g) == ["attention"]
+    assert templates(g) == ["attention"]
     check(g, be)
 
 
@@ -131,7 +125,7 @@ def test_onnx_attention_absorbs_transposes(be):
     y = b.op("Transpose", [b.op("Attention", [q, k, v], (2, 4, 5, 8), is_causal=1)], (2, 5, 4, 8), perm=[0, 2, 1, 3])
     g = b.graph([y])
     g.opset = 23
-    assert _templates(g) == ["attention"]
+    assert templates(g) == ["attention"]
     check(g, be)
 
 
@@ -151,7 +145,7 @@ def test_rotate_half_is_one_dispatch(be, swapped):
     c = b.op("Mul", [sin, turned] if swapped else [turned, sin], shape)
     y = b.op("Add", [c, a] if swapped else [a, c], shape)
     g = b.graph([y])
-    assert _templates(g) == ["rotate_half"]
+    assert templates(g) == ["rotate_half"]
     check(g, be)
 
 
@@ -170,7 +164,7 @@ def test_gelu_after_a_bias_is_the_gemm_epilogue(be):
         (1, 9, 24),
     )
     g = b.graph([half])
-    assert _templates(g) == ["gemm"]
+    assert templates(g) == ["gemm"]
     check(g, be)
 
 
@@ -182,5 +176,5 @@ def test_residual_add_after_a_reshaped_gemm_is_its_epilogue(be):
     y = b.op("Reshape", [y, b.const("s3", np.array([9, 1, 24]))], (9, 1, 24))
     y = b.op("Reshape", [y, b.const("s1", np.array([1, 9, 24]))], (1, 9, 24))
     g = b.graph([b.op("Add", [y, residual], (1, 9, 24))])
-    assert _templates(g) == ["gemm"]
+    assert templates(g) == ["gemm"]
     check(g, be)

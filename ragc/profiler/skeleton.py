@@ -59,5 +59,14 @@ def filled(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def main(argv: list[str]) -> int:
+    commands = {"strip": strip, "fill": fill}
+    if len(argv) != 3 or argv[0] not in commands:
+        print("usage: python -m ragc.profiler.skeleton strip|fill SOURCE.onnx DEST.onnx", file=sys.stderr)
+        return 2
+    commands[argv[0]](Path(argv[1]), Path(argv[2]))
+    return 0
+
+
 if __name__ == "__main__":
-    {"strip": strip, "fill": fill}[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))
+    sys.exit(main(sys.argv[1:]))
