@@ -129,22 +129,28 @@ def test_onnx_attention_absorbs_transposes(be):
     check(g, be)
 
 
+def _rotate(b: Builder, x: str, shape: tuple[int, ...], cos: str, sin: str, swapped: bool = False) -> str:
+    """HF's apply_rotary_pos_emb on x: x * cos + rotate_half(x) * sin, as the exporters write it."""
+    half = shape[-1] // 2
+
+    def piece(name, start, end):
+        consts = [b.const(f"{x}{name}{k}", np.array([v])) for k, v in enumerate((start, end, -1))]
+        return b.op("Slice", [x, *consts], (*shape[:-1], half))
+
+    hi, lo = piece("hi", half, shape[-1]), piece("lo", 0, half)
+    turned = b.op("Concat", [b.op("Neg", [hi], (*shape[:-1], half)), lo], shape, axis=-1)
+    a = b.op("Mul", [cos, x] if swapped else [x, cos], shape)
+    c = b.op("Mul", [sin, turned] if swapped else [turned, sin], shape)
+    return b.op("Add", [c, a] if swapped else [a, c], shape)
+
+
 @pytest.mark.parametrize("swapped", [False, True])
 def test_rotate_half_is_one_dispatch(be, swapped):
     """HF's apply_rotary_pos_emb: q * cos + rotate_half(q) * sin, cos and sin broadcast over heads."""
     b = Builder()
     x, shape = b.input("x", (1, 3, 7, 16)), (1, 3, 7, 16)
     cos, sin = b.input("cos", (1, 1, 7, 16)), b.input("sin", (1, 1, 7, 16))
-
-    def half(name, start, end):
-        consts = [b.const(f"{name}{k}", np.array([v])) for k, v in enumerate((start, end, -1))]
-        return b.op("Slice", [x, *consts], (1, 3, 7, 8))
-
-    turned = b.op("Concat", [b.op("Neg", [half("hi", 8, 16)], (1, 3, 7, 8)), half("lo", 0, 8)], shape, axis=-1)
-    a = b.op("Mul", [cos, x] if swapped else [x, cos], shape)
-    c = b.op("Mul", [sin, turned] if swapped else [turned, sin], shape)
-    y = b.op("Add", [c, a] if swapped else [a, c], shape)
-    g = b.graph([y])
+    g = b.graph([_rotate(b, x, shape, cos, sin, swapped)])
     assert templates(g) == ["rotate_half"]
     check(g, be)
 
@@ -177,4 +183,24 @@ def test_residual_add_after_a_reshaped_gemm_is_its_epilogue(be):
     y = b.op("Reshape", [y, b.const("s1", np.array([1, 9, 24]))], (1, 9, 24))
     g = b.graph([b.op("Add", [y, residual], (1, 9, 24))])
     assert templates(g) == ["gemm"]
+    check(g, be)
+
+
+def test_rotary_before_attention_is_read_into_q_and_k(be):
+    """The Llama's layer as HF exports it: Q and K transposed to heads, rotated (cos and sin broadcast over
+    heads), K and V repeated over query heads: one attention dispatch, no rotation or copy left."""
+    b = Builder()
+    s, d = 9, 8
+    cos, sin = b.input("cos", (1, 1, s, d)), b.input("sin", (1, 1, s, d))
+
+    def heads(name: str, h: int) -> str:
+        return b.op("Transpose", [b.input(name, (1, s, h, d))], (1, h, s, d), perm=[0, 2, 1, 3])
+
+    q = _rotate(b, heads("q", 4), (1, 4, s, d), cos, sin)
+    k = _repeat_heads(b, _rotate(b, heads("k", 2), (1, 2, s, d), cos, sin, swapped=True), 2, 2, s, d)
+    v = _repeat_heads(b, heads("v", 2), 2, 2, s, d)
+    kt = b.op("Transpose", [k], (1, 4, d, s), perm=[0, 1, 3, 2])
+    p = b.op("Softmax", [b.op("MatMul", [q, kt], (1, 4, s, s))], (1, 4, s, s), axis=-1)
+    g = b.graph([b.op("MatMul", [p, v], (1, 4, s, d))])
+    assert templates(g) == ["attention"]
     check(g, be)

@@ -22,12 +22,13 @@ def be():
     b.close()
 
 
-def _attend(b: Builder, q: str, k: str, v: str) -> str:
-    """Softmax(q k^T / sqrt(D)) v on (1, H, S, D) heads, written back as (S, 1, E)."""
-    kt = b.op("Transpose", [k], (1, H, D, S), perm=[0, 1, 3, 2])
-    scores = b.op("Mul", [b.op("MatMul", [q, kt], (1, H, S, S)), b.const("scale", np.float32(D**-0.5))], (1, H, S, S))
-    y = b.op("MatMul", [b.op("Softmax", [scores], (1, H, S, S), axis=-1), v], (1, H, S, D))
-    return b.op("Transpose", [y], (S, 1, H, D), perm=[2, 0, 1, 3])
+def _attend(b: Builder, q: str, k: str, v: str, batch: int = 1) -> str:
+    """Softmax(q k^T / sqrt(D)) v on (batch, H, S, D) heads, written back as (S, batch, E)."""
+    kt = b.op("Transpose", [k], (batch, H, D, S), perm=[0, 1, 3, 2])
+    scale = b.const("scale", np.float32(D**-0.5))
+    scores = b.op("Mul", [b.op("MatMul", [q, kt], (batch, H, S, S)), scale], (batch, H, S, S))
+    y = b.op("MatMul", [b.op("Softmax", [scores], (batch, H, S, S), axis=-1), v], (batch, H, S, D))
+    return b.op("Transpose", [y], (S, batch, H, D), perm=[2, 0, 1, 3])
 
 
 def _vit_heads(b: Builder, packed: str, extra_reader: bool = False) -> tuple[list[str], list[str]]:
@@ -62,21 +63,22 @@ def test_vit_qkv_split_is_read_in_place(be, extra_reader):
     check(g, be)
 
 
-def test_gpt2_split_is_read_in_place(be):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gpt2_split_is_read_in_place(be, batch):
     b = Builder()
-    x = b.input("x", (1, S, E))
-    packed = b.op("MatMul", [x, b.weight("w", (E, 3 * E))], (1, S, 3 * E))
-    parts = b.op_outputs("Split", [packed, b.const("sizes", np.array([E, E, E]))], [(1, S, E)] * 3, axis=2)
+    x = b.input("x", (batch, S, E))
+    packed = b.op("MatMul", [x, b.weight("w", (E, 3 * E))], (batch, S, 3 * E))
+    parts = b.op_outputs("Split", [packed, b.const("sizes", np.array([E, E, E]))], [(batch, S, E)] * 3, axis=2)
     heads = [
         b.op(
             "Transpose",
-            [b.op("Reshape", [p, b.const(f"s{i}", np.array([1, S, H, D]))], (1, S, H, D))],
-            (1, H, S, D),
+            [b.op("Reshape", [p, b.const(f"s{i}", np.array([batch, S, H, D]))], (batch, S, H, D))],
+            (batch, H, S, D),
             perm=[0, 2, 1, 3],
         )
         for i, p in enumerate(parts)
     ]
-    g = b.graph([_attend(b, *heads)])
+    g = b.graph([_attend(b, *heads, batch=batch)])
     assert templates(g) == ["gemm", "attention"]
     check(g, be)
 

@@ -10,9 +10,17 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from codegen.gpu.lowering import Dispatch, lowers
+from codegen.gpu.lowering import Dispatch, lowers, strides
 from codegen.gpu.match import GraphView
-from codegen.gpu.ops.attention import AttentionSpec, Operand, attention_dispatch, onnx_attention_spec, spec_reason
+from codegen.gpu.match_norm import ROTATE_HALF
+from codegen.gpu.ops.attention import (
+    AttentionSpec,
+    Operand,
+    Rotary,
+    attention_dispatch,
+    onnx_attention_spec,
+    spec_reason,
+)
 from codegen.gpu.views import Affine, Regroup, View, droppable, identity, reshaped, trace, with_unit_axis
 from ragc.ir import Graph, Op
 
@@ -40,14 +48,19 @@ def _peel_scale(view: GraphView, tensor: str, members: list[Op]) -> tuple[str, f
         members.append(op)
 
 
-def _operand(graph: Graph, view: View, k_side: bool) -> Operand | None:
-    """A 4-D view (batch, head, row, element; K: batch, head, element, row) as an attention operand."""
+def _operand(graph: Graph, view: View, k_side: bool, rotation: tuple | None = None) -> Operand | None:
+    """A 4-D view (batch, head, row, element; K: batch, head, element, row) as an attention operand, with the
+    rotation its trace absorbed (cos, sin and their strides over the view's axes)."""
     if len(view.sizes) != 4:
         return None
     offset, st = view.strides(graph.tensors[view.base].shape)
-    row, elem = (3, 2) if k_side else (2, 3)
-    sizes = view.sizes
-    return Operand(view.base, st[0], st[1], st[row], sizes[1], sizes[row], sizes[elem], st[elem], offset)
+    order = (0, 1, 3, 2) if k_side else (0, 1, 2, 3)  # the view's axes as (batch, head, row, element)
+    at, sizes = [st[a] for a in order], [view.sizes[a] for a in order]
+    rotary = None
+    if rotation is not None:
+        cos, sin, cos_st, sin_st = rotation
+        rotary = Rotary(cos, sin, tuple(cos_st[a] for a in order), tuple(sin_st[a] for a in order))
+    return Operand(view.base, at[0], at[1], at[2], sizes[1], sizes[2], sizes[3], at[3], offset, rotary, sizes[0])
 
 
 def _logical(graph: Graph, name: str) -> View:
@@ -86,6 +99,54 @@ def _ungroup(gv: GraphView, members: set[str]) -> Regroup:
     return step
 
 
+def _rotary(gv: GraphView, members: set[str], elem: int, found: list[tuple]) -> Regroup:
+    """A regroup step for Q or K: HF's rotary embedding (ragc.RotateHalf, made by match_norm) is applied as the
+    kernel reads the operand, the view moving on to the rotation's input; `elem` is the view's head-element axis,
+    which must be the rotated last axis. What it absorbs goes into `found` (once)."""
+    tensors = gv.graph.tensors
+
+    def step(view: View, passed: list[Op]) -> View | None:
+        op = gv.source(view.base, ROTATE_HALF)
+        if op is None or found or not gv.private(view.base, members | {o.name for o in passed}):
+            return None
+        shape = tensors[op.inputs[0]].shape
+        axes = [_single_axis(a, view.sizes) if n > 1 else None for a, n in zip(view.index, shape, strict=True)]
+        whole = all(a is None or view.sizes[a] == n for a, n in zip(axes, shape, strict=True))
+        if -1 in axes or axes[-1] != elem or not whole:
+            return None  # each axis of the rotation read whole as one axis of the view, its last as the element
+
+        def strides_of(name: str) -> list[int]:
+            padded = (1,) * (len(shape) - len(tensors[name].shape)) + tuple(tensors[name].shape)
+            per_axis = [0 if n == 1 else s for n, s in zip(padded, strides(padded), strict=True)]
+            out = [0] * len(view.sizes)
+            for axis, logical in enumerate(axes):
+                if logical is not None:  # a unit axis is always at 0
+                    out[logical] = per_axis[axis]
+            return out
+
+        x, cos, sin = op.inputs
+        found.append((cos, sin, strides_of(cos), strides_of(sin)))
+        passed.append(op)
+        return View(x, view.sizes, view.index)
+
+    return step
+
+
+def _single_axis(index: Affine, sizes: tuple[int, ...]) -> int:
+    """The view axis an index reads as it is (coefficient 1, no offset, nothing else but unit axes), else -1."""
+    live = [k for k, (c, n) in enumerate(zip(index.coefs, sizes, strict=True)) if c and n > 1]
+    return live[0] if index.offset == 0 and len(live) == 1 and index.coefs[live[0]] == 1 else -1
+
+
+def _first(*steps: Regroup | None) -> Regroup:
+    """A regroup step that takes the first of `steps` that moves the view."""
+
+    def step(view: View, passed: list[Op]) -> View | None:
+        return next((m for s in steps if s is not None and (m := s(view, passed)) is not None), None)
+
+    return step
+
+
 def _only_reader(view: GraphView, name: str) -> Op | None:
     readers = view.consumers.get(name, [])
     return readers[0] if name not in view.graph.outputs and len(readers) == 1 else None
@@ -116,8 +177,10 @@ def _operands(
         start = _logical(graph, name)
         if role == 1 and k_rows:
             start = start.permuted([0, 1, 3, 2])  # K^T's axes
-        view, ops = trace(gv, start, _ungroup(gv, members) if role and ungroup else None)
-        operands.append(_operand(graph, view, role == 1))
+        rotation: list[tuple] = []
+        rotary = _rotary(gv, members, 2 if role == 1 else 3, rotation) if role < 2 else None
+        view, ops = trace(gv, start, _first(_ungroup(gv, members) if role and ungroup else None, rotary))
+        operands.append(_operand(graph, view, role == 1, rotation[0] if rotation else None))
         passed += ops
     if ungroup and None not in operands[1:] and operands[1].heads != operands[2].heads:
         return _operands(gv, members, names, k_rows, ungroup=False)  # only one of K and V repeats as expected
@@ -197,7 +260,7 @@ def _spec(graph: Graph, operands: list, mask: str, scale: float, masked_rows: st
     q, k, v, out = operands
     if None in operands or q.size != k.size or k.rows != v.rows or (q.heads, q.rows) != (out.heads, out.rows):
         return None
-    batch = graph.tensors[q.name].shape[0] if len(graph.tensors[q.name].shape) == 4 else 1
+    batch = q.batch
     if mask:
         m = graph.tensors[mask]
         if m.dtype != "float32" or len(m.shape) > 4 or m.shape[-1] != k.rows:

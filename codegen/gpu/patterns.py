@@ -12,11 +12,11 @@ from codegen.gpu.match_attention import match_attention, match_onnx_attention
 from codegen.gpu.match_norm import match_rms_norm, match_rotate_half
 from ragc.ir import Graph, Op
 
-MATCHERS = (
-    (match_attention, "MatMul"),
-    (match_onnx_attention, "Attention"),
+MATCHERS = (  # the rotation before attention, which reads it into its Q and K
     (match_rms_norm, "Mul"),
     (match_rotate_half, "Add"),
+    (match_attention, "MatMul"),
+    (match_onnx_attention, "Attention"),
 )
 
 

@@ -21,6 +21,18 @@ TARGET_GROUPS = 144  # a few more workgroups than a large GPU's SMs (an H200 has
 
 
 @dataclass(frozen=True)
+class Rotary:
+    """HF's rotary embedding applied as an operand is read: x * cos + rotate_half(x) * sin along the head element
+    (rotate_half(x)[d] = -x[d + D/2] below D/2, else x[d - D/2]); cos and sin read by strides over (batch, head,
+    row, element), 0 where they broadcast."""
+
+    cos: str
+    sin: str
+    cos_strides: tuple[int, int, int, int]
+    sin_strides: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class Operand:
     """A Q, K, V or Y tensor seen as (batch, heads, rows, head size): its strides for batch, head, row and head
     element (`step`), its sizes, and the element `offset` of [0, 0, 0, 0] (codegen/gpu/views.py reads an operand
@@ -35,6 +47,8 @@ class Operand:
     size: int
     step: int = 1
     offset: int = 0
+    rotary: Rotary | None = None
+    batch: int = 1
 
 
 def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
@@ -42,9 +56,9 @@ def operand(graph: Graph, name: str, heads: int | None = None) -> Operand:
     shape = graph.tensors[name].shape
     if len(shape) == 4:
         b, h, s, d = shape
-        return Operand(name, h * s * d, s * d, d, h, s, d)
+        return Operand(name, h * s * d, s * d, d, h, s, d, batch=b)
     b, s, hidden = shape
-    return Operand(name, s * hidden, hidden // heads, hidden, heads, s, hidden // heads)
+    return Operand(name, s * hidden, hidden // heads, hidden, heads, s, hidden // heads, batch=b)
 
 
 MASKED_ROWS = ("zero", "guard", "keep")  # ONNX Attention; Where(IsNaN(p), 0, p) after Softmax; a plain Softmax
@@ -163,9 +177,17 @@ def attention_dispatch(graph: Graph, spec: AttentionSpec) -> Dispatch:
         "mask_type": mask_type,
         "m_s": _mask_strides(graph, spec.mask) if spec.mask else [],
         "masked_rows": spec.masked_rows,
+        "rot_binding": 5 if spec.mask else 4,
+        **{f"{t}_rot": _rotary_strides(x.rotary) for t, x in (("q", spec.q), ("k", spec.k))},
     }
-    buffers = (spec.out.name, spec.q.name, spec.k.name, spec.v.name, *([spec.mask] if spec.mask else []))
+    rotations = [n for x in (spec.q, spec.k) if x.rotary for n in (x.rotary.cos, x.rotary.sin)]
+    buffers = (spec.out.name, spec.q.name, spec.k.name, spec.v.name, *([spec.mask] if spec.mask else []), *rotations)
     return Dispatch("attention.comp.j2", params, buffers, grid(groups * LOCAL, LOCAL))
+
+
+def _rotary_strides(rotary: Rotary | None) -> list[int]:
+    """cos's then sin's strides for the template; empty without a rotation."""
+    return [*rotary.cos_strides, *rotary.sin_strides] if rotary else []
 
 
 def onnx_attention_spec(graph: Graph, op: Op) -> AttentionSpec:
