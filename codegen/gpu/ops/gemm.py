@@ -37,10 +37,11 @@ def _groups(tile: dict[str, int], m: int, n: int, batch: int) -> int:
 
 
 def target_groups(m: int) -> int:
-    """TARGET_GROUPS, twice that when M leaves the last row of 64-row tiles partly empty: those workgroups finish
-    early, and smaller pieces balance the rest (on the H200 ViT-B/16's GEMMs, M = 197, took 2.32 ms instead of 2.56;
-    at M = 128 BERT's, GPT-2's and the Llama's were 0.03-0.12 ms slower so: docs/benchmarks.md)."""
-    return TARGET_GROUPS if m <= 16 or m % MEDIUM["BM"] == 0 else 2 * TARGET_GROUPS
+    """TARGET_GROUPS, twice that when M (between 128 and 256, the range measured) leaves the last row of 64-row
+    tiles partly empty: those workgroups finish early, and smaller pieces balance the rest (on the H200 ViT-B/16's
+    GEMMs, M = 197, took 2.32 ms instead of 2.56; at M = 128 BERT's, GPT-2's and the Llama's were 0.03-0.12 ms
+    slower so: docs/benchmarks.md)."""
+    return 2 * TARGET_GROUPS if 128 < m <= 256 and m % MEDIUM["BM"] else TARGET_GROUPS
 
 
 def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPlan:
