@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gemm import fma_peak, open_timed_backend, time_program  # noqa: E402
+from bench.gpu_kernels import forced  # noqa: E402
 from codegen.gpu import lower  # noqa: E402
 from codegen.gpu.ops import gemm  # noqa: E402
 from ragc.ir import Graph, Op, Tensor  # noqa: E402
@@ -66,13 +68,8 @@ def plans(m: int, k: int) -> dict[str, gemm.GemmPlan]:
 def run(backend: VulkanBackend, shape: tuple[int, int, int], plan: gemm.GemmPlan | None, reps: int, feeds: dict):
     """(seconds per GEMM, relative error vs float64) under `plan` (None: the one gemm_plan picks)."""
     m, k, n = shape
-    rule = gemm.gemm_plan
-    if plan is not None:
-        gemm.gemm_plan = lambda *args, **kwargs: plan
-    try:
+    with forced(gemm, "gemm_plan", lambda *args, **kwargs: plan) if plan is not None else nullcontext():
         graph, steps, _ = lower(_graph(m, k, n))
-    finally:
-        gemm.gemm_plan = rule
     seconds, out = time_program(backend, graph, steps, feeds, reps, span=True)
     want = feeds["a"].astype(np.float64) @ feeds["b"].astype(np.float64)
     return seconds / COPIES, float(np.max(np.abs(out["c0"] - want)) / np.max(np.abs(want)))

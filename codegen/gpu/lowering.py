@@ -99,6 +99,13 @@ def strides(shape: Sequence[int]) -> list[int]:
     return out[::-1]
 
 
+def broadcast_strides(shape: Sequence[int], rank: int) -> list[int]:
+    """Strides of a row-major tensor of `shape` read broadcast to `rank` axes (numpy's right alignment): 0 along
+    every axis it lacks or has as 1."""
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+    return [0 if size == 1 else step for size, step in zip(padded, strides(padded), strict=True)]
+
+
 def broadcast_index(src: Sequence[int], dst: Sequence[int], flat: str) -> str:
     """GLSL uint expression: the element of a `src`-shaped tensor read at flat index `flat` of the numpy broadcast
     `dst` shape."""

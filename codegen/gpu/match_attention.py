@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from codegen.gpu.lowering import Dispatch, lowers, strides
+from codegen.gpu.lowering import Dispatch, broadcast_strides, lowers
 from codegen.gpu.match import GraphView
 from codegen.gpu.match_norm import ROTATE_HALF
 from codegen.gpu.ops.attention import (
@@ -116,8 +116,7 @@ def _rotary(gv: GraphView, members: set[str], elem: int, found: list[tuple]) -> 
             return None  # each axis of the rotation read whole as one axis of the view, its last as the element
 
         def strides_of(name: str) -> list[int]:
-            padded = (1,) * (len(shape) - len(tensors[name].shape)) + tuple(tensors[name].shape)
-            per_axis = [0 if n == 1 else s for n, s in zip(padded, strides(padded), strict=True)]
+            per_axis = broadcast_strides(tensors[name].shape, len(shape))
             out = [0] * len(view.sizes)
             for axis, logical in enumerate(axes):
                 if logical is not None:  # a unit axis is always at 0

@@ -91,7 +91,7 @@ def reshaped(view: View, out_shape: Sequence[int], in_shape: Sequence[int]) -> t
 
 def _constant_index(view: GraphView, name: str) -> int | None:
     t = view.graph.tensors[name]
-    return int(np.asarray(t.data).reshape(-1)[0]) if t.is_constant and np.asarray(t.data).size == 1 else None
+    return int(np.asarray(t.data).reshape(-1)[0]) if t.is_constant and t.data.size == 1 else None
 
 
 def _step(gv: GraphView, op: Op, v: View) -> tuple[Affine, ...] | None:

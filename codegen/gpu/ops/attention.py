@@ -10,7 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from codegen.gpu.lowering import Dispatch, attr, float_literal, fp32_reason, grid, lowers, numel, strides
+from codegen.gpu.lowering import (
+    Dispatch,
+    attr,
+    broadcast_strides,
+    float_literal,
+    fp32_reason,
+    grid,
+    lowers,
+    numel,
+)
 from ragc.ir import Graph, Op
 
 MAX_KV = 3072  # keys per query row: a row's scores stay in shared memory with its Q and a chunk of K or V
@@ -90,8 +99,7 @@ def spec_reason(spec: AttentionSpec) -> str | None:
 
 def _mask_strides(graph: Graph, mask: str) -> list[int]:
     """Strides of the mask over (batch, head, query, key), 0 along the dimensions it broadcasts."""
-    shape = (1,) * (4 - len(graph.tensors[mask].shape)) + tuple(graph.tensors[mask].shape)
-    return [0 if size == 1 else step for size, step in zip(shape, strides(shape), strict=True)]
+    return broadcast_strides(graph.tensors[mask].shape, 4)
 
 
 CHUNKS = (128, 64, 32, 16, 8)  # keys per chunk, longest first
@@ -115,7 +123,7 @@ def tiling(spec: AttentionSpec, rows: int, chunk: int) -> Blocking:
     d4, dv4 = -(-spec.q.size // 4), -(-spec.v.size // 4)
     key_lanes = min(32, chunk)
     slots = LOCAL // dv4
-    slices = max(1, slots // rows) if rows < slots else 1
+    slices = max(1, slots // rows)  # 1 once the rows fill the slots
     shared = max(d4 * (chunk + 1), chunk * dv4, slices * rows * dv4)
     return Blocking(rows, chunk, key_lanes, -(-rows // (LOCAL // key_lanes)), slices, -(-rows // slots), shared)
 

@@ -9,7 +9,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from codegen.gpu.lowering import Dispatch, attr, constant, float_literal, fp32_reason, glsl_type, grid, lowers, numel
+from codegen.gpu.lowering import (
+    Dispatch,
+    attr,
+    broadcast_strides,
+    constant,
+    float_literal,
+    fp32_reason,
+    glsl_type,
+    grid,
+    lowers,
+    numel,
+)
 from codegen.gpu.lowering import strides as row_strides
 from codegen.gpu.ops.index import merge_dims, offset_expr
 from ragc.ir import Graph, Op
@@ -81,9 +92,7 @@ def lower_transpose(graph: Graph, op: Op) -> list[Dispatch]:
 @lowers("Expand", check=_data_reason)
 def lower_expand(graph: Graph, op: Op) -> list[Dispatch]:
     shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
-    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    step = [0 if size == 1 else s for size, s in zip(padded, row_strides(padded), strict=True)]
-    return [_copy(graph, op, out, step)]
+    return [_copy(graph, op, out, broadcast_strides(shape, len(out)))]
 
 
 def slice_starts(graph: Graph, op: Op) -> tuple[list[int], list[int]]:
