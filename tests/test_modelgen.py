@@ -5,11 +5,12 @@ from __future__ import annotations
 import onnx
 import pytest
 
+from ragc.profiler.archgen import random_convnext, random_decoder, random_resnet
 from ragc.profiler.modelgen import random_cnn, random_transformer, to_graphs
 from ragc.profiler.zoo import generated_models
 
 
-@pytest.mark.parametrize("build", [random_cnn, random_transformer])
+@pytest.mark.parametrize("build", [random_cnn, random_transformer, random_resnet, random_convnext, random_decoder])
 def test_random_models_are_valid_and_deterministic(build):
     for seed in (1, 2, 3):
         model = build(seed)
@@ -26,6 +27,28 @@ def test_random_cnns_mix_real_structures():
 def test_random_transformers_differ_from_the_evaluation_set():
     evaluated = {m.graph.name for m in generated_models().values()}
     assert not {random_transformer(seed).graph.name for seed in range(100)} & evaluated
+
+
+def test_architecture_models_lower_to_ragcs_fused_gpu_kernels():
+    """The decoders' RMSNorm and rotary embeddings, as HF exports them, are found by the GPU patterns (so their
+    samples price the kernels real Llamas run), and a ResNet's convs are GEMMs."""
+    from codegen.gpu.emit import lower
+
+    def templates(model: onnx.ModelProto) -> set[str]:
+        return {step.dispatch.template.split(".")[0] for step in lower(to_graphs({"m": model})["m"])[1]}
+
+    llama = next(seed for seed in range(5000, 5100) if "Sigmoid" in {n.op_type for n in random_decoder(seed).graph.node})
+    assert {"layernorm", "attention", "gemm"} <= templates(random_decoder(llama))
+    assert "rotate_half" not in templates(random_decoder(llama)) and "eltwise" not in templates(random_decoder(llama))
+    assert "gemm" in templates(random_resnet(3001)) and "conv_direct" in templates(random_convnext(4002))
+
+
+def test_context_families_take_their_first_seeds_when_quick():
+    from ragc.profiler.context import FAMILIES, context_graphs
+
+    quick = [name for name, _ in context_graphs(quick=True)]
+    assert quick == [f"random_{f}_{seed}" for f, (_, seeds, first) in FAMILIES.items() for seed in seeds[:first]]
+    assert len(context_graphs(quick=False)) == sum(len(seeds) for _, seeds, _ in FAMILIES.values())
 
 
 def test_to_graphs_runs_the_front_end():

@@ -14,19 +14,29 @@ from typing import Any
 from ragc.costmodel.cpu_fusion import cpu_kernel_features, cpu_kernel_of
 from ragc.costmodel.features import family_of_features, op_features
 from ragc.ir import Graph
+from ragc.profiler.archgen import random_convnext, random_decoder, random_resnet
 from ragc.profiler.modelgen import random_cnn, random_transformer, to_graphs
 from ragc.profiler.oneop import attribute_nodes
 from ragc.profiler.timers import GraphTimer
 
 MIN_MS = 1e-4
-SEEDS = {"cnn": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008), "transformer": (2001, 2002, 2003, 2004)}
+FAMILIES = {  # builder, seeds, how many of them a quick profile takes
+    "cnn": (random_cnn, (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008), 3),
+    "transformer": (random_transformer, (2001, 2002, 2003, 2004), 1),
+    "resnet": (random_resnet, (3001, 3002, 3003), 1),
+    "convnext": (random_convnext, (4002, 4001), 1),
+    "decoder": (random_decoder, (5003, 5001, 5002, 5004), 1),
+}
 
 
 def context_graphs(quick: bool) -> list[tuple[str, Graph]]:
-    """(label, graph) of the models `ragc profile` times whole: quick takes 3 CNNs and 1 transformer."""
-    cnns, transformers = SEEDS["cnn"][: 3 if quick else None], SEEDS["transformer"][: 1 if quick else None]
-    models = {f"random_cnn_{s}": random_cnn(s) for s in cnns}
-    models |= {f"random_transformer_{s}": random_transformer(s) for s in transformers}
+    """(label, graph) of the models `ragc profile` times whole: every family's first seeds when quick (FAMILIES),
+    all of them otherwise."""
+    models = {
+        f"random_{family}_{seed}": build(seed)
+        for family, (build, seeds, first) in FAMILIES.items()
+        for seed in seeds[: first if quick else None]
+    }
     return list(to_graphs(models).items())
 
 

@@ -36,6 +36,12 @@ class Builder:
         self.inits.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
         return name
 
+    def constant(self, array: np.ndarray) -> str:
+        """A float32 initializer holding `array`."""
+        name = self._name("k")
+        self.inits.append(numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
     def scalar(self, value: float) -> str:
         name = self._name("s")
         self.inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
@@ -49,10 +55,14 @@ class Builder:
     def one(self, op_type: str, inputs: list[str], **attrs) -> str:
         return self.op(op_type, inputs, **attrs)[0]
 
-    def conv(self, x: str, c: int, k: int, kernel: int = 1, stride: int = 1, group: int = 1, act: str = "Relu") -> str:
-        """A same-padded conv with bias from `c` to `k` channels, then ReLU, ReLU6 ("Clip") or nothing ("")."""
+    def conv(
+        self, x: str, c: int, k: int, kernel: int = 1, stride: int = 1, group: int = 1, act: str = "Relu", pad: int = -1
+    ) -> str:
+        """A conv with bias from `c` to `k` channels (same-padded unless `pad` says), then ReLU, ReLU6 ("Clip") or
+        nothing ("")."""
         w = self.weight((k, c // group, kernel, kernel))
-        y = self.one("Conv", [x, w, self.weight((k,))], group=group, pads=[kernel // 2] * 4, strides=[stride] * 2)
+        pads = [kernel // 2 if pad < 0 else pad] * 4
+        y = self.one("Conv", [x, w, self.weight((k,))], group=group, pads=pads, strides=[stride] * 2)
         if act == "Relu":
             return self.one("Relu", [y])
         if act == "Clip":
