@@ -6,7 +6,8 @@ weightless skeletons of bench/skeletons (filled with random weights). Run on the
 
 `--attention 4,8,16x32` also times each model with R query rows (and CH keys per chunk) forced in its fused attention
 (codegen/gpu/ops/attention.py `blocking`), `--gemm-targets 128,256w` with the GEMM tiles' workgroup target (and
-with "w" wider register tiles) forced (codegen/gpu/ops/gemm.py): the measurements those rules are set from.
+with "w" wider register tiles) forced, `--max-splits 1,16` the most split-K pieces of a GEMM or conv
+(codegen/gpu/ops/gemm.py): the measurements those rules are set from.
 """
 
 from __future__ import annotations
@@ -109,6 +110,13 @@ def gemm_settings(choices: list[str]) -> dict[str, object]:
     return {c: setting(c) for c in choices}
 
 
+def split_settings(choices: list[str]) -> dict[str, object]:
+    """codegen/gpu/ops/gemm.py's MAX_SPLITS forced (1: no split-K anywhere)."""
+    from codegen.gpu.ops import gemm
+
+    return {c: forced(gemm, "MAX_SPLITS", int(c)) for c in choices}
+
+
 def _kernel_types(graph) -> dict[str, str]:
     """Op name -> the type of the GPU kernel it names (a fused attention keeps its second MatMul's name)."""
     from codegen.gpu.fuse import fuse
@@ -153,6 +161,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--attention", help="comma list of R or RxCH to force in the attention kernel, e.g. 4,8x64")
     parser.add_argument("--gemm-targets", help="comma list of GEMM workgroup targets to force, e.g. 128,256,512")
+    parser.add_argument("--max-splits", help="comma list of split-K limits to force, e.g. 1,16")
     args = parser.parse_args()
     graphs = model_set([str(ROOT / "bench" / "skeletons" / f"{m}.onnx") for m in args.models])
     backend = VulkanBackend(LoadOptions.make({"timestamps": True}))
@@ -164,6 +173,8 @@ def main() -> None:
                 sweep(name, graph, backend, "attention", attention_settings(args.attention.split(",")))
             if args.gemm_targets:
                 sweep(name, graph, backend, "gemm_targets", gemm_settings(args.gemm_targets.split(",")))
+            if args.max_splits:
+                sweep(name, graph, backend, "max_splits", split_settings(args.max_splits.split(",")))
     finally:
         backend.close()
 

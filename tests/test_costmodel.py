@@ -381,6 +381,9 @@ def test_gpu_tile_features_follow_codegen_tiling():
     assert full["gpu_padding"] == 0.0 and 0.3 < padded["gpu_padding"] < 0.5  # 100 of 128 rows and columns used
     g = conv(32, 28, 64, 3)
     assert gemm_shape(op_features(g, g.ops[0])) == (64, 28 * 28, 32 * 9, 1)  # implicit GEMM: out channels x pixels
+    late = conv(512, 7, 512, 3)  # resnet18's last stage: split K, 16 pieces of its 8 tiles
+    late_keys = dict(zip(KEYS, gpu_tile_features(op_features(late, late.ops[0])), strict=True))
+    assert late_keys["gpu_splits"] == 16 and late_keys["gpu_workgroups"] == pytest.approx(np.log1p(8 * 16))
     dw = conv(32, 28, 32, 3, group=32)
     assert gpu_tile_features(op_features(dw, dw.ops[0]))[0] == 1.0  # depthwise runs as a direct kernel
     relu = unary("Relu", 1000)

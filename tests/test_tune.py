@@ -105,6 +105,30 @@ def test_the_plan_kept_last_time_stays_a_candidate(this_chip, tmp_path):
     assert "previous" not in [c.name for c in same]  # equal to gpu-first: that name stays
 
 
+def test_stream_candidates_move_the_cut_and_are_priced_with_the_real_predictions():
+    """efficientnet_b0 on the H200 (2026-12-04): the profile predicted its CPU 30 % slow, so the exact pipeline was the
+    GPU alone (1.04x); candidates solved as if a processor were 0.7x or 1.4x its prediction cut elsewhere."""
+    from ragc.placement import solve
+    from ragc.placement.candidates import STAGE_ERRORS, candidates
+    from ragc.placement.model import build_model
+    from ragc.placement.problem import Edge, PlacementProblem, Unit
+    from ragc.placement.throughput import repriced
+
+    units = [Unit(f"u{i}", [f"u{i}"], {"cpu": 2.6, "gpu": 1.0}) for i in range(6)]
+    edges = [Edge(f"u{i}", f"u{i + 1}", 1000) for i in range(5)]
+    problem = PlacementProblem(units, edges, ["cpu", "gpu"], lambda s, d, n: 0.0 if s == d else 0.05)
+    chosen = solve(problem, "auto", "throughput")
+    found = candidates(problem, chosen, "throughput", 1.0, None)
+    shifted = [c for c in found if c.name.startswith("stream-")]
+    assert shifted and len(found) == len({str(sorted(c.placement.assignment.items())) for c in found})
+    for cand in shifted:
+        again = repriced(build_model(problem), cand.placement)
+        assert cand.placement.predicted_ms == pytest.approx(again.predicted_ms)
+        assert cand.placement.predicted_ms >= chosen.predicted_ms - 1e-9  # the optimum stays the optimum
+        assert cand.placement.stages and sum(map(len, cand.placement.stages)) == 6
+    assert {c.name for c in shifted} <= {f"stream-{d}-x{f}" for d in ("cpu", "gpu") for f in STAGE_ERRORS}
+
+
 def tuning_free_solve(problem):
     from ragc.placement import solve
 

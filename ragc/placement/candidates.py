@@ -1,17 +1,23 @@
 """Candidate plans for the tuner to time on the chip (as TensorRT's builder times tactics): the solver's optimum,
 the optimum under pessimistic glue, HEFT's plan, and each processor first (GPU-first, NPU-first, CPU only), each
-with the model's prediction. Identical assignments are kept once, under the first name."""
+with the model's prediction; for streams, the pipeline optimum with each processor's times scaled by the model's
+error on real models, either way. Identical assignments are kept once, under the first name."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
+from ragc.placement.model import build_model
 from ragc.placement.problem import Placement, PlacementProblem
 from ragc.placement.simulate import simulate
 from ragc.placement.solve import solve
+from ragc.placement.throughput import repriced
 
 PESSIMISM = 3.0  # the glue between processors costs this many times its prediction in the "pessimistic" candidate
+# A stream's stages balance only as well as their predictions: the profile alone predicted real exports' plans
+# 3-59 % off on the H200 (2026-12-04), so stream candidates move the cut as if one processor were that much off.
+STAGE_ERRORS = (0.7, 1.4)
 
 
 @dataclass
@@ -43,6 +49,22 @@ def assigned(problem: PlacementProblem, assignment: dict[str, str], name: str) -
     return placement
 
 
+def shifted_pipelines(problem: PlacementProblem) -> list[Placement]:
+    """The pipeline optimum with one processor's predicted times scaled by each of STAGE_ERRORS, priced again with
+    the real predictions (so the tuner can find the cut the model misplaced)."""
+    real, plans = build_model(problem), []
+    for device in problem.devices if len(problem.devices) > 1 else ():
+        for factor in STAGE_ERRORS:
+            units = [
+                replace(u, cost_ms=u.cost_ms | {device: u.cost_ms.get(device, math.inf) * factor})
+                for u in problem.units
+            ]
+            plan = repriced(real, solve(replace(problem, units=units), "auto", "throughput"))
+            plan.solver = f"stream-{device}-x{factor}"
+            plans.append(plan)
+    return plans
+
+
 def candidates(
     problem: PlacementProblem, chosen: Placement, objective: str, time_limit_s: float, kept: dict[str, str] | None
 ) -> list[Candidate]:
@@ -61,6 +83,8 @@ def candidates(
         again = simulate(problem, plan.assignment, order)  # predicted with the real glue
         again.solver = "pessimistic"
         found.append(Candidate("pessimistic", again))
+    if objective == "throughput":
+        found += [Candidate(p.solver, p) for p in shifted_pipelines(problem)]
     for device in problem.devices:
         plan = device_first(problem, device)
         if plan is not None and math.isfinite(plan.predicted_ms):

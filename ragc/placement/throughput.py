@@ -93,8 +93,30 @@ def solve_throughput(model: Model) -> Placement:
     search.run(0, list(range(len(model.devices))), 0.0, [])
     if not search.best_stages:
         raise PlacementError("no pipeline fits: some unit runs nowhere within capacity; raise capacity_bytes")
-    dev = [d for a, b, d in search.best_stages for _ in range(a, b)]
-    placement = placement_from(model, dev, np.arange(model.n, dtype=float), "throughput", started, gap=0.0)
-    placement.predicted_ms = search.best
-    placement.stages = [model.names[a:b] for a, b, _ in search.best_stages]
+    return _pipeline(model, search.best_stages, search.best, started)
+
+
+def repriced(model: Model, plan: Placement) -> Placement:
+    """A pipeline plan (solved under other costs) with its slowest stage and one request's times from `model`."""
+    if not plan.stages:
+        raise PlacementError("a pipeline plan without stages cannot be repriced")
+    search, stages, first = _Search(model), [], 0
+    for names in plan.stages:
+        device = model.devices.index(plan.assignment[names[0]])
+        stages.append((first, first + len(names), device))
+        first += len(names)
+    slowest = 0.0
+    for a, b, d in stages:
+        slowest = max(slowest, float(search.stage(a, d)[b - a - 1]))
+        search.dev[a:b] = d
+    return _pipeline(model, stages, slowest, time.perf_counter(), plan.solver)
+
+
+def _pipeline(
+    model: Model, stages: list[tuple[int, int, int]], slowest: float, started: float, solver: str = "throughput"
+) -> Placement:
+    dev = [d for a, b, d in stages for _ in range(a, b)]
+    placement = placement_from(model, dev, np.arange(model.n, dtype=float), solver, started, gap=0.0)
+    placement.predicted_ms = slowest
+    placement.stages = [model.names[a:b] for a, b, _ in stages]
     return placement

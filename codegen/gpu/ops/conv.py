@@ -7,7 +7,7 @@ from typing import Any
 
 from codegen.gpu.lowering import Dispatch, attr, fp32_reason, grid, lowers, numel
 from codegen.gpu.ops.eltwise import epilogue, own_inputs
-from codegen.gpu.ops.gemm import gemm_tile, tiled
+from codegen.gpu.ops.gemm import gemm_dispatches
 from ragc.ir import Graph, Op
 
 GEMM_MIN_CHANNELS = 16  # output channels per group from which the implicit GEMM pays off
@@ -81,12 +81,12 @@ def lower_conv(graph: Graph, op: Op) -> list[Dispatch]:
     geo = window(op, x, tuple(w[2:]))
     bias = len(inputs) > 2 and bool(inputs[2])
     bindings = list(inputs[:3] if bias else inputs[:2])
-    fragment, final = epilogue(graph, op, len(bindings) + 1)
-    common = {"leaves": fragment.buffers, "epilogue": fragment.function, **geo}
-    tensors = (final, *bindings, *fragment.tensors)
     if m < GEMM_MIN_CHANNELS:
+        fragment, final = epilogue(graph, op, len(bindings) + 1)
         params = {
-            **common,
+            "leaves": fragment.buffers,
+            "epilogue": fragment.function,
+            **geo,
             "count": numel(out),
             "OH": oh,
             "OW": ow,
@@ -96,6 +96,7 @@ def lower_conv(graph: Graph, op: Op) -> list[Dispatch]:
             "M": m,
             "has_bias": bias,
         }
+        tensors = (final, *bindings, *fragment.tensors)
         return [Dispatch("conv_direct.comp.j2", params, tensors, grid(params["count"]))]
     plane = geo["H"] * geo["W"]
     layout = {
@@ -105,9 +106,8 @@ def lower_conv(graph: Graph, op: Op) -> list[Dispatch]:
         "b_base": f"(b / {groups}u) * {x[1] * plane}u + (b % {groups}u) * {cg * plane}u",
         "im2col": True,
         "OW": ow,
-        "bias_index": f"(b % {groups}u) * {m}u + m" if bias else "",
-        **common,
+        **geo,
     }
-    tensors = (final, bindings[1], bindings[0], *bindings[2:], *fragment.tensors)  # gemm: A = weights, B = x
+    bias_term = (inputs[2], f"(b % {groups}u) * {m}u + m", "1.0") if bias else None
     shape = (m, oh * ow, cg * geo["KH"] * geo["KW"], x[0] * groups)
-    return [tiled(op, shape, gemm_tile(m, oh * ow, x[0] * groups), tensors, **layout)]
+    return gemm_dispatches(graph, op, shape, layout, (inputs[1], inputs[0]), bias_term)  # A = weights, B = x

@@ -44,11 +44,12 @@ def target_groups(m: int) -> int:
     return 2 * TARGET_GROUPS if 128 < m <= 256 and m % MEDIUM["BM"] else TARGET_GROUPS
 
 
-def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True) -> GemmPlan:
+def gemm_plan(m: int, n: int, k: int, batch: int, split: bool = True, conv: bool = False) -> GemmPlan:
     """The tile for a batched m x n x k GEMM: the largest that still gives target_groups(m) workgroups (a GEMM that
-    may not split, a convolution's, aims at TARGET_GROUPS); when none does (the small-M GEMMs of batch-1
-    transformers), K is split until it does, each split at least MIN_SPLIT_STEPS tiles deep."""
-    target = target_groups(m) if split else TARGET_GROUPS
+    may not split, or a convolution's, aims at TARGET_GROUPS); when none does (the small-M GEMMs of batch-1
+    transformers, the convs of a CNN's last stages with few output pixels), K is split until it does, each split at
+    least MIN_SPLIT_STEPS tiles deep."""
+    target = target_groups(m) if split and not conv else TARGET_GROUPS
     if m <= 16:
         tile = THIN
     else:
@@ -87,11 +88,6 @@ def tiled(
     values, groups = gemm_params(m, n, k, batch, tile, **params)
     values.update(fragment, MT=tile_type(op))
     return Dispatch("gemm.comp.j2", values, buffers, groups)
-
-
-def gemm_tile(m: int, n: int, batch: int) -> dict[str, int]:
-    """The tile gemm_plan picks (it does not depend on K; the split does), for readers of the policy."""
-    return gemm_plan(m, n, 0, batch, split=False).tile
 
 
 def gemm_params(
@@ -154,7 +150,7 @@ def gemm_dispatches(
     the ordered reduction. `bias`: (tensor, GLSL index of m, nq and b, beta literal); the op's fused epilogue is
     applied last, unless `out` names the tensor to write (then none)."""
     m, n, k, batch = shape
-    plan = gemm_plan(m, n, k, batch, split=not uses_coopmat(op, m, n))
+    plan = gemm_plan(m, n, k, batch, split=not uses_coopmat(op, m, n), conv=op.op_type == "Conv")
     bias_params = {"bias_index": bias[1], "beta": bias[2]} if bias else {}
     extra = (bias[0],) if bias else ()
 
