@@ -2,9 +2,10 @@
 
 Micro-benchmarks time each op alone; inside a model an op finds its inputs in cache, shares a blocked layout with
 its neighbours, or pays for a reorder, and its kernels run back to back. So `ragc profile` also times whole models
-that profiler.modelgen builds at random (seeds no evaluation model uses), and the cost model learns from both kinds of
-sample (learned.IN_CONTEXT). On the CPU, onnxruntime's per-node profiler gives each op's share of a run, scaled to
-the run's measured wall time (to_wall); on the GPU, each dispatch's timestamps are the op's time.
+that profiler.modelgen and profiler.archgen build at random (seeds no evaluation model uses), and the cost model
+learns from both kinds of sample (learned.IN_CONTEXT). On the CPU, onnxruntime's per-node profiler gives each op's
+share of a run, scaled to the run's measured wall time (to_wall); on the GPU, each dispatch's timestamps are the
+op's time.
 """
 
 from __future__ import annotations

@@ -95,8 +95,9 @@ def gpu_specs(specs: list[tuple[str, Any]], quick: bool) -> list[tuple[str, Any]
 
 def gpu_context_graphs(facts: dict[str, Any], cpu_models: list[tuple[str, Any]], quick: bool) -> list[tuple[str, Any]]:
     """The whole random models timed on the GPU: a GPU runs each in a millisecond or two, so even a quick profile
-    times all of them there (with the CPU's three CNNs and one transformer, `--no-tune` predicted six real exports'
-    plans on the H200 31-166% long, 2026-12-03); a Vulkan device that is a CPU (lavapipe) keeps the quick set."""
+    times all of them there (with only the first three CNNs and one transformer, `--no-tune` predicted six real
+    exports' plans on the H200 31-166% long, 2026-12-03); a Vulkan device that is a CPU (lavapipe) keeps the quick
+    set."""
     software = all(g.get("device_type") == VK_DEVICE_TYPE_CPU for g in facts["gpus"])
     return cpu_models if software or not quick else context_graphs(quick=False)
 
