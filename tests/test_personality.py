@@ -130,6 +130,27 @@ def test_fit_transfer_recovers_latency_and_bandwidth():
     assert link["latency_ms"] == pytest.approx(0.05) and link["gbps"] == pytest.approx(4.0)
 
 
+def test_glue_fit_recovers_its_terms_with_the_copies_measured_bandwidth():
+    """Walls made from known glue terms come back from the fit; the hand-off's bandwidth is the copy benchmark's,
+    not fitted (two tensor sizes cannot tell it from the GPU blocks' time: a free fit said 2.0 GB/s on the H200
+    where copies ran at 22.2)."""
+    from ragc.profiler.glue import PATTERNS, SIZES, features, fit
+
+    block = {"c": (0.05, 0.2), "g": (0.01, 0.03)}  # per block, per size
+    launch_cpu, latency, fixed, gbps = 0.04, 0.12, 0.01, 20.0
+    rows = []
+    for s, (c, hw) in enumerate(SIZES):
+        nbytes = 4 * c * hw * hw
+        for pattern in PATTERNS:
+            n_cpu, n_gpu, cpu_runs, islands = features(pattern)
+            wall = n_cpu * block["c"][s] + n_gpu * block["g"][s] + cpu_runs * launch_cpu + fixed
+            rows.append((pattern, s, nbytes, wall + islands * (2 * latency + 2 * nbytes / (gbps * 1e6))))
+    glue = fit(rows, gbps)
+    assert glue["launch_ms"]["cpu"] == pytest.approx(launch_cpu, rel=1e-4)
+    assert glue["handoff"]["cpu->gpu"] == {"latency_ms": pytest.approx(latency, rel=1e-4), "gbps": gbps}
+    assert glue["fit"]["max_error_pct"] < 0.01  # (a fixed cost and the six blocks' are one column: any split fits)
+
+
 def test_fit_launch_recovers_dispatch_overhead_and_scale():
     points = [(n, k, 0.2 + n * 0.004 + 1.06 * k) for n, k in [(1, 0.01), (32, 0.2), (8, 3.0), (16, 0.5), (3, 9.0)]]
     dispatch, overhead, scale = fit_launch(points)

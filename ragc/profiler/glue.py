@@ -8,9 +8,11 @@ usual state). Every plan's wall time is then
 
 with island(bytes) = island_latency + 2 * bytes / bandwidth: the hand-off into the GPU and back, the GPU launch
 (submit and fence) and the wake-up of the worker that waits, all together, since every GPU island has exactly one
-entry and one exit. The non-negative least-squares fit of those terms (in relative error, so short plans count as
-much as long ones) goes into the personality's `glue`, which `Personality.dispatch_ms` and `transfer_ms` (what the
-placement solvers price boundaries with) read first.
+entry and one exit. The bandwidth is the copy benchmark's (the personality's `transfers`): two tensor sizes cannot
+tell it from the GPU blocks' own time, and a free fit put the H200's at 2.0 GB/s against 22.2 measured, pricing a
+GPU-first resnet18's 0.6 MB input at 0.3 ms (2026-12-04). The non-negative least-squares fit of the other terms (in
+relative error, so short plans count as much as long ones) goes into the personality's `glue`, which
+`Personality.dispatch_ms` and `transfer_ms` (what the placement solvers price boundaries with) read first.
 """
 
 from __future__ import annotations
@@ -82,21 +84,23 @@ def plans(personality: Any, folder: Path) -> list[tuple[str, int, int, Path]]:
     return out
 
 
-def fit(rows: list[tuple[str, int, int, float]]) -> dict[str, Any]:
-    """The glue terms from (pattern, size index, bytes, wall ms) rows, with the fit's residuals."""
-    columns = 2 * len(SIZES) + 4  # block cpu/gpu per size, cpu launch, island latency, island ms per byte, fixed
+def fit(rows: list[tuple[str, int, int, float]], gbps: float) -> dict[str, Any]:
+    """The glue terms from (pattern, size index, bytes, wall ms) rows and the copies' measured GB/s, with the fit's
+    residuals."""
+    columns = 2 * len(SIZES) + 3  # block cpu/gpu per size, cpu launch, island latency, fixed
     a, b = np.zeros((len(rows), columns)), np.array([r[3] for r in rows])
+    copies = np.zeros(len(rows))
     for i, (pattern, s, nbytes, _) in enumerate(rows):
         n_cpu, n_gpu, cpu_runs, islands = features(pattern)
         a[i, 2 * s], a[i, 2 * s + 1] = n_cpu, n_gpu
-        a[i, -4], a[i, -3], a[i, -2], a[i, -1] = cpu_runs, islands, islands * 2 * nbytes, 1.0
-    x, _ = nnls(a / b[:, None], np.ones(len(b)))  # relative errors: the short plans weigh as much as the long
-    residual = (a @ x - b) / b
-    per_byte = x[-2]
+        a[i, -3], a[i, -2], a[i, -1] = cpu_runs, islands, 1.0
+        copies[i] = islands * 2 * nbytes / (gbps * 1e6)
+    x, _ = nnls(a / b[:, None], 1.0 - copies / b)  # relative errors: the short plans weigh as much as the long
+    residual = (a @ x + copies - b) / b
     return {
-        "launch_ms": {"cpu": round(float(x[-4]), 6), "gpu": 0.0},
+        "launch_ms": {"cpu": round(float(x[-3]), 6), "gpu": 0.0},
         "handoff": {
-            pair: {"latency_ms": round(float(x[-3]) / 2, 6), "gbps": round(1e-6 / per_byte, 3) if per_byte > 0 else 1e6}
+            pair: {"latency_ms": round(float(x[-2]) / 2, 6), "gbps": round(gbps, 3)}
             for pair in ("cpu->gpu", "gpu->cpu")
         },
         "fixed_ms": round(float(x[-1]), 6),
@@ -128,4 +132,6 @@ def measure_glue(personality: Any, budget_s: float, gate: Any, bar: Any = None, 
             for timer in timers:
                 timer.plan.close()
     rows = [(p, s, n, t.estimate()[0]) for (p, s, n, _), t in zip(built, timers, strict=True)]
-    return fit(rows) | {"plans": [{"pattern": p, "size": s, "ms": round(ms, 6)} for p, s, _, ms in rows]}
+    return fit(rows, float(personality.data["transfers"]["cpu->gpu"]["gbps"])) | {
+        "plans": [{"pattern": p, "size": s, "ms": round(ms, 6)} for p, s, _, ms in rows]
+    }
