@@ -1,8 +1,9 @@
 """The GPU backend: "spirv-v2" partitions through Vulkan (the `vulkan` cffi package, imported lazily).
 
-Layers, bottom up: Device, Allocator, Buffer and Kernel (vulkan_device.py), then VulkanExecutable here (one
-partition: weights uploaded once from the tensor store, activations in one device-local arena, everything
-pre-recorded per staging set, so a run is one submit and one fence wait; kept inputs stay in the arena between runs).
+Layers, bottom up: Device, Allocator, Buffer and Kernel (vulkan_device.py), what a partition builds once at load
+(vulkan_load.py: its pipelines, its weights), then VulkanExecutable here (one partition: weights uploaded once from
+the tensor store, activations in one device-local arena, everything pre-recorded per staging set, so a run is one
+submit and one fence wait; kept inputs stay in the arena between runs).
 
 Memory bridge (load option zero_copy): page-aligned inputs are imported (VK_EXT_external_memory_host); where
 device-local memory is host-visible (unified memory, resizable BAR) inputs go straight into the arena; outputs are
@@ -15,16 +16,13 @@ DeviceFailure. cffi trap (shared/DEVICE.md): see vulkan_device.py.
 
 from __future__ import annotations
 
-import os
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from runtime_min import format as fmt
 from runtime_min.backends.base import Backend, CopyStats, Executable, StepTiming
-from runtime_min.backends.gpu_program import GpuProgram, spirv_scan
+from runtime_min.backends.gpu_program import GpuProgram
 from runtime_min.backends.vulkan_device import (
     HOST_IMPORT,
     TYPE_NAMES,
@@ -35,7 +33,8 @@ from runtime_min.backends.vulkan_device import (
     Kernel,
     import_vulkan,
 )
-from runtime_min.errors import BackendUnavailable, DeviceFailure
+from runtime_min.backends.vulkan_load import build_kernels, read_timestamps, upload_weights
+from runtime_min.errors import DeviceFailure
 from runtime_min.manifest import Bundle, Partition
 from runtime_min.options import LoadOptions
 
@@ -80,10 +79,10 @@ class VulkanExecutable(Executable):
             usage |= vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT
             self.weights = self._buffer(program.weights_bytes, usage, "device")
             self.arena = self._arena(program.arena_bytes, usage)
-            self._upload_weights(bundle)
+            upload_weights(self.dev, self.alloc, program, bundle, self.weights, self.where)
             if self.zero_copy and self.arena_view is None and HOST_IMPORT in self.dev.extensions and program.inputs:
                 self.imports = HostImports(self.alloc)  # (a mapped arena is written directly: nothing to import)
-            self._kernels(bundle)
+            build_kernels(self.dev, program, bundle, self.where, self.kernels)
             self._descriptors()
             if backend.options.timestamps and self.dev.timestamp_bits and program.dispatches:
                 count = 2 * len(program.dispatches)
@@ -108,62 +107,6 @@ class VulkanExecutable(Executable):
             except DeviceFailure:  # no device-local host-visible memory type, or its heap (a BAR window) is full
                 pass
         return self._buffer(nbytes, usage, "device")
-
-    def _upload_weights(self, bundle: Bundle) -> None:
-        """Every weight copied once from the mapped tensor store into staging, then by the GPU into place."""
-        if not self.program.weights_bytes:
-            return
-        vk = self.dev.vk
-        staging = self.alloc.buffer(self.program.weights_bytes, vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT, "host")
-        cmd, fence = self.dev.command_buffer(), vk.vkCreateFence(self.dev.device, vk.VkFenceCreateInfo(), None)
-        try:
-            for name, store_offset in self.program.weight_sources():
-                t = self.program.tensors[name]
-                source = bundle.store.view(store_offset, t["nbytes"], self.where)
-                staging.mapped[t["offset"] : t["offset"] + t["nbytes"]] = source
-            vk.vkBeginCommandBuffer(cmd, vk.VkCommandBufferBeginInfo())
-            vk.vkCmdCopyBuffer(
-                cmd, staging.handle, self.weights.handle, 1, [vk.VkBufferCopy(size=self.program.weights_bytes)]
-            )
-            vk.vkEndCommandBuffer(cmd)
-            self.dev.submit([cmd], fence)
-        finally:
-            vk.vkDestroyFence(self.dev.device, fence, None)
-            vk.vkFreeCommandBuffers(self.dev.device, self.dev.pool, 1, [cmd])
-            self.alloc.free(staging)
-
-    def _kernels(self, bundle: Bundle) -> None:
-        """One pipeline per distinct kernel file, each checked to read no binding its dispatches do not bind and to
-        need nothing the device lacks (BackendUnavailable, so the plan falls back to the CPU with one warning); the
-        pipelines are compiled on several threads (the driver's compiler is most of a cold load)."""
-        todo: dict[str, tuple[bytes, int, int | None]] = {}
-        for d in self.program.dispatches:
-            name, count = d["kernel"], len(d["bindings"])
-            if name not in todo:
-                code = bundle.path(name, self.where).read_bytes()
-                bindings, capabilities = spirv_scan(code, self.where)
-                if max(bindings, default=-1) >= count:
-                    raise fmt.bad(self.where, f"kernel {name} reads more buffers than its dispatch binds")
-                missing = self.program.missing(name, capabilities, self.dev.features, self.where)
-                if missing:
-                    raise BackendUnavailable(
-                        f"{self.dev.props.deviceName} lacks {', '.join(missing)}, which kernel {name} of "
-                        f"{self.where} needs; compile for this device (ragc profile, then ragc compile)"
-                    )
-                todo[name] = (code, count, d["subgroup_size"])
-        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            made = {name: pool.submit(Kernel, self.dev, code, n, name, sub) for name, (code, n, sub) in todo.items()}
-        failed = [f.exception() for f in made.values() if f.exception() is not None]
-        self.kernels = {name: f.result() for name, f in made.items() if f.exception() is None}
-        if failed:
-            raise failed[0]
-        for d in self.program.dispatches:
-            name, count = d["kernel"], len(d["bindings"])
-            limits = self.dev.props.limits.maxComputeWorkGroupCount
-            if count != self.kernels[name].bindings or any(g > limits[i] for i, g in enumerate(d["groups"])):
-                raise fmt.bad(
-                    self.where, f"dispatch {d['label']!r} binds or launches more than its kernel or the device takes"
-                )
 
     def _descriptors(self) -> None:
         """One descriptor set per dispatch, each binding a tensor's range of the weights or arena buffer."""
@@ -280,7 +223,7 @@ class VulkanExecutable(Executable):
             outputs[name] = view if leased else view.copy()
             self.stats.count(1 if leased else 2, t["nbytes"], avoided=1 if leased else 0)
         if self.query_pool is not None:
-            self._timings = self._read_timestamps()
+            self._timings = read_timestamps(self.dev, self.query_pool, self.program.dispatches)
         return outputs
 
     def _take_set(self) -> tuple[IoSet, bool]:
@@ -369,23 +312,6 @@ class VulkanExecutable(Executable):
 
     def copy_stats(self) -> CopyStats:
         return CopyStats(**vars(self.stats))
-
-    def _read_timestamps(self) -> list[StepTiming]:
-        vk, dispatches = self.dev.vk, self.program.dispatches
-        n = 2 * len(dispatches)
-        data = vk.ffi.new("uint64_t[]", n)
-        flags = vk.VK_QUERY_RESULT_64_BIT | vk.VK_QUERY_RESULT_WAIT_BIT
-        vk.vkGetQueryPoolResults(self.dev.device, self.query_pool, 0, n, 8 * n, data, 8, flags)
-        mask, period = (1 << min(self.dev.timestamp_bits, 64)) - 1, self.dev.props.limits.timestampPeriod
-        ticks = [int(data[i]) & mask for i in range(n)]
-        return [
-            StepTiming(
-                d["label"],
-                int((ticks[2 * i] - ticks[0]) * period),
-                int(((ticks[2 * i + 1] - ticks[2 * i]) & mask) * period),
-            )
-            for i, d in enumerate(dispatches)
-        ]
 
     def timings(self) -> list[StepTiming]:
         return list(self._timings)
