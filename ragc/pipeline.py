@@ -123,7 +123,9 @@ def placement(c: Compilation) -> None:
         """A tensor crossing processors also means the consumer starts a new partition: its launch is paid too."""
         return c.personality.transfer_ms(src, dst, nbytes) + (c.personality.dispatch_ms(dst) if src != dst else 0.0)
 
-    c.problem = build_problem(graph, devices, op_cost, transfer_ms, c.personality.capacity_bytes, units)
+    c.problem = build_problem(
+        graph, devices, op_cost, transfer_ms, c.personality.capacity_bytes, units, c.personality.transfer_ms
+    )
     power = power_figures(c.personality.data, devices) if c.options.objective == "energy" else None
     c.placement = solve(
         c.problem, c.options.solver, c.options.objective, c.options.time_limit_s, power, c.options.max_latency_ms

@@ -19,9 +19,11 @@ def build_problem(
     transfer_ms: TransferFn,
     capacity_bytes: dict[str, int] | None = None,
     units: list[tuple[str, list[str]]] | None = None,
+    host_transfer_ms: TransferFn | None = None,
 ) -> PlacementProblem:
     """A unit costs the sum of its ops' costs on a device (inf if any op is inf there); an edge carries the bytes
-    of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written.
+    of the tensors one unit writes and another reads; host bytes are the graph inputs read and outputs written,
+    priced by `host_transfer_ms` (they start no partition; `transfer_ms` where None).
     A unit's memory is the weights it reads; the activations, whose buffers the backends reuse by lifetime, take
     the graph's peak of live activation bytes off every device's capacity."""
     unit_ops = build_units(graph) if units is None else units
@@ -58,6 +60,7 @@ def build_problem(
         devices=list(devices),
         transfer_ms=transfer_ms,
         capacity_bytes={d: max(0, c - peak) for d, c in (capacity_bytes or {}).items()},
+        host_transfer_ms=host_transfer_ms,
     )
 
 

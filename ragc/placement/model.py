@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragc.errors import PlacementError
-from ragc.placement.problem import HOST, PlacementProblem
+from ragc.placement.problem import HOST, PlacementProblem, TransferFn
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def build_model(problem: PlacementProblem) -> Model:
     names = [u.name for u in problem.units]
     _check_names(names, devices)
     index = {name: i for i, name in enumerate(names)}
-    transfer = _checked_transfer(problem)
+    transfer = _checked_transfer(problem.transfer_ms)
+    host = _checked_transfer(problem.host_transfer_ms) if problem.host_transfer_ms else transfer
     capacity = np.array([float(problem.capacity_bytes.get(d, math.inf)) for d in devices])
     mem = np.array([float(u.mem_bytes) for u in problem.units])
     cost = np.array([[_checked_cost(u.name, d, u.cost_ms.get(d, math.inf)) for d in devices] for u in problem.units])
@@ -74,8 +75,8 @@ def build_model(problem: PlacementProblem) -> Model:
     for e, (s, t) in enumerate(edges):
         succs[s].append(e)
         preds[t].append(e)
-    host_in = np.array([[_host_delay(transfer, HOST, d, u.host_in_bytes) for d in devices] for u in problem.units])
-    host_out = np.array([[_host_delay(transfer, d, HOST, u.host_out_bytes) for d in devices] for u in problem.units])
+    host_in = np.array([[_host_delay(host, HOST, d, u.host_in_bytes) for d in devices] for u in problem.units])
+    host_out = np.array([[_host_delay(host, d, HOST, u.host_out_bytes) for d in devices] for u in problem.units])
     return Model(problem, names, devices, cost, edges, edge_delay, preds, succs, host_in, host_out, mem, capacity)
 
 
@@ -96,11 +97,11 @@ def _checked_cost(unit: str, device: str, value: float) -> float:
     return value
 
 
-def _checked_transfer(problem: PlacementProblem):
-    """The problem's transfer function, checked to return a finite, non-negative number of ms."""
+def _checked_transfer(fn: TransferFn) -> TransferFn:
+    """One of the problem's transfer functions, checked to return a finite, non-negative number of ms."""
 
     def transfer(src: str, dst: str, nbytes: int) -> float:
-        value = float(problem.transfer_ms(src, dst, nbytes))
+        value = float(fn(src, dst, nbytes))
         if not (math.isfinite(value) and value >= 0):
             raise PlacementError(f"transfer_ms({src!r}, {dst!r}, {nbytes}) returned {value}; it must be finite, >= 0")
         return value

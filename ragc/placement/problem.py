@@ -38,6 +38,8 @@ class PlacementProblem:
     devices: list[str]
     transfer_ms: TransferFn
     capacity_bytes: dict[str, int] = field(default_factory=dict)  # absent device: unlimited
+    # graph inputs from and outputs to the host, which start no partition (transfer_ms where None)
+    host_transfer_ms: TransferFn | None = None
 
     def unit(self, name: str) -> Unit:
         return next(u for u in self.units if u.name == name)
