@@ -232,3 +232,23 @@ def test_in_context_op_times_credit_real_ops():
     plain, with_layouts = op_ms(graph, 0.02), op_ms(graph, 0.02, layouts=True)
     assert set(plain) == set(with_layouts) == {"op", "norm"}  # the Relu runs inside the conv's kernel
     assert all(ms >= 0 for ms in plain.values())
+
+
+def test_the_evaluation_prices_a_whole_model_as_a_compile_does():
+    """End to end off the CPU: the launch, the ops, and the inputs' and outputs' hand-offs with their latency (with
+    measured glue the GPU's launch is in that latency: leaving it out made every fast GPU model look short)."""
+    from ragc.profiler.evaluate import end_to_end_ms
+    from ragc.profiler.specs import unary
+
+    dev = {"peak_gflops": 1.0, "peak_gbps": 1.0, "dispatch_ms": 0.3, "op_overhead_ms": 0.0, "memory_bytes": 1}
+    glue = {
+        "launch_ms": {"cpu": 0.1, "gpu": 0.0},
+        "handoff": {p: {"latency_ms": 0.15, "gbps": 20.0} for p in ("cpu->gpu", "gpu->cpu")},
+    }
+    p = Personality(
+        {"schema": SCHEMA, "chip_id": "x", "devices": {"cpu": dev, "gpu": dev}, "transfers": {}, "glue": glue}
+    )
+    graph = unary("Relu", 250_000)  # 1 MB in, 1 MB out
+    ops = {op.name: 0.2 for op in graph.ops}
+    assert end_to_end_ms(p, graph, "gpu", ops) == pytest.approx(0.0 + 0.2 + 2 * (0.15 + 1e6 / 20e6))
+    assert end_to_end_ms(p, graph, "cpu", ops) == pytest.approx(0.1 + 0.2)

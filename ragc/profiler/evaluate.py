@@ -95,15 +95,14 @@ def _op_errors(model: CostModel, timing: ModelTiming, device: str) -> list[tuple
 
 
 def end_to_end_ms(personality: Personality, graph: Graph, device: str, op_ms: dict[str, float]) -> float:
-    """Wall ms of a run of the whole graph on `device` from its ops' ms (kernel plus per-op overhead): one launch,
-    whose measured cost already holds the fixed latency of a run's copies, plus, off the CPU, the inputs and
-    outputs at the host link's bandwidth."""
+    """Wall ms of a run of the whole graph on `device` from its ops' ms (kernel plus per-op overhead), as a compile
+    prices a one-partition plan: one launch plus, off the CPU, the inputs' and outputs' hand-offs (latency and
+    bytes: with measured glue the GPU's launch is in them, Personality.transfer_ms)."""
     total = personality.dispatch_ms(device) + sum(op_ms.values())
     if device == "cpu":
         return total
     for src, dst, names in (("cpu", device, graph.inputs), (device, "cpu", graph.outputs)):
-        nbytes = sum(graph.tensors[n].nbytes for n in names)
-        total += personality.transfer_ms(src, dst, nbytes) - personality.transfer_ms(src, dst, 0)
+        total += personality.transfer_ms(src, dst, sum(graph.tensors[n].nbytes for n in names))
     return total
 
 
