@@ -52,8 +52,10 @@ def assigned(problem: PlacementProblem, assignment: dict[str, str], name: str) -
 def shifted_pipelines(problem: PlacementProblem) -> list[Placement]:
     """The pipeline optimum with one processor's predicted times scaled by each of STAGE_ERRORS, priced again with
     the real predictions (so the tuner can find the cut the model misplaced)."""
+    if len(problem.devices) < 2:
+        return []
     real, plans = build_model(problem), []
-    for device in problem.devices if len(problem.devices) > 1 else ():
+    for device in problem.devices:
         for factor in STAGE_ERRORS:
             units = [
                 replace(u, cost_ms=u.cost_ms | {device: u.cost_ms.get(device, math.inf) * factor})

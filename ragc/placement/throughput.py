@@ -100,15 +100,13 @@ def repriced(model: Model, plan: Placement) -> Placement:
     """A pipeline plan (solved under other costs) with its slowest stage and one request's times from `model`."""
     if not plan.stages:
         raise PlacementError("a pipeline plan without stages cannot be repriced")
-    search, stages, first = _Search(model), [], 0
+    search, stages, slowest = _Search(model), [], 0.0
     for names in plan.stages:
-        device = model.devices.index(plan.assignment[names[0]])
-        stages.append((first, first + len(names), device))
-        first += len(names)
-    slowest = 0.0
-    for a, b, d in stages:
-        slowest = max(slowest, float(search.stage(a, d)[b - a - 1]))
+        a = stages[-1][1] if stages else 0
+        b, d = a + len(names), model.devices.index(plan.assignment[names[0]])
+        slowest = max(slowest, float(search.stage(a, d)[b - a - 1]))  # given the devices of the stages before
         search.dev[a:b] = d
+        stages.append((a, b, d))
     return _pipeline(model, stages, slowest, time.perf_counter(), plan.solver)
 
 

@@ -56,10 +56,6 @@ def _erf_gelu(b: Builder, x: str) -> str:
     return b.one("Mul", [b.one("Mul", [x, b.one("Add", [erf, b.scalar(1.0)])]), b.scalar(0.5)])
 
 
-def _linear(b: Builder, x: str, c: int, k: int) -> str:
-    return b.one("Add", [b.one("MatMul", [x, b.weight((c, k))]), b.weight((k,))])
-
-
 def random_convnext(seed: int) -> onnx.ModelProto:
     """A 4x4 stride-4 stem, then 3 or 4 stages (a channels-last norm and a 2x2 stride-2 conv between them) of 1 or
     2 blocks: 7x7 depthwise conv, channels-last LayerNorm, 4x MLP with erf-GELU, layer scale, residual."""
@@ -73,7 +69,7 @@ def random_convnext(seed: int) -> onnx.ModelProto:
         for _ in range(_choice(rng, [1, 2])):
             y = b.one("Transpose", [b.conv(x, c, c, 7, 1, group=c, act="")], perm=[0, 2, 3, 1])
             y = b.one("LayerNormalization", [y, b.weight((c,), 1.0), b.weight((c,))], axis=-1)
-            y = _linear(b, _erf_gelu(b, _linear(b, y, c, 4 * c)), 4 * c, c)
+            y = b.linear(_erf_gelu(b, b.linear(y, c, 4 * c)), 4 * c, c)
             y = b.one("Transpose", [b.one("Mul", [y, b.weight((c,), 1e-3)])], perm=[0, 3, 1, 2])
             x = b.one("Add", [x, y])
     pooled = b.one("Flatten", [b.one("GlobalAveragePool", [x])])
@@ -137,11 +133,11 @@ class _Decoder:
             gate = b.one("MatMul", [h, b.weight((d, f))])
             act = b.one("Mul", [b.one("Mul", [gate, b.one("Sigmoid", [gate])]), b.one("MatMul", [h, b.weight((d, f))])])
             return b.one("MatMul", [act, b.weight((f, d))])
-        up = _linear(b, h, d, f)
+        up = b.linear(h, d, f)
         inner = b.one("Add", [up, b.one("Mul", [b.one("Pow", [up, b.scalar(3.0)]), b.scalar(0.044715)])])
         tanh = b.one("Tanh", [b.one("Mul", [inner, b.scalar((2 / np.pi) ** 0.5)])])
         act = b.one("Mul", [b.one("Mul", [up, b.scalar(0.5)]), b.one("Add", [tanh, b.scalar(1.0)])])
-        return _linear(b, act, f, d)
+        return b.linear(act, f, d)
 
     def model(self, name: str) -> onnx.ModelProto:
         x = "x"

@@ -55,6 +55,10 @@ class Builder:
     def one(self, op_type: str, inputs: list[str], **attrs) -> str:
         return self.op(op_type, inputs, **attrs)[0]
 
+    def linear(self, x: str, c: int, k: int) -> str:
+        """x @ W + b from `c` to `k` features (MatMul then Add, as exporters write a Linear)."""
+        return self.one("Add", [self.one("MatMul", [x, self.weight((c, k))]), self.weight((k,))])
+
     def conv(
         self, x: str, c: int, k: int, kernel: int = 1, stride: int = 1, group: int = 1, act: str = "Relu", pad: int = -1
     ) -> str:
@@ -86,7 +90,7 @@ def transformer(seq: int, dim: int, heads: int, blocks: int) -> onnx.ModelProto:
     x = "x"
     for _ in range(blocks):
         h = b.one("LayerNormalization", [x, b.weight((dim,), 1.0), b.weight((dim,))], axis=-1)
-        qkv = b.one("Add", [b.one("MatMul", [h, b.weight((dim, 3 * dim))]), b.weight((3 * dim,))])
+        qkv = b.linear(h, dim, 3 * dim)
         q, k, v = b.op("Split", [qkv], n_out=3, axis=-1)
         split = b.ints([1, seq, heads, dh])
         q, v = (b.one("Transpose", [b.one("Reshape", [t, split])], perm=[0, 2, 1, 3]) for t in (q, v))
@@ -94,12 +98,12 @@ def transformer(seq: int, dim: int, heads: int, blocks: int) -> onnx.ModelProto:
         scores = b.one("Mul", [b.one("MatMul", [q, k]), b.scalar(1.0 / dh**0.5)])
         attn = b.one("MatMul", [b.one("Softmax", [scores], axis=-1), v])
         merged = b.one("Reshape", [b.one("Transpose", [attn], perm=[0, 2, 1, 3]), b.ints([1, seq, dim])])
-        x = b.one("Add", [x, b.one("Add", [b.one("MatMul", [merged, b.weight((dim, dim))]), b.weight((dim,))])])
+        x = b.one("Add", [x, b.linear(merged, dim, dim)])
         h = b.one("LayerNormalization", [x, b.weight((dim,), 1.0), b.weight((dim,))], axis=-1)
-        up = b.one("Add", [b.one("MatMul", [h, b.weight((dim, 4 * dim))]), b.weight((4 * dim,))])
+        up = b.linear(h, dim, 4 * dim)
         erf = b.one("Erf", [b.one("Mul", [up, b.scalar(2**-0.5)])])
         gelu = b.one("Mul", [b.one("Mul", [up, b.one("Add", [erf, b.scalar(1.0)])]), b.scalar(0.5)])
-        x = b.one("Add", [x, b.one("Add", [b.one("MatMul", [gelu, b.weight((4 * dim, dim))]), b.weight((dim,))])])
+        x = b.one("Add", [x, b.linear(gelu, 4 * dim, dim)])
     return b.model(f"transformer_s{seq}_d{dim}", "x", [1, seq, dim], x, [1, seq, dim])
 
 
